@@ -1,0 +1,197 @@
+"""Token checks: Flask-JWT-Extended's callbacks and the decorators views use.
+
+Every token failure is a 401 in the error envelope with a machine-readable
+`error` (what a client does next depends on it: `token_expired` -> refresh;
+anything else -> log in again) and a `WWW-Authenticate` header (RFC 6750 §3).
+"""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import flask_jwt_extended
+from flask import Response, request
+from flask_jwt_extended import JWTManager, get_jwt
+from flask_jwt_extended.config import config as jwt_config
+from flask_jwt_extended.exceptions import JWTDecodeError
+from flask_smorest import Blueprint
+
+from blocklist import get_blocklist
+from errors import Forbidden, error_response
+from extensions import db
+from models import UserModel
+
+# Claims every token of ours carries; anything else is not ours.
+REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
+
+# Flask-JWT-Extended's and PyJWT's wording, rewritten for API consumers.
+INVALID_TOKEN_MESSAGES = {
+    "Only non-refresh tokens are allowed": (
+        "A refresh token was sent where an access token is required."
+    ),
+    "Only refresh tokens are allowed": (
+        "An access token was sent where a refresh token is required."
+    ),
+    "Signature verification failed": "The token's signature is invalid.",
+    "The specified alg value is not allowed": (
+        "The token is signed with an algorithm this API does not accept."
+    ),
+    "Subject must be a string": "The token's subject must be a string.",
+}
+# PyJWT's reasons for a token that is not a well-formed JWT at all.
+MALFORMED_TOKEN_REASONS = (
+    "Not enough segments",
+    "Invalid header",
+    "Invalid payload",
+    "Invalid crypto padding",
+    "Invalid token type",
+    "Key ID header parameter",
+)
+
+
+def _www_authenticate(error: str | None = None, description: str | None = None) -> str:
+    value = 'Bearer realm="api"'
+    if error:
+        # Quoted-string values may not carry quotes or backslashes (RFC 6750 §3).
+        safe = (description or "").replace('"', "'").replace("\\", "/")
+        value += f', error="{error}", error_description="{safe}"'
+    return value
+
+
+def token_error(error: str, message: str) -> Response:
+    """A 401 for a token that was sent and refused."""
+    return error_response(
+        401,
+        message,
+        error,
+        headers={"WWW-Authenticate": _www_authenticate("invalid_token", message)},
+    )
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith(".") else text + "."
+
+
+def register_jwt_callbacks(jwt: JWTManager) -> None:
+    """Override every response loader, so no default `{"msg": ...}` survives."""
+
+    @jwt.unauthorized_loader
+    def missing_token(reason: str) -> Response:
+        if request.headers.get("Authorization", "").strip():
+            message = "The Authorization header must be 'Bearer <token>'."
+        else:
+            message = "Missing Authorization header with a Bearer token."
+        return error_response(
+            401,
+            message,
+            "authorization_required",
+            headers={"WWW-Authenticate": _www_authenticate()},
+        )
+
+    @jwt.invalid_token_loader
+    def invalid_token(reason: str) -> Response:
+        if reason.startswith("Bad Authorization header"):
+            message = "The Authorization header must be 'Bearer <token>'."
+        elif reason.startswith(MALFORMED_TOKEN_REASONS):
+            message = "The token is malformed."
+        else:
+            message = INVALID_TOKEN_MESSAGES.get(reason) or (
+                "The token is invalid: " + _sentence(reason)
+            )
+        return token_error("invalid_token", message)
+
+    @jwt.expired_token_loader
+    def expired_token(_header: dict, _payload: dict) -> Response:
+        return token_error("token_expired", "The token has expired.")
+
+    @jwt.revoked_token_loader
+    def revoked_token(_header: dict, _payload: dict) -> Response:
+        return token_error("token_revoked", "The token has been revoked.")
+
+    @jwt.needs_fresh_token_loader
+    def token_not_fresh(_header: dict, _payload: dict) -> Response:
+        return token_error("fresh_token_required", "The token is not fresh.")
+
+    @jwt.token_verification_failed_loader
+    def verification_failed(_header: dict, _payload: dict) -> Response:
+        return token_error("invalid_token", "The token failed verification.")
+
+    @jwt.user_lookup_error_loader
+    def user_gone(_header: dict, _payload: dict) -> Response:
+        return token_error("invalid_token", "The user of this token no longer exists.")
+
+    @jwt.decode_key_loader
+    def decode_key(_header: dict, unverified_claims: dict) -> str:
+        # Called before the signature check; a token without our claims is refused
+        # either way, and Flask-JWT-Extended would otherwise fill some in.
+        for claim in REQUIRED_CLAIMS:
+            if claim not in unverified_claims:
+                raise JWTDecodeError(f"The token is missing the '{claim}' claim.")
+        return jwt_config.decode_key
+
+    @jwt.token_in_blocklist_loader
+    def is_revoked(_header: dict, payload: dict) -> bool:
+        return get_blocklist().is_revoked(payload["jti"])
+
+    @jwt.user_lookup_loader
+    def load_user(_header: dict, payload: dict) -> UserModel | None:
+        try:
+            user_id = int(payload["sub"])
+        except (TypeError, ValueError):
+            return None
+        return db.session.get(UserModel, user_id)
+
+
+def jwt_required(
+    *, fresh: bool = False, refresh: bool = False, admin: bool = False
+) -> Callable:
+    """Require a token (and optionally freshness or admin), and document it.
+
+    Wraps Flask-JWT-Extended's `jwt_required` and records the bearer security
+    requirement and the 401/403 answers in the OpenAPI document.
+    """
+    if fresh:
+        needs = "a fresh access token (from /login)"
+    elif refresh:
+        needs = "a refresh token"
+    else:
+        needs = "an access token"
+    responses: dict[str, Any] = {
+        "401": {
+            "description": f"Needs {needs}: see `error` for why it was refused.",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+            },
+        }
+    }
+    if admin:
+        responses["403"] = "FORBIDDEN"
+
+    def decorator(func: Callable) -> Callable:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if admin and not get_jwt().get("is_admin", False):
+                raise Forbidden("Administrator rights are required.")
+            return func(*args, **kwargs)
+
+        protected = flask_jwt_extended.jwt_required(fresh=fresh, refresh=refresh)(
+            wrapper
+        )
+        return Blueprint.doc(security=[{"bearerAuth": []}], responses=responses)(
+            protected
+        )
+
+    return decorator
+
+
+def public(func: Callable) -> Callable:
+    """Mark an operation as needing no token in the OpenAPI document."""
+    return Blueprint.doc(security=[])(func)
+
+
+def require_self_or_admin(user_id: int) -> None:
+    """Only the user themself or an administrator may act on `user_id`."""
+    claims = get_jwt()
+    if claims.get("sub") != str(user_id) and not claims.get("is_admin", False):
+        raise Forbidden("You may only act on your own account.")

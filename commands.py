@@ -1,0 +1,36 @@
+"""`flask --app app ...` commands."""
+
+import click
+from flask.cli import AppGroup
+
+from errors import APIError
+from extensions import db
+from models import UserModel
+from schemas import UserRegisterSchema
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+
+
+@users_cli.command("create-admin")
+@click.argument("username")
+@click.password_option(
+    "--password", help="The new account's password (prompted for when absent)."
+)
+def create_admin(username: str, password: str) -> None:
+    """Create an administrator, or promote an existing user to one."""
+    user = UserModel.find_by_username(username)
+    if user is not None:
+        user.is_admin = True
+        db.session.commit()
+        click.echo(f"Promoted {user.username!r} (id {user.id}) to administrator.")
+        return
+    errors = UserRegisterSchema().validate({"username": username, "password": password})
+    if errors:
+        for field, messages in errors.items():
+            click.echo(f"{field}: {' '.join(messages)}", err=True)
+        raise SystemExit(1)
+    try:
+        user = UserModel.register(username, password, is_admin=True)
+    except APIError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Created administrator {user.username!r} (id {user.id}).")

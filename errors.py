@@ -1,0 +1,163 @@
+"""The one error envelope: `{"code", "status", "message", "error", "errors"?}`.
+
+Every error the API returns is built by `error_response`: flask-smorest's
+`abort`, werkzeug's HTTP errors (404, 405, 413, ...), unhandled exceptions (500),
+the JWT callbacks and the domain errors raised by models and services.
+"""
+
+import http
+from typing import Any
+
+import flask_smorest
+import marshmallow as ma
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+# The machine-readable `error` for each status, unless a more precise one is given.
+DEFAULT_ERROR_CODES = {
+    400: "bad_request",
+    401: "authorization_required",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+DEFAULT_MESSAGES = {
+    422: "The request failed validation.",
+    500: "An internal error occurred.",
+}
+
+
+class ErrorSchema(ma.Schema):
+    """The error envelope, for the OpenAPI document."""
+
+    code = ma.fields.Integer(
+        required=True, metadata={"description": "HTTP status code", "example": 401}
+    )
+    status = ma.fields.String(
+        required=True, metadata={"description": "HTTP reason phrase"}
+    )
+    message = ma.fields.String(
+        required=True, metadata={"description": "What went wrong, for people"}
+    )
+    error = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "What went wrong, for programs (e.g. token_expired)",
+            "example": "token_expired",
+        },
+    )
+    errors = ma.fields.Dict(
+        metadata={"description": "Per-location, per-field details (422)"}
+    )
+
+
+class APIError(Exception):
+    """A domain error that maps onto the envelope (raised outside views too)."""
+
+    status_code = 400
+    error = "bad_request"
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if error:
+            self.error = error
+
+
+class NotFound(APIError):
+    """The addressed resource does not exist."""
+
+    status_code = 404
+    error = "not_found"
+
+
+class Forbidden(APIError):
+    """The caller is known and not allowed."""
+
+    status_code = 403
+    error = "forbidden"
+
+
+class Conflict(APIError):
+    """The request conflicts with what exists."""
+
+    status_code = 409
+    error = "conflict"
+
+
+def error_body(
+    code: int,
+    message: str | None = None,
+    error: str | None = None,
+    errors: dict | None = None,
+) -> dict[str, Any]:
+    """Build the envelope for a status code."""
+    body: dict[str, Any] = {
+        "code": code,
+        "status": http.HTTPStatus(code).phrase,
+        "message": message
+        or DEFAULT_MESSAGES.get(code)
+        or http.HTTPStatus(code).description,
+        "error": error or DEFAULT_ERROR_CODES.get(code, "error"),
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def error_response(
+    code: int,
+    message: str | None = None,
+    error: str | None = None,
+    errors: dict | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON response carrying the envelope."""
+    response = jsonify(error_body(code, message, error, errors))
+    response.status_code = code
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, answering every HTTP error in the envelope."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        """Turn abort(), werkzeug errors and unhandled exceptions into the envelope."""
+        code = error.code or 500
+        data = getattr(error, "data", None) or {}
+        # Keep protocol headers such as Allow (405); the body is ours.
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        headers.update(data.get("headers") or {})
+        errors = data.get("errors") or data.get("messages")
+        message = data.get("message")
+        if message is None and code == 400 and errors:
+            # webargs reports an unparsable body this way.
+            message = "The request body is not valid JSON."
+        elif message is None and code < 500 and code != 422:
+            message = error.description
+        return error_response(
+            code,
+            message=message,
+            error=data.get("error"),
+            errors=errors,
+            headers=headers,
+        )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer domain errors in the envelope."""
+
+    @app.errorhandler(APIError)
+    def handle_api_error(exc: APIError) -> Response:
+        return error_response(exc.status_code, exc.message, exc.error)

@@ -1,0 +1,47 @@
+"""Helpers shared by the models: timestamps, writes, pagination."""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, func
+from sqlalchemy.exc import IntegrityError
+
+from errors import Conflict
+from extensions import db
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware (a callable column default, never an import-time value)."""
+    return datetime.now(UTC)
+
+
+@contextmanager
+def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[None]:
+    """Commit the block's changes, or roll all of them back.
+
+    A constraint violation becomes a 409 `Conflict`; anything else is re-raised
+    after the rollback, so a failed write never leaves half of itself behind.
+    """
+    try:
+        yield
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict(conflict_message, conflict_error) from exc
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def paginate(statement: Select, pagination_parameters: Any) -> Sequence[Any]:
+    """Run one page of `statement` and record the total for X-Pagination."""
+    total = db.session.scalar(
+        db.select(func.count()).select_from(statement.order_by(None).subquery())
+    )
+    pagination_parameters.item_count = total
+    page = statement.limit(pagination_parameters.page_size).offset(
+        pagination_parameters.first_item
+    )
+    return db.session.scalars(page).unique().all()

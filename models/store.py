@@ -1,0 +1,31 @@
+"""Stores: the catalog's top level."""
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from extensions import db
+
+
+class StoreModel(db.Model):
+    """A store owns its items and tags; deleting it deletes them."""
+
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+
+    items: Mapped[list["ItemModel"]] = relationship(  # noqa: F821
+        back_populates="store",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ItemModel.id",
+    )
+    tags: Mapped[list["TagModel"]] = relationship(  # noqa: F821
+        back_populates="store",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="TagModel.id",
+    )
+
+    def __repr__(self) -> str:
+        return f"<StoreModel {self.id} {self.name!r}>"

@@ -1,0 +1,84 @@
+"""Users and their credentials."""
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Index, String, false, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from extensions import db, passwords
+from models.base import utcnow, write
+
+
+class UserModel(db.Model):
+    """A person who logs in; usernames are unique case-insensitively."""
+
+    __tablename__ = "users"
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted user's id (and with it
+    # any token still carrying that id) to the next account.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now()
+    )
+
+    def __repr__(self) -> str:
+        return f"<UserModel {self.id} {self.username!r}>"
+
+    @classmethod
+    def find_by_username(cls, username: str) -> "UserModel | None":
+        """Look a user up by name, ignoring case."""
+        return db.session.scalar(
+            db.select(cls).where(func.lower(cls.username) == username.lower())
+        )
+
+    @classmethod
+    def register(
+        cls, username: str, password: str, *, is_admin: bool = False
+    ) -> "UserModel":
+        """Create a user; a taken name (even under a race) is a 409."""
+        user = cls(
+            username=username, password_hash=passwords.hash(password), is_admin=is_admin
+        )
+        with write("A user with that username already exists.", "username_taken"):
+            db.session.add(user)
+        return user
+
+    @classmethod
+    def authenticate(cls, username: str, password: str) -> "UserModel | None":
+        """Return the user whose password matches, upgrading an outdated hash.
+
+        An unknown username costs the same hashing work as a wrong password, so
+        response times do not reveal which usernames exist.
+        """
+        user = cls.find_by_username(username)
+        if user is None:
+            passwords.dummy_verify(password)
+            return None
+        valid, new_hash = passwords.verify_and_update(password, user.password_hash)
+        if not valid:
+            return None
+        if new_hash:
+            with write("Could not upgrade the password hash."):
+                user.password_hash = new_hash
+        return user
+
+    def set_password(self, password: str) -> None:
+        """Replace the password (the caller commits)."""
+        self.password_hash = passwords.hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """Check a password without upgrading the hash."""
+        valid, _ = passwords.verify_and_update(password, self.password_hash)
+        return valid
+
+    def delete(self) -> None:
+        """Delete the account."""
+        with write("The user could not be deleted."):
+            db.session.delete(self)
+
+
+Index("uq_users_username_lower", func.lower(UserModel.username), unique=True)

@@ -1,0 +1,1 @@
+"""One MethodView blueprint per resource."""

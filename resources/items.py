@@ -1,0 +1,83 @@
+"""Items."""
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from sqlalchemy.orm import joinedload, selectinload
+
+from auth import jwt_required
+from errors import NotFound
+from extensions import db
+from models import ItemModel, StoreModel
+from models.base import paginate, write
+from schemas import ItemQueryArgsSchema, ItemSchema, ItemUpdateSchema, MessageSchema
+
+blp = Blueprint("items", __name__, description="Operations on items")
+
+
+@blp.route("/item")
+class ItemList(MethodView):
+    @jwt_required()
+    @blp.arguments(ItemQueryArgsSchema, location="query")
+    @blp.response(200, ItemSchema(many=True))
+    @blp.paginate()
+    def get(self, filters, pagination_parameters):
+        """List items, optionally of one store."""
+        statement = (
+            db.select(ItemModel)
+            .options(joinedload(ItemModel.store), selectinload(ItemModel.tags))
+            .order_by(ItemModel.id)
+        )
+        if "store_id" in filters:
+            statement = statement.where(ItemModel.store_id == filters["store_id"])
+        return paginate(statement, pagination_parameters)
+
+    @jwt_required(fresh=True)
+    @blp.arguments(ItemSchema)
+    @blp.response(201, ItemSchema)
+    def post(self, item_data):
+        """Create an item; needs a fresh token."""
+        if db.session.get(StoreModel, item_data["store_id"]) is None:
+            abort(
+                422,
+                message="The item's store does not exist.",
+                errors={"json": {"store_id": ["Store not found."]}},
+            )
+        item = ItemModel(**item_data)
+        with write("The item conflicts with an existing one."):
+            db.session.add(item)
+        return item
+
+
+@blp.route("/item/<int:item_id>")
+class Item(MethodView):
+    @jwt_required()
+    @blp.response(200, ItemSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, item_id):
+        """Get an item."""
+        return db.get_or_404(ItemModel, item_id, description="Item not found.")
+
+    @jwt_required()
+    @blp.arguments(ItemUpdateSchema)
+    @blp.response(200, ItemSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def put(self, item_data, item_id):
+        """Update an existing item (never creates one)."""
+        item = db.get_or_404(ItemModel, item_id, description="Item not found.")
+        with write("The item conflicts with an existing one."):
+            for field, value in item_data.items():
+                setattr(item, field, value)
+        return item
+
+    @jwt_required(admin=True)
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, item_id):
+        """Delete an item (administrators)."""
+        with write("The item could not be deleted."):
+            deleted = db.session.execute(
+                db.delete(ItemModel).where(ItemModel.id == item_id)
+            ).rowcount
+        if not deleted:
+            raise NotFound("Item not found.")
+        return {"message": "Item deleted."}

@@ -1,0 +1,59 @@
+"""Stores."""
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from auth import jwt_required
+from errors import NotFound
+from extensions import db
+from models import StoreModel
+from models.base import paginate, write
+from schemas import MessageSchema, PlainStoreSchema, StoreSchema
+
+blp = Blueprint("stores", __name__, description="Operations on stores")
+
+
+@blp.route("/store")
+class StoreList(MethodView):
+    @jwt_required()
+    @blp.response(200, PlainStoreSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List stores."""
+        statement = db.select(StoreModel).order_by(StoreModel.id)
+        return paginate(statement, pagination_parameters)
+
+    @jwt_required()
+    @blp.arguments(PlainStoreSchema)
+    @blp.response(201, PlainStoreSchema)
+    @blp.alt_response(409, response="CONFLICT", description="Store name taken")
+    def post(self, store_data):
+        """Create a store."""
+        store = StoreModel(**store_data)
+        with write("A store with that name already exists.", "store_exists"):
+            db.session.add(store)
+        return store
+
+
+@blp.route("/store/<int:store_id>")
+class Store(MethodView):
+    @jwt_required()
+    @blp.response(200, StoreSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, store_id):
+        """Get a store with its items and tags."""
+        return db.get_or_404(StoreModel, store_id, description="Store not found.")
+
+    @jwt_required(admin=True)
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, store_id):
+        """Delete a store with its items and tags (administrators)."""
+        with write("The store could not be deleted."):
+            # One statement: the database cascades to items, tags and their links.
+            deleted = db.session.execute(
+                db.delete(StoreModel).where(StoreModel.id == store_id)
+            ).rowcount
+        if not deleted:
+            raise NotFound("Store not found.")
+        return {"message": "Store deleted."}

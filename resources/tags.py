@@ -1,0 +1,118 @@
+"""Tags of a store, and their links to that store's items."""
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy.exc import IntegrityError
+
+from auth import jwt_required
+from errors import Conflict, NotFound
+from extensions import db
+from models import ItemModel, StoreModel, TagModel, items_tags
+from models.base import paginate, write
+from schemas import MessageSchema, PlainTagSchema, TagAndItemSchema, TagSchema
+
+blp = Blueprint("tags", __name__, description="Operations on tags")
+
+
+@blp.route("/store/<int:store_id>/tag")
+class TagsInStore(MethodView):
+    @jwt_required()
+    @blp.response(200, TagSchema(many=True))
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.paginate()
+    def get(self, store_id, pagination_parameters):
+        """List a store's tags."""
+        db.get_or_404(StoreModel, store_id, description="Store not found.")
+        statement = (
+            db.select(TagModel)
+            .where(TagModel.store_id == store_id)
+            .order_by(TagModel.id)
+        )
+        return paginate(statement, pagination_parameters)
+
+    @jwt_required()
+    @blp.arguments(PlainTagSchema)
+    @blp.response(201, TagSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", description="Tag name taken")
+    def post(self, tag_data, store_id):
+        """Create a tag in a store."""
+        db.get_or_404(StoreModel, store_id, description="Store not found.")
+        tag = TagModel(store_id=store_id, **tag_data)
+        with write("This store already has a tag with that name.", "tag_exists"):
+            db.session.add(tag)
+        return tag
+
+
+@blp.route("/item/<int:item_id>/tag/<int:tag_id>")
+class LinkTagsToItem(MethodView):
+    @jwt_required()
+    @blp.response(201, TagSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", description="Tag of another store")
+    def post(self, item_id, tag_id):
+        """Link a tag to an item of the same store (linking twice keeps one link)."""
+        item, tag = _item_and_tag(item_id, tag_id)
+        if tag.store_id != item.store_id:
+            raise Conflict(
+                "A tag can only be linked to items of its own store.", "store_mismatch"
+            )
+        if tag not in item.tags:
+            try:
+                db.session.execute(
+                    db.insert(items_tags).values(item_id=item_id, tag_id=tag_id)
+                )
+                db.session.commit()
+            except IntegrityError:
+                # A concurrent request linked them first: the link exists either way.
+                db.session.rollback()
+        db.session.expire_all()
+        return db.session.get(TagModel, tag_id)
+
+    @jwt_required()
+    @blp.response(200, TagAndItemSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, item_id, tag_id):
+        """Unlink a tag from an item."""
+        item, tag = _item_and_tag(item_id, tag_id)
+        with write("The tag could not be unlinked."):
+            unlinked = db.session.execute(
+                db.delete(items_tags).where(
+                    items_tags.c.item_id == item_id, items_tags.c.tag_id == tag_id
+                )
+            ).rowcount
+        if not unlinked:
+            raise NotFound("The tag is not linked to this item.")
+        db.session.expire_all()
+        return {"message": "Tag removed from item.", "item": item, "tag": tag}
+
+
+@blp.route("/tag/<int:tag_id>")
+class Tag(MethodView):
+    @jwt_required()
+    @blp.response(200, TagSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, tag_id):
+        """Get a tag with its store and items."""
+        return db.get_or_404(TagModel, tag_id, description="Tag not found.")
+
+    @jwt_required()
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.alt_response(409, response="CONFLICT", description="Tag still linked")
+    def delete(self, tag_id):
+        """Delete a tag that no item uses."""
+        tag = db.get_or_404(TagModel, tag_id, description="Tag not found.")
+        if tag.items:
+            raise Conflict("The tag is still linked to items.", "tag_in_use")
+        # A Core delete, so the database (not the ORM) guards the links: a link
+        # made concurrently makes this fail as a 409 instead of vanishing.
+        with write("The tag is still linked to items.", "tag_in_use"):
+            db.session.execute(db.delete(TagModel).where(TagModel.id == tag_id))
+        return {"message": "Tag deleted."}
+
+
+def _item_and_tag(item_id: int, tag_id: int) -> tuple[ItemModel, TagModel]:
+    item = db.get_or_404(ItemModel, item_id, description="Item not found.")
+    tag = db.get_or_404(TagModel, tag_id, description="Tag not found.")
+    return item, tag

@@ -1,0 +1,106 @@
+"""Registration, login, token refresh, logout and accounts."""
+
+from flask.views import MethodView
+from flask_jwt_extended import current_user, get_jwt
+from flask_smorest import Blueprint
+
+from auth import jwt_required, public, require_self_or_admin
+from errors import APIError, NotFound
+from extensions import db
+from models import UserModel
+from schemas import (
+    MessageSchema,
+    RegisteredUserSchema,
+    TokenSchema,
+    UserLoginSchema,
+    UserRegisterSchema,
+    UserSchema,
+)
+from tokens import issue_tokens, revoke_token, rotate_refresh_token
+
+blp = Blueprint("users", __name__, description="Accounts and their tokens")
+
+# RFC 6749 §5.1: token responses must not be cached.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class InvalidCredentials(APIError):
+    """Unknown username or wrong password: one answer for both."""
+
+    status_code = 401
+    error = "invalid_credentials"
+
+
+@blp.route("/register")
+class UserRegister(MethodView):
+    @public
+    @blp.arguments(UserRegisterSchema)
+    @blp.response(201, RegisteredUserSchema)
+    @blp.alt_response(409, response="CONFLICT", description="Username taken")
+    def post(self, user_data):
+        """Create an account."""
+        return UserModel.register(user_data["username"], user_data["password"])
+
+
+@blp.route("/login")
+class UserLogin(MethodView):
+    @public
+    @blp.arguments(UserLoginSchema)
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED", description="Invalid credentials")
+    def post(self, credentials):
+        """Log in: a fresh access token and a refresh token."""
+        user = UserModel.authenticate(credentials["username"], credentials["password"])
+        if user is None:
+            raise InvalidCredentials("Invalid credentials.")
+        return issue_tokens(user, fresh=True), 200, NO_STORE
+
+
+@blp.route("/refresh")
+class TokenRefresh(MethodView):
+    @jwt_required(refresh=True)
+    @blp.response(200, TokenSchema)
+    def post(self):
+        """Trade a refresh token for a non-fresh access token and a new refresh token."""
+        return rotate_refresh_token(current_user, get_jwt()), 200, NO_STORE
+
+
+@blp.route("/logout")
+class UserLogout(MethodView):
+    @jwt_required()
+    @blp.response(200, MessageSchema)
+    def post(self):
+        """Log out: revoke the access token."""
+        revoke_token(get_jwt())
+        return {"message": "Successfully logged out."}
+
+
+@blp.route("/user/<int:user_id>")
+class User(MethodView):
+    @jwt_required()
+    @blp.response(200, UserSchema)
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(404, response="NOT_FOUND")
+    def get(self, user_id):
+        """Get a user (yourself, or anyone as an administrator)."""
+        require_self_or_admin(user_id)
+        return _get_user(user_id)
+
+    @jwt_required(fresh=True)
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(403, response="FORBIDDEN")
+    @blp.alt_response(404, response="NOT_FOUND")
+    def delete(self, user_id):
+        """Delete a user (yourself, or anyone as an administrator); needs a fresh token."""
+        require_self_or_admin(user_id)
+        _get_user(user_id).delete()
+        if get_jwt()["sub"] == str(user_id):
+            revoke_token(get_jwt())
+        return {"message": "User deleted."}
+
+
+def _get_user(user_id: int) -> UserModel:
+    user = db.session.get(UserModel, user_id)
+    if user is None:
+        raise NotFound("User not found.")
+    return user

@@ -1,0 +1,178 @@
+"""Request and response schemas (marshmallow); unknown fields are refused (422)."""
+
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}$"
+MAX_PRICE = 9_999_999_999.99
+
+
+class Name(fields.String):
+    """A name of 1-80 characters that is not blank; surrounding spaces are dropped."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(validate=validate.Length(min=1, max=80), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        stripped = text.strip()
+        if not stripped:
+            raise ValidationError("Must not be blank.")
+        return stripped
+
+
+def _at_most_two_decimals(value: float) -> None:
+    """Prices are in cents: 19.99 is fine, 19.999 is not."""
+    if round(value, 2) != value:
+        raise ValidationError("Must have at most two decimal places.")
+
+
+class PlainStoreSchema(Schema):
+    """A store without its contents."""
+
+    id = fields.Integer(dump_only=True)
+    name = Name(required=True, metadata={"example": "Corner shop"})
+
+
+class PlainItemSchema(Schema):
+    """An item without its relations."""
+
+    id = fields.Integer(dump_only=True)
+    name = Name(required=True, metadata={"example": "Chair"})
+    price = fields.Float(
+        required=True,
+        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
+        metadata={"example": 15.99},
+    )
+    description = fields.String(
+        allow_none=True, validate=validate.Length(max=2000), metadata={"example": None}
+    )
+
+
+class PlainTagSchema(Schema):
+    """A tag without its relations."""
+
+    id = fields.Integer(dump_only=True)
+    name = Name(required=True, metadata={"example": "furniture"})
+
+
+class ItemSchema(PlainItemSchema):
+    """An item with its store and tags."""
+
+    store_id = fields.Integer(required=True, load_only=True, strict=True)
+    store = fields.Nested(PlainStoreSchema, dump_only=True)
+    tags = fields.List(fields.Nested(PlainTagSchema), dump_only=True)
+
+
+class ItemUpdateSchema(Schema):
+    """A partial update of an item; at least one field."""
+
+    name = Name()
+    price = fields.Float(
+        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals]
+    )
+    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+
+    @validates_schema
+    def _not_empty(self, data: dict, **kwargs) -> None:
+        if not data:
+            raise ValidationError("Provide at least one of name, price, description.")
+
+
+class ItemQueryArgsSchema(Schema):
+    """Filters for the item list."""
+
+    store_id = fields.Integer(
+        validate=validate.Range(min=1), metadata={"description": "Only this store"}
+    )
+
+
+class StoreSchema(PlainStoreSchema):
+    """A store with its items and tags."""
+
+    items = fields.List(fields.Nested(PlainItemSchema), dump_only=True)
+    tags = fields.List(fields.Nested(PlainTagSchema), dump_only=True)
+
+
+class TagSchema(PlainTagSchema):
+    """A tag with its store and linked items."""
+
+    store_id = fields.Integer(dump_only=True)
+    store = fields.Nested(PlainStoreSchema, dump_only=True)
+    items = fields.List(fields.Nested(PlainItemSchema), dump_only=True)
+
+
+class TagAndItemSchema(Schema):
+    """The result of unlinking a tag from an item."""
+
+    message = fields.String()
+    item = fields.Nested(ItemSchema)
+    tag = fields.Nested(TagSchema)
+
+
+class UserRegisterSchema(Schema):
+    """New account credentials."""
+
+    username = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            re.compile(USERNAME_PATTERN),
+            error="Use 3 to 80 letters, digits, '_', '.' or '-'.",
+        ),
+        metadata={"example": "alice"},
+    )
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=8, max=256),
+        metadata={"example": "correct horse battery"},
+    )
+
+
+class UserLoginSchema(Schema):
+    """Login credentials (bounded before any hashing)."""
+
+    username = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=80),
+        metadata={"example": "alice"},
+    )
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=1, max=256),
+        metadata={"example": "correct horse battery"},
+    )
+
+
+class UserSchema(Schema):
+    """A user as others see it (never the hash)."""
+
+    id = fields.Integer(dump_only=True)
+    username = fields.String(dump_only=True)
+    is_admin = fields.Boolean(dump_only=True)
+
+
+class RegisteredUserSchema(Schema):
+    """The answer to a registration."""
+
+    id = fields.Integer(dump_only=True)
+    username = fields.String(dump_only=True)
+
+
+class TokenSchema(Schema):
+    """A token pair, as RFC 6749 §5.1 shapes it."""
+
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(
+        required=True, metadata={"description": "Access token lifetime in seconds"}
+    )
+
+
+class MessageSchema(Schema):
+    """A plain confirmation."""
+
+    message = fields.String(required=True)
