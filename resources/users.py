@@ -61,7 +61,7 @@ class TokenRefresh(MethodView):
     @jwt_required(refresh=True)
     @blp.response(200, TokenSchema)
     def post(self):
-        """Trade a refresh token for a non-fresh access token and a new refresh token."""
+        """Trade a refresh token for a non-fresh access and a new refresh token."""
         return rotate_refresh_token(current_user, get_jwt()), 200, NO_STORE
 
 
@@ -91,7 +91,7 @@ class User(MethodView):
     @blp.alt_response(403, response="FORBIDDEN")
     @blp.alt_response(404, response="NOT_FOUND")
     def delete(self, user_id):
-        """Delete a user (yourself, or anyone as an administrator); needs a fresh token."""
+        """Delete a user (yourself, or anyone as an admin); needs a fresh token."""
         require_self_or_admin(user_id)
         _get_user(user_id).delete()
         if get_jwt()["sub"] == str(user_id):
