@@ -13,17 +13,25 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 
 @users_cli.command("create-admin")
 @click.argument("username")
-@click.password_option(
-    "--password", help="The new account's password (prompted for when absent)."
+@click.option(
+    "--password",
+    help="The new account's password (prompted for when absent). "
+    "An existing user keeps their password.",
 )
-def create_admin(username: str, password: str) -> None:
+def create_admin(username: str, password: str | None) -> None:
     """Create an administrator, or promote an existing user to one."""
     user = UserModel.find_by_username(username)
     if user is not None:
         user.is_admin = True
         db.session.commit()
-        click.echo(f"Promoted {user.username!r} (id {user.id}) to administrator.")
+        click.echo(
+            f"Promoted {user.username!r} (id {user.id}) to administrator; "
+            "password unchanged. Their current tokens keep their old rights "
+            "until they expire."
+        )
         return
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     errors = UserRegisterSchema().validate({"username": username, "password": password})
     if errors:
         for field, messages in errors.items():

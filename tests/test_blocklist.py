@@ -1,0 +1,80 @@
+"""The in-memory blocklist: correct, thread-safe and bounded."""
+
+import threading
+
+from blocklist import MemoryBlocklist
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_revoked_until_the_token_would_have_expired():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    blocklist.revoke("a", clock.now + 60)
+    assert blocklist.is_revoked("a")
+    assert not blocklist.is_revoked("b")
+    clock.now += 59
+    assert blocklist.is_revoked("a")
+    clock.now += 1
+    assert not blocklist.is_revoked("a")
+    assert len(blocklist) == 0
+
+
+def test_already_expired_tokens_are_not_stored():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    blocklist.revoke("old", clock.now - 1)
+    assert len(blocklist) == 0
+
+
+def test_revoking_again_keeps_the_later_expiry():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    blocklist.revoke("a", clock.now + 100)
+    blocklist.revoke("a", clock.now + 10)
+    clock.now += 50
+    assert blocklist.is_revoked("a")
+    blocklist.revoke("b", clock.now + 10)
+    blocklist.revoke("b", clock.now + 200)
+    clock.now += 100
+    assert blocklist.is_revoked("b")
+    assert not blocklist.is_revoked("a")
+
+
+def test_memory_stays_bounded_after_100000_expired_revocations():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    for i in range(100_000):
+        blocklist.revoke(f"jti-{i}", clock.now + 1 + (i % 900))
+    assert len(blocklist) == 100_000
+    clock.now += 901
+    blocklist.revoke("live", clock.now + 900)
+    assert len(blocklist) == 1
+    assert len(blocklist._heap) == 1
+
+
+def test_concurrent_revocations_are_all_recorded():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    barrier = threading.Barrier(8)
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for i in range(2_000):
+            blocklist.revoke(f"{n}-{i}", clock.now + 60)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(blocklist) == 16_000
+    assert all(blocklist.is_revoked(f"{n}-1999") for n in range(8))

@@ -1,0 +1,130 @@
+"""Settings fail fast: production never runs with a weak or missing secret."""
+
+from datetime import timedelta
+
+import pytest
+
+from app import create_app
+from config import DEVELOPMENT_JWT_SECRET_KEY, ConfigError, normalize_database_url
+
+STRONG_SECRET = "s" * 32
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """Neither the developer's environment nor a .env file leaks into these tests."""
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "APP_ENV",
+        "DATABASE_URL",
+        "JWT_SECRET_KEY",
+        "JWT_ACCESS_TOKEN_EXPIRES",
+        "JWT_REFRESH_TOKEN_EXPIRES",
+        "REFRESH_REUSE_GRACE_SECONDS",
+        "BLOCKLIST_BACKEND",
+        "RATELIMIT_ENABLED",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _app(**overrides):
+    return create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", **overrides})
+
+
+@pytest.mark.parametrize(
+    "secret, reason",
+    [
+        (None, "must be set"),
+        ("short-secret", "at least 32 bytes"),
+        (DEVELOPMENT_JWT_SECRET_KEY, "development key"),
+    ],
+)
+def test_production_refuses_weak_secrets(monkeypatch, secret, reason):
+    monkeypatch.setenv("APP_ENV", "production")
+    if secret:
+        monkeypatch.setenv("JWT_SECRET_KEY", secret)
+    with pytest.raises(ConfigError, match=reason):
+        _app()
+
+
+def test_production_starts_with_a_strong_secret(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
+    app = _app()
+    assert app.config["APP_ENV"] == "production"
+    assert app.config["JWT_SECRET_KEY"] == STRONG_SECRET
+    assert not app.testing
+
+
+def test_development_warns_and_uses_the_development_key(caplog):
+    app = _app()
+    assert app.config["APP_ENV"] == "development"
+    assert app.config["JWT_SECRET_KEY"] == DEVELOPMENT_JWT_SECRET_KEY
+    assert any("JWT_SECRET_KEY is not set" in r.getMessage() for r in caplog.records)
+
+
+def test_lifetimes_and_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES", "60")
+    monkeypatch.setenv("JWT_REFRESH_TOKEN_EXPIRES", "3600")
+    monkeypatch.setenv("REFRESH_REUSE_GRACE_SECONDS", "5")
+    monkeypatch.setenv("RATELIMIT_ENABLED", "false")
+    app = _app()
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=60)
+    assert app.config["JWT_REFRESH_TOKEN_EXPIRES"] == timedelta(seconds=3600)
+    assert app.config["REFRESH_REUSE_GRACE_SECONDS"] == 5
+    assert app.config["RATELIMIT_ENABLED"] is False
+
+
+def test_defaults(monkeypatch):
+    app = _app()
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=900)
+    assert app.config["JWT_REFRESH_TOKEN_EXPIRES"] == timedelta(days=30)
+    assert app.config["REFRESH_REUSE_GRACE_SECONDS"] == 10
+    assert app.config["BLOCKLIST_BACKEND"] == "memory"
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024
+
+
+def test_default_database_is_sqlite_under_instance(monkeypatch):
+    app = create_app({})
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///app.db"
+    with app.app_context():
+        from extensions import db
+
+        assert db.engine.url.database.endswith("instance/app.db")
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("JWT_ACCESS_TOKEN_EXPIRES", "soon", "whole number"),
+        ("JWT_ACCESS_TOKEN_EXPIRES", "-5", "must not be negative"),
+        ("RATELIMIT_ENABLED", "maybe", "true or false"),
+        ("APP_ENV", "staging", "APP_ENV must be one of"),
+        ("BLOCKLIST_BACKEND", "memcached", "BLOCKLIST_BACKEND must be one of"),
+    ],
+)
+def test_garbage_settings_fail_at_start_up(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        _app()
+
+
+def test_overrides_win_over_the_environment(monkeypatch):
+    monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES", "60")
+    app = _app(APP_ENV="testing", JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=5))
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=5)
+    assert app.testing
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
+        ("postgresql://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_urls_are_normalized_to_psycopg3(url, expected):
+    assert normalize_database_url(url) == expected

@@ -1,0 +1,54 @@
+"""The database layer: failed writes leave nothing behind; constraints hold."""
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from errors import Conflict
+from extensions import db
+from models import ItemModel, StoreModel
+from models.base import write
+
+
+def _store_names() -> list[str]:
+    return list(db.session.scalars(db.select(StoreModel.name).order_by(StoreModel.id)))
+
+
+def test_a_conflict_rolls_back_the_whole_write(app):
+    with app.app_context():
+        with write("taken"):
+            db.session.add(StoreModel(name="first"))
+        with pytest.raises(Conflict, match="taken"):
+            with write("taken", "store_exists"):
+                db.session.add(StoreModel(name="second"))
+                db.session.flush()
+                db.session.add(StoreModel(name="first"))
+        assert _store_names() == ["first"]
+
+
+def test_any_failure_rolls_back_and_propagates(app):
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            with write("unused"):
+                db.session.add(StoreModel(name="half"))
+                db.session.flush()
+                raise RuntimeError("the disk is on fire")
+        assert _store_names() == []
+
+
+def test_sqlite_enforces_foreign_keys(app):
+    with app.app_context():
+        db.session.add(ItemModel(name="orphan", price=1, store_id=999))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+
+
+def test_the_database_refuses_negative_prices(app):
+    with app.app_context():
+        store = StoreModel(name="s")
+        db.session.add(store)
+        db.session.commit()
+        db.session.add(ItemModel(name="x", price=-1, store_id=store.id))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()

@@ -1,0 +1,97 @@
+"""The OpenAPI document and Swagger UI, served offline by the app."""
+
+import re
+
+import pytest
+
+PUBLIC_OPERATIONS = {("post", "/register"), ("post", "/login")}
+OPERATIONS = PUBLIC_OPERATIONS | {
+    ("post", "/refresh"),
+    ("post", "/logout"),
+    ("get", "/user/{user_id}"),
+    ("delete", "/user/{user_id}"),
+    ("get", "/store"),
+    ("post", "/store"),
+    ("get", "/store/{store_id}"),
+    ("delete", "/store/{store_id}"),
+    ("get", "/item"),
+    ("post", "/item"),
+    ("get", "/item/{item_id}"),
+    ("put", "/item/{item_id}"),
+    ("delete", "/item/{item_id}"),
+    ("get", "/store/{store_id}/tag"),
+    ("post", "/store/{store_id}/tag"),
+    ("post", "/item/{item_id}/tag/{tag_id}"),
+    ("delete", "/item/{item_id}/tag/{tag_id}"),
+    ("get", "/tag/{tag_id}"),
+    ("delete", "/tag/{tag_id}"),
+}
+
+
+@pytest.fixture
+def spec(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in {"get", "post", "put", "delete", "patch"}:
+                yield method, path, operation
+
+
+def test_spec_declares_the_bearer_scheme(spec):
+    assert spec["openapi"].startswith("3.")
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+
+
+def test_every_operation_has_a_summary_and_the_right_security(spec):
+    operations = list(_operations(spec))
+    assert {(method, path) for method, path, _ in operations} == OPERATIONS
+    for method, path, operation in operations:
+        assert operation.get("summary"), (method, path)
+        if (method, path) in PUBLIC_OPERATIONS:
+            assert operation["security"] == [], (method, path)
+        else:
+            assert operation["security"] == [{"bearerAuth": []}], (method, path)
+            assert "401" in operation["responses"], (method, path)
+
+
+def test_error_responses_use_the_envelope_schema(spec):
+    error = spec["components"]["schemas"]["Error"]
+    assert set(error["properties"]) == {"code", "status", "message", "error", "errors"}
+    for method, path, operation in _operations(spec):
+        assert "default" in operation["responses"], (method, path)
+    item = spec["paths"]["/item/{item_id}"]
+    assert {"401", "404"} <= set(item["get"]["responses"])
+    assert {"401", "403", "404"} <= set(item["delete"]["responses"])
+    assert "409" in spec["paths"]["/register"]["post"]["responses"]
+
+
+def test_lists_document_pagination(spec):
+    for path in ("/store", "/item", "/store/{store_id}/tag"):
+        get = spec["paths"][path]["get"]
+        names = {p["name"] for p in get["parameters"]}
+        assert {"page", "page_size"} <= names, path
+        assert "X-Pagination" in get["responses"]["200"]["headers"], path
+
+
+def test_swagger_ui_loads_its_assets_from_the_app(client):
+    response = client.get("/swagger-ui")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '"/openapi.json"' in html
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources, html
+    for source in sources:
+        assert source.startswith("/swagger-ui-assets/"), source
+        asset = client.get(source)
+        assert asset.status_code == 200, source
+        assert len(asset.data) > 1000, source
+        asset.close()
