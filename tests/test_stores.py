@@ -321,9 +321,7 @@ def test_admin_deletes_a_store(client, headers, admin_headers, store):
 
     assert response.status_code == 200
     assert response.get_json() == {"message": "Store deleted."}
-    assert_error(
-        client.get(f"/store/{store['id']}", headers=headers), 404, "not_found"
-    )
+    assert_error(client.get(f"/store/{store['id']}", headers=headers), 404, "not_found")
     assert client.get("/store", headers=headers).get_json() == []
 
 

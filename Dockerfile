@@ -1,0 +1,23 @@
+# Build stage: dependencies into a virtualenv (wheels only, nothing to compile).
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
+
+# Final stage: the virtualenv and the code, run as an unprivileged user.
+FROM python:3.12-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    APP_ENV=production \
+    PORT=8000
+RUN useradd --create-home --uid 10001 app
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY --chown=app:app . .
+# instance/ holds the SQLite database when DATABASE_URL is not set.
+RUN mkdir -p instance && chown app:app instance
+USER app
+EXPOSE 8000
+ENTRYPOINT ["./docker-entrypoint.sh"]

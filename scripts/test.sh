@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set everything up, lint, and run the test suite. Extra arguments go to pytest.
+# PostgreSQL tests use TEST_POSTGRES_URL (default: postgres@127.0.0.1:5432);
+# without it they skip locally, and fail when CI is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh requirements-dev.txt
+
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "==> pytest"
+exec .venv/bin/python -m pytest "$@"
