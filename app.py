@@ -26,6 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
     load_dotenv()
     config = config or {}
     app = Flask(__name__)
+    app.json.sort_keys = False  # keep the envelope's documented field order
     app.config.from_object(load_config(config.get("APP_ENV")))
     app.config.update(config)
     for warning in check_config(app.config):

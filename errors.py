@@ -63,6 +63,7 @@ class APIError(Exception):
 
     status_code = 400
     error = "bad_request"
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, error: str | None = None) -> None:
         super().__init__(message)
@@ -160,4 +161,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(APIError)
     def handle_api_error(exc: APIError) -> Response:
-        return error_response(exc.status_code, exc.message, exc.error)
+        return error_response(
+            exc.status_code, exc.message, exc.error, headers=exc.headers
+        )

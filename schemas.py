@@ -4,7 +4,8 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}$"
+# \Z, not $: "$" would also accept a trailing newline.
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}\Z"
 MAX_PRICE = 9_999_999_999.99
 
 

@@ -29,6 +29,7 @@ class InvalidCredentials(APIError):
 
     status_code = 401
     error = "invalid_credentials"
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'}  # RFC 9110 §15.5.2
 
 
 @blp.route("/register")

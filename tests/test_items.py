@@ -247,7 +247,7 @@ def test_create_item_validates_the_body(app, client, headers, store, changes, fi
     assert item_count(app) == 0
 
 
-@pytest.mark.parametrize("store_id", [999, 0, HUGE_ID])
+@pytest.mark.parametrize("store_id", [999, 0, pytest.param(HUGE_ID, id="2**63")])
 def test_create_item_in_a_missing_store_is_422(app, client, headers, store, store_id):
     response = client.post(
         "/item",
@@ -369,7 +369,7 @@ def test_get_item_works_with_a_non_fresh_token(client, stale_headers, item):
     assert response.get_json() == item
 
 
-@pytest.mark.parametrize("item_id", [999, HUGE_ID])
+@pytest.mark.parametrize("item_id", [999, pytest.param(HUGE_ID, id="2**63")])
 def test_get_missing_item_is_404(client, headers, item, item_id):
     response = client.get(f"/item/{item_id}", headers=headers)
 
@@ -516,7 +516,7 @@ def test_delete_item_removes_its_tag_links_but_not_the_tags(
     assert client.get(f"/tag/{sale['id']}", headers=headers).get_json()["items"] == []
 
 
-@pytest.mark.parametrize("item_id", [999, HUGE_ID])
+@pytest.mark.parametrize("item_id", [999, pytest.param(HUGE_ID, id="2**63")])
 def test_delete_missing_item_is_404(app, client, admin_headers, item, item_id):
     response = client.delete(f"/item/{item_id}", headers=admin_headers)
 

@@ -250,6 +250,9 @@ def test_wrong_password_and_unknown_user_get_identical_answers(auth, client):
     assert set(body) == {"code", "status", "message", "error"}
     assert unknown_user.status_code == 401
     assert unknown_user.get_data() == wrong_password.get_data()
+    # Every 401 carries a challenge (RFC 9110 §15.5.2).
+    assert wrong_password.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert unknown_user.headers["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 def test_login_is_case_insensitive_on_the_username(app, auth):
@@ -446,7 +449,11 @@ def test_get_self_returns_the_public_fields_only(auth, client):
     response = client.get(f"/user/{user_id}", headers=bearer(tokens["access_token"]))
 
     assert response.status_code == 200
-    assert response.get_json() == {"id": user_id, "username": "alice", "is_admin": False}
+    assert response.get_json() == {
+        "id": user_id,
+        "username": "alice",
+        "is_admin": False,
+    }
 
 
 def test_get_another_user_as_non_admin_is_forbidden(auth, client):
@@ -510,9 +517,7 @@ def test_delete_needs_a_fresh_token(app, auth, client):
 def test_delete_self_with_a_fresh_token(app, auth, client):
     user_id, tokens = auth.user("alice")
 
-    response = client.delete(
-        f"/user/{user_id}", headers=bearer(tokens["access_token"])
-    )
+    response = client.delete(f"/user/{user_id}", headers=bearer(tokens["access_token"]))
 
     assert response.status_code == 200
     assert response.get_json() == {"message": "User deleted."}
