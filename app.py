@@ -11,10 +11,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import models  # noqa: F401  (registers the tables with the metadata)
 from auth import register_jwt_callbacks
 from blocklist import init_blocklist
-from commands import users_cli
+from commands import blocklist_cli, users_cli
 from config import check_config, load_config
 from errors import register_error_handlers
 from extensions import api, db, jwt, migrate, passwords
+from resources import IdConverter, id_parameter_schema
 from resources.items import blp as items_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
@@ -56,6 +57,8 @@ def _register_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     """The API's resources, and Swagger UI's assets served locally (no CDN)."""
+    app.url_map.converters["id"] = IdConverter
+    api.register_converter(IdConverter, id_parameter_schema)
     for blp in (users_blp, stores_blp, items_blp, tags_blp):
         api.register_blueprint(blp)
     app.register_blueprint(
@@ -71,8 +74,9 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_commands(app: Flask) -> None:
-    """CLI commands (`flask --app app users create-admin ...`)."""
+    """CLI commands: `flask --app app users create-admin`, `... blocklist purge`."""
     app.cli.add_command(users_cli)
+    app.cli.add_command(blocklist_cli)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:

@@ -49,7 +49,11 @@ MALFORMED_TOKEN_REASONS = (
 )
 
 
-def _www_authenticate(error: str | None = None, description: str | None = None) -> str:
+REVOKED = "The token has been revoked."
+
+
+def www_authenticate(error: str | None = None, description: str | None = None) -> str:
+    """The RFC 6750 §3 challenge, with the error when a token was refused."""
     value = 'Bearer realm="api"'
     if error:
         # Quoted-string values may not carry quotes or backslashes (RFC 6750 §3).
@@ -64,7 +68,7 @@ def token_error(error: str, message: str) -> Response:
         401,
         message,
         error,
-        headers={"WWW-Authenticate": _www_authenticate("invalid_token", message)},
+        headers={"WWW-Authenticate": www_authenticate("invalid_token", message)},
     )
 
 
@@ -86,7 +90,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
             401,
             message,
             "authorization_required",
-            headers={"WWW-Authenticate": _www_authenticate()},
+            headers={"WWW-Authenticate": www_authenticate()},
         )
 
     @jwt.invalid_token_loader
@@ -107,7 +111,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.revoked_token_loader
     def revoked_token(_header: dict, _payload: dict) -> Response:
-        return token_error("token_revoked", "The token has been revoked.")
+        return token_error("token_revoked", REVOKED)
 
     @jwt.needs_fresh_token_loader
     def token_not_fresh(_header: dict, _payload: dict) -> Response:
@@ -132,7 +136,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
-        return get_blocklist().is_revoked(payload["jti"])
+        return get_blocklist().is_token_revoked(payload)
 
     @jwt.user_lookup_loader
     def load_user(_header: dict, payload: dict) -> UserModel | None:

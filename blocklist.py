@@ -1,86 +1,483 @@
-"""Revoked tokens, behind one small interface.
+"""The revocation store, behind one interface, with three backends.
 
-A revoked token only has to be remembered until it would have expired anyway:
-after that, signature verification refuses it on its own. Each entry therefore
-carries the token's expiry and is dropped once that has passed, so the store
-stays bounded by the number of *live* revoked tokens.
+It holds four kinds of entries, each with an expiry so nothing grows without
+bound (an entry is useless once every token it could refuse has expired):
+
+- revoked tokens (`jti`), until the token's own expiry;
+- revoked families (every token descended from one login), until the newest
+  refresh token of the family could have expired;
+- per-user marks: the user's tokens issued before the mark are refused;
+- rotation marks: refresh token `jti` -> when it was rotated and which refresh
+  token replaced it, so a replay can be told from a retry.
+
+Backends: `memory` (per process, lost on restart), `database` (a table in the
+app's database: shared by workers, survives restarts) and `redis`. When the
+store cannot be reached, every call raises `StoreUnavailable` (503): a
+protected request is refused, never silently accepted.
 """
 
 import heapq
+import math
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+import redis
 from flask import Flask, current_app
+from sqlalchemy import and_, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from errors import APIError
+from extensions import db
+from models.blocklist_entry import BlocklistEntryModel
+
+Clock = Callable[[], float]
+
+JTI, FAMILY, USER, ROTATION = "jti", "family", "user", "rotation"
 
 
-class Blocklist(Protocol):
-    """What the app needs from a revocation store."""
+class StoreUnavailable(APIError):
+    """The revocation store cannot be reached: refuse rather than guess."""
 
-    def revoke(self, jti: str, expires_at: float) -> None:
-        """Refuse the token `jti` until `expires_at` (epoch seconds)."""
-
-    def is_revoked(self, jti: str) -> bool:
-        """Whether the token `jti` has been revoked."""
+    status_code = 503
+    error = "service_unavailable"
 
 
-class MemoryBlocklist:
-    """The design's in-memory blocklist: per process, lost on restart.
+@dataclass(frozen=True)
+class Rotation:
+    """A refresh token was traded for `replaced_by` at `rotated_at`."""
 
-    Thread-safe. Expired entries are purged opportunistically on every call,
-    using a heap ordered by expiry, so the work per call is O(log n) amortized.
+    rotated_at: float
+    replaced_by: str
+
+
+class Blocklist(ABC):
+    """What the app needs from a revocation store.
+
+    Every `expires_at` is in epoch seconds; `margin` (the decode leeway) is added
+    so an entry outlives its token even when clocks disagree a little.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Clock = time.time, margin: float = 0) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        self._margin = margin
 
     def revoke(self, jti: str, expires_at: float) -> None:
-        """Refuse the token `jti` until `expires_at` (epoch seconds)."""
-        with self._lock:
-            self._purge_expired()
-            if expires_at <= self._clock():
-                return
-            if expires_at > self._expiry.get(jti, float("-inf")):
-                self._expiry[jti] = expires_at
-                heapq.heappush(self._heap, (expires_at, jti))
+        """Refuse the token `jti` until it expires."""
+        self._put(JTI, jti, "1", expires_at + self._margin)
+
+    def revoke_family(self, family: str, expires_at: float) -> None:
+        """Refuse every token of the family `family` (one login's descendants)."""
+        self._put(FAMILY, family, "1", expires_at + self._margin)
+
+    def revoke_user(
+        self, user_id: str, issued_before: float, expires_at: float
+    ) -> None:
+        """Refuse every token of `user_id` issued before `issued_before`."""
+        self._put(
+            USER, user_id, issued_before, expires_at + self._margin, keep_max=True
+        )
+
+    def mark_rotated(self, jti: str, rotation: Rotation, expires_at: float) -> bool:
+        """Record that refresh token `jti` was rotated; False if it already was.
+
+        Atomic: of two concurrent rotations of one token exactly one wins.
+        """
+        value = f"{rotation.rotated_at!r}|{rotation.replaced_by}"
+        return self._put_new(ROTATION, jti, value, expires_at + self._margin)
+
+    def get_rotation(self, jti: str) -> Rotation | None:
+        """How refresh token `jti` was rotated, if it was."""
+        value = self._get(ROTATION, jti)
+        if value is None:
+            return None
+        rotated_at, replaced_by = str(value).split("|", 1)
+        return Rotation(float(rotated_at), replaced_by)
 
     def is_revoked(self, jti: str) -> bool:
-        """Whether the token `jti` has been revoked and has not yet expired."""
-        with self._lock:
-            self._purge_expired()
-            return jti in self._expiry
+        """Whether the token `jti` itself has been revoked."""
+        return self._get(JTI, jti) is not None
+
+    def is_token_revoked(self, claims: dict[str, Any]) -> bool:
+        """Whether a decoded token is refused: by jti, by family or by user mark."""
+        jti_revoked, family_revoked, user_mark = self._lookup(
+            claims["jti"], claims.get("fam"), str(claims["sub"])
+        )
+        if jti_revoked or family_revoked:
+            return True
+        return user_mark is not None and float(claims["iat"]) < user_mark
+
+    def now(self) -> float:
+        """The store's clock."""
+        return self._clock()
+
+    @abstractmethod
+    def _put(
+        self, kind: str, key: str, value: Any, expires_at: float, keep_max: bool = False
+    ) -> None:
+        """Store an entry; with keep_max, never lower an existing (numeric) value."""
+
+    @abstractmethod
+    def _put_new(self, kind: str, key: str, value: str, expires_at: float) -> bool:
+        """Store an entry only if absent; return whether it was stored."""
+
+    @abstractmethod
+    def _get(self, kind: str, key: str) -> Any:
+        """An unexpired entry's value, or None."""
+
+    @abstractmethod
+    def _lookup(
+        self, jti: str, family: str | None, user_id: str
+    ) -> tuple[bool, bool, float | None]:
+        """(jti revoked, family revoked, user mark) in one round trip."""
+
+    @abstractmethod
+    def purge_expired(self) -> int:
+        """Drop expired entries; return how many went."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+
+class MemoryBlocklist(Blocklist):
+    """The design's in-memory store: per process, lost on restart.
+
+    Thread-safe. Expired entries are purged on every call through a heap ordered
+    by expiry, so the work per call is O(log n) amortized.
+    """
+
+    def __init__(self, clock: Clock = time.time, margin: float = 0) -> None:
+        super().__init__(clock, margin)
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._heap: list[tuple[float, str, str]] = []
 
     def __len__(self) -> int:
         with self._lock:
-            self._purge_expired()
-            return len(self._expiry)
+            self._purge()
+            return len(self._entries)
 
-    def _purge_expired(self) -> None:
+    def _put(
+        self, kind: str, key: str, value: Any, expires_at: float, keep_max: bool = False
+    ) -> None:
+        with self._lock:
+            self._purge()
+            if expires_at <= self._clock():
+                return
+            old = self._entries.get((kind, key))
+            if old is not None:
+                value = max(old[1], value) if keep_max else value
+                expires_at = max(old[0], expires_at)
+            self._entries[(kind, key)] = (expires_at, value)
+            heapq.heappush(self._heap, (expires_at, kind, key))
+
+    def _put_new(self, kind: str, key: str, value: str, expires_at: float) -> bool:
+        with self._lock:
+            self._purge()
+            if (kind, key) in self._entries:
+                return False
+            self._entries[(kind, key)] = (expires_at, value)
+            heapq.heappush(self._heap, (expires_at, kind, key))
+            return True
+
+    def _get(self, kind: str, key: str) -> Any:
+        with self._lock:
+            self._purge()
+            entry = self._entries.get((kind, key))
+            return None if entry is None else entry[1]
+
+    def _lookup(
+        self, jti: str, family: str | None, user_id: str
+    ) -> tuple[bool, bool, float | None]:
+        with self._lock:
+            self._purge()
+            mark = self._entries.get((USER, user_id))
+            return (
+                (JTI, jti) in self._entries,
+                family is not None and (FAMILY, family) in self._entries,
+                None if mark is None else mark[1],
+            )
+
+    def purge_expired(self) -> int:
+        with self._lock:
+            return self._purge()
+
+    def ping(self) -> None:
+        return None
+
+    def _purge(self) -> int:
         now = self._clock()
+        purged = 0
         while self._heap and self._heap[0][0] <= now:
-            expires_at, jti = heapq.heappop(self._heap)
-            # A later revoke of the same jti may have pushed a longer expiry.
-            if self._expiry.get(jti) == expires_at:
-                del self._expiry[jti]
+            expires_at, kind, key = heapq.heappop(self._heap)
+            entry = self._entries.get((kind, key))
+            # A later write may have extended the entry: only the last push counts.
+            if entry is not None and entry[0] == expires_at:
+                del self._entries[(kind, key)]
+                purged += 1
+        return purged
+
+
+class DatabaseBlocklist(Blocklist):
+    """A table in the app's own database (SQLite or PostgreSQL).
+
+    Each call runs in its own short transaction on its own connection, apart
+    from the request's session, so a revocation is committed at once. Expired
+    rows are purged every `purge_every` writes, and by `flask blocklist purge`.
+    """
+
+    def __init__(
+        self,
+        engine_getter: Callable[[], Any],
+        clock: Clock = time.time,
+        margin: float = 0,
+        purge_every: int = 200,
+    ) -> None:
+        super().__init__(clock, margin)
+        self._table = BlocklistEntryModel.__table__
+        self._engine_getter = engine_getter
+        self._purge_every = purge_every
+        self._writes = 0
+        self._writes_lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self._engine_getter().begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("The revocation store is unavailable.") from exc
+
+    def _insert(self, connection: Connection):
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(
+            connection.dialect.name
+        )
+        if dialect is None:
+            raise RuntimeError(
+                "The database blocklist supports SQLite and PostgreSQL only."
+            )
+        return dialect.insert(self._table)
+
+    def _put(
+        self, kind: str, key: str, value: Any, expires_at: float, keep_max: bool = False
+    ) -> None:
+        table = self._table
+        with self._transaction() as connection:
+            insert = self._insert(connection).values(
+                kind=kind, key=key, value=str(value), expires_at=expires_at
+            )
+            # Later expiries win; for user marks the later mark has the later
+            # expiry, so the same rule keeps the maximum mark.
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[table.c.kind, table.c.key],
+                    set_={
+                        "value": insert.excluded.value,
+                        "expires_at": insert.excluded.expires_at,
+                    },
+                    where=table.c.expires_at < insert.excluded.expires_at,
+                )
+            )
+        self._after_write()
+
+    def _put_new(self, kind: str, key: str, value: str, expires_at: float) -> bool:
+        try:
+            with self._transaction() as connection:
+                connection.execute(
+                    self._table.insert().values(
+                        kind=kind, key=key, value=value, expires_at=expires_at
+                    )
+                )
+        except IntegrityError:
+            return False
+        self._after_write()
+        return True
+
+    def _get(self, kind: str, key: str) -> Any:
+        table = self._table
+        with self._transaction() as connection:
+            return connection.execute(
+                table.select()
+                .with_only_columns(table.c.value)
+                .where(
+                    table.c.kind == kind,
+                    table.c.key == key,
+                    table.c.expires_at > self._clock(),
+                )
+            ).scalar()
+
+    def _lookup(
+        self, jti: str, family: str | None, user_id: str
+    ) -> tuple[bool, bool, float | None]:
+        table = self._table
+        wanted = [
+            and_(table.c.kind == JTI, table.c.key == jti),
+            and_(table.c.kind == USER, table.c.key == user_id),
+        ]
+        if family is not None:
+            wanted.append(and_(table.c.kind == FAMILY, table.c.key == family))
+        with self._transaction() as connection:
+            rows = connection.execute(
+                table.select()
+                .with_only_columns(table.c.kind, table.c.value)
+                .where(or_(*wanted), table.c.expires_at > self._clock())
+            ).all()
+        found = dict(rows)
+        mark = found.get(USER)
+        return JTI in found, FAMILY in found, None if mark is None else float(mark)
+
+    def purge_expired(self) -> int:
+        with self._transaction() as connection:
+            return connection.execute(
+                self._table.delete().where(self._table.c.expires_at <= self._clock())
+            ).rowcount
+
+    def ping(self) -> None:
+        with self._transaction() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    def _after_write(self) -> None:
+        with self._writes_lock:
+            self._writes += 1
+            due = self._writes % self._purge_every == 0
+        if due:
+            self.purge_expired()
+
+
+# Set a numeric value unless the stored one is larger; (re)set the expiry.
+_SET_MAX_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+class RedisBlocklist(Blocklist):
+    """Redis keys that expire with the remaining lifetime of what they refuse."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "blocklist:",
+        clock: Clock = time.time,
+        margin: float = 0,
+    ) -> None:
+        super().__init__(clock, margin)
+        self._client = client
+        self._prefix = prefix
+        self._set_max = client.register_script(_SET_MAX_SCRIPT)
+
+    @contextmanager
+    def _errors_as_unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreUnavailable("The revocation store is unavailable.") from exc
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self._prefix}{kind}:{key}"
+
+    def _ttl(self, expires_at: float) -> int:
+        return math.ceil(expires_at - self._clock())
+
+    def _put(
+        self, kind: str, key: str, value: Any, expires_at: float, keep_max: bool = False
+    ) -> None:
+        ttl = self._ttl(expires_at)
+        if ttl <= 0:
+            return
+        with self._errors_as_unavailable():
+            if keep_max:
+                self._set_max(keys=[self._key(kind, key)], args=[repr(value), ttl])
+            else:
+                # Never shorten an entry: GT keeps the later of two expiries.
+                pipe = self._client.pipeline()
+                pipe.set(self._key(kind, key), value, nx=True, ex=ttl)
+                pipe.expire(self._key(kind, key), ttl, gt=True)
+                pipe.execute()
+
+    def _put_new(self, kind: str, key: str, value: str, expires_at: float) -> bool:
+        ttl = max(1, self._ttl(expires_at))
+        with self._errors_as_unavailable():
+            return bool(self._client.set(self._key(kind, key), value, nx=True, ex=ttl))
+
+    def _get(self, kind: str, key: str) -> Any:
+        with self._errors_as_unavailable():
+            value = self._client.get(self._key(kind, key))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _lookup(
+        self, jti: str, family: str | None, user_id: str
+    ) -> tuple[bool, bool, float | None]:
+        keys = [self._key(JTI, jti), self._key(USER, user_id)]
+        if family is not None:
+            keys.append(self._key(FAMILY, family))
+        with self._errors_as_unavailable():
+            values = self._client.mget(keys)
+        family_revoked = family is not None and values[2] is not None
+        mark = None if values[1] is None else float(values[1])
+        return values[0] is not None, family_revoked, mark
+
+    def purge_expired(self) -> int:
+        return 0  # Redis expires the keys itself.
+
+    def ping(self) -> None:
+        with self._errors_as_unavailable():
+            self._client.ping()
+
+
+def resolve_backend(config: dict) -> str:
+    """The configured backend, or the environment's default."""
+    if config.get("BLOCKLIST_BACKEND"):
+        return config["BLOCKLIST_BACKEND"]
+    if config["APP_ENV"] == "production":
+        return "redis" if config.get("REDIS_URL") else "database"
+    return "memory"
 
 
 def init_blocklist(app: Flask) -> None:
-    """Bind the configured revocation store to the app."""
-    backend = app.config["BLOCKLIST_BACKEND"]
-    if backend != "memory":
-        raise RuntimeError(
-            f"BLOCKLIST_BACKEND={backend!r} is not available yet; use 'memory'."
+    """Bind the configured revocation store to the app (no connection is made)."""
+    backend = resolve_backend(app.config)
+    leeway = app.config.get("JWT_DECODE_LEEWAY", 0)
+    margin = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+    store: Blocklist
+    if backend == "memory":
+        if app.config["APP_ENV"] not in ("development", "testing"):
+            app.logger.warning(
+                "BLOCKLIST_BACKEND=memory: revocations are per process and lost on "
+                "restart, so a revoked token still works on other workers and after "
+                "a restart. Use 'database' or 'redis'."
+            )
+        store = MemoryBlocklist(margin=margin)
+    elif backend == "database":
+        store = DatabaseBlocklist(lambda: db.engine, margin=margin)
+    else:
+        client = redis.Redis.from_url(
+            app.config["REDIS_URL"],
+            socket_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
+            socket_connect_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
+            health_check_interval=30,
         )
-    if app.config["APP_ENV"] == "production":
-        app.logger.warning(
-            "BLOCKLIST_BACKEND=memory: revocations are per process and lost on "
-            "restart. Use a shared backend when running several workers."
+        store = RedisBlocklist(
+            client, prefix=app.config["REDIS_KEY_PREFIX"] + "blocklist:", margin=margin
         )
-    app.extensions["blocklist"] = MemoryBlocklist()
+    app.config["BLOCKLIST_BACKEND"] = backend
+    app.extensions["blocklist"] = store
 
 
 def get_blocklist() -> Blocklist:

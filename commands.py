@@ -3,12 +3,21 @@
 import click
 from flask.cli import AppGroup
 
+from blocklist import get_blocklist
 from errors import APIError
 from extensions import db
 from models import UserModel
 from schemas import UserRegisterSchema
 
 users_cli = AppGroup("users", help="Manage user accounts.")
+blocklist_cli = AppGroup("blocklist", help="Maintain the revocation store.")
+
+
+@blocklist_cli.command("purge")
+def purge_blocklist() -> None:
+    """Delete revocation entries whose tokens have expired anyway."""
+    purged = get_blocklist().purge_expired()
+    click.echo(f"Purged {purged} expired entries.")
 
 
 @users_cli.command("create-admin")

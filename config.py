@@ -79,10 +79,12 @@ class BaseConfig:
             seconds=_env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 24 * 3600)
         )
         self.REFRESH_REUSE_GRACE_SECONDS = _env_int("REFRESH_REUSE_GRACE_SECONDS", 10)
-        self.BLOCKLIST_BACKEND = os.environ.get("BLOCKLIST_BACKEND", "").strip() or (
-            "memory"
-        )
+        # Empty: memory in development and testing; in production redis when
+        # REDIS_URL is set, else database (see blocklist.resolve_backend).
+        self.BLOCKLIST_BACKEND = os.environ.get("BLOCKLIST_BACKEND", "").strip() or None
         self.REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
+        self.REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "stores-api:")
+        self.REDIS_SOCKET_TIMEOUT = 2.0
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
 
         # OWASP's argon2id parameters: 19 MiB, 2 iterations, 1 lane.
@@ -181,8 +183,11 @@ def check_config(config: dict) -> list[str]:
             "JWT_SECRET_KEY is not set: using the development key. "
             "Never deploy like this."
         )
-    if config["BLOCKLIST_BACKEND"] not in BLOCKLIST_BACKENDS:
+    backend = config.get("BLOCKLIST_BACKEND")
+    if backend is not None and backend not in BLOCKLIST_BACKENDS:
         raise ConfigError(
             f"BLOCKLIST_BACKEND must be one of {', '.join(BLOCKLIST_BACKENDS)}."
         )
+    if backend == "redis" and not config.get("REDIS_URL"):
+        raise ConfigError("BLOCKLIST_BACKEND=redis needs REDIS_URL.")
     return warnings

@@ -4,9 +4,24 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-# \Z, not $: "$" would also accept a trailing newline.
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}\Z"
+from models.user import USERNAME_RE
+
 MAX_PRICE = 9_999_999_999.99
+# Ids are 32-bit integers in the database (PostgreSQL's `integer`).
+MAX_ID = 2**31 - 1
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Text(fields.String):
+    """Free text: any character but NUL (databases refuse it, PostgreSQL loudly)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        return text
 
 
 class Name(fields.String):
@@ -20,7 +35,18 @@ class Name(fields.String):
         stripped = text.strip()
         if not stripped:
             raise ValidationError("Must not be blank.")
+        if CONTROL_CHARACTERS.search(stripped):
+            raise ValidationError("Must not contain control characters.")
         return stripped
+
+
+class Number(fields.Float):
+    """A JSON number: strings such as "12.50" and booleans are refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("Must be a number.")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _at_most_two_decimals(value: float) -> None:
@@ -41,12 +67,12 @@ class PlainItemSchema(Schema):
 
     id = fields.Integer(dump_only=True)
     name = Name(required=True, metadata={"example": "Chair"})
-    price = fields.Float(
+    price = Number(
         required=True,
         validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
         metadata={"example": 15.99},
     )
-    description = fields.String(
+    description = Text(
         allow_none=True, validate=validate.Length(max=2000), metadata={"example": None}
     )
 
@@ -61,7 +87,12 @@ class PlainTagSchema(Schema):
 class ItemSchema(PlainItemSchema):
     """An item with its store and tags."""
 
-    store_id = fields.Integer(required=True, load_only=True, strict=True)
+    store_id = fields.Integer(
+        required=True,
+        load_only=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+    )
     store = fields.Nested(PlainStoreSchema, dump_only=True)
     tags = fields.List(fields.Nested(PlainTagSchema), dump_only=True)
 
@@ -70,10 +101,10 @@ class ItemUpdateSchema(Schema):
     """A partial update of an item; at least one field."""
 
     name = Name()
-    price = fields.Float(
+    price = Number(
         validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals]
     )
-    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    description = Text(allow_none=True, validate=validate.Length(max=2000))
 
     @validates_schema
     def _not_empty(self, data: dict, **kwargs) -> None:
@@ -85,7 +116,8 @@ class ItemQueryArgsSchema(Schema):
     """Filters for the item list."""
 
     store_id = fields.Integer(
-        validate=validate.Range(min=1), metadata={"description": "Only this store"}
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={"description": "Only this store"},
     )
 
 
@@ -118,7 +150,7 @@ class UserRegisterSchema(Schema):
     username = fields.String(
         required=True,
         validate=validate.Regexp(
-            re.compile(USERNAME_PATTERN),
+            USERNAME_RE,
             error="Use 3 to 80 letters, digits, '_', '.' or '-'.",
         ),
         metadata={"example": "alice"},
@@ -145,6 +177,24 @@ class UserLoginSchema(Schema):
         validate=validate.Length(min=1, max=256),
         metadata={"example": "correct horse battery"},
     )
+
+
+class PasswordChangeSchema(Schema):
+    """The current password, and the new one."""
+
+    current_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=256)
+    )
+    new_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=8, max=256)
+    )
+
+    @validates_schema
+    def _must_differ(self, data: dict, **kwargs) -> None:
+        if data.get("current_password") == data.get("new_password"):
+            raise ValidationError(
+                "Must differ from the current password.", "new_password"
+            )
 
 
 class UserSchema(Schema):

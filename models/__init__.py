@@ -1,9 +1,17 @@
 """SQLAlchemy models, one per module; `db` lives in `extensions`."""
 
+from models.blocklist_entry import BlocklistEntryModel
 from models.item import ItemModel
 from models.item_tag import items_tags
 from models.store import StoreModel
 from models.tag import TagModel
 from models.user import UserModel
 
-__all__ = ["ItemModel", "StoreModel", "TagModel", "UserModel", "items_tags"]
+__all__ = [
+    "BlocklistEntryModel",
+    "ItemModel",
+    "StoreModel",
+    "TagModel",
+    "UserModel",
+    "items_tags",
+]

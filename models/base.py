@@ -41,6 +41,8 @@ def paginate(statement: Select, pagination_parameters: Any) -> Sequence[Any]:
         db.select(func.count()).select_from(statement.order_by(None).subquery())
     )
     pagination_parameters.item_count = total
+    if pagination_parameters.first_item >= total:
+        return []  # past the end: no query (and no absurd OFFSET)
     page = statement.limit(pagination_parameters.page_size).offset(
         pagination_parameters.first_item
     )

@@ -1,12 +1,18 @@
 """Users and their credentials."""
 
+import re
 from datetime import datetime
 
 from sqlalchemy import DateTime, Index, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from errors import Forbidden
 from extensions import db, passwords
 from models.base import utcnow, write
+
+# 3-80 letters, digits, "_", "." or "-"; \Z, not $ (which accepts a final newline).
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}\Z"
+USERNAME_RE = re.compile(USERNAME_PATTERN)
 
 
 class UserModel(db.Model):
@@ -54,7 +60,12 @@ class UserModel(db.Model):
         An unknown username costs the same hashing work as a wrong password, so
         response times do not reveal which usernames exist.
         """
-        user = cls.find_by_username(username)
+        # A name that could never have been registered cannot match (and must not
+        # reach the database: PostgreSQL refuses NUL characters outright).
+        if USERNAME_RE.match(username) is None:
+            user = None
+        else:
+            user = cls.find_by_username(username)
         if user is None:
             passwords.dummy_verify(password)
             return None
@@ -66,14 +77,13 @@ class UserModel(db.Model):
                 user.password_hash = new_hash
         return user
 
-    def set_password(self, password: str) -> None:
-        """Replace the password (the caller commits)."""
-        self.password_hash = passwords.hash(password)
-
-    def check_password(self, password: str) -> bool:
-        """Check a password without upgrading the hash."""
-        valid, _ = passwords.verify_and_update(password, self.password_hash)
-        return valid
+    def change_password(self, current_password: str, new_password: str) -> None:
+        """Replace the password after checking the current one (403 if wrong)."""
+        valid, _ = passwords.verify_and_update(current_password, self.password_hash)
+        if not valid:
+            raise Forbidden("The current password is incorrect.", "invalid_credentials")
+        with write("The password could not be changed."):
+            self.password_hash = passwords.hash(new_password)
 
     def delete(self) -> None:
         """Delete the account."""

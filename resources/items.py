@@ -48,7 +48,7 @@ class ItemList(MethodView):
         return item
 
 
-@blp.route("/item/<int:item_id>")
+@blp.route("/item/<id:item_id>")
 class Item(MethodView):
     @jwt_required()
     @blp.response(200, ItemSchema)

@@ -35,7 +35,7 @@ class StoreList(MethodView):
         return store
 
 
-@blp.route("/store/<int:store_id>")
+@blp.route("/store/<id:store_id>")
 class Store(MethodView):
     @jwt_required()
     @blp.response(200, StoreSchema)

@@ -14,7 +14,7 @@ from schemas import MessageSchema, PlainTagSchema, TagAndItemSchema, TagSchema
 blp = Blueprint("tags", __name__, description="Operations on tags")
 
 
-@blp.route("/store/<int:store_id>/tag")
+@blp.route("/store/<id:store_id>/tag")
 class TagsInStore(MethodView):
     @jwt_required()
     @blp.response(200, TagSchema(many=True))
@@ -44,7 +44,7 @@ class TagsInStore(MethodView):
         return tag
 
 
-@blp.route("/item/<int:item_id>/tag/<int:tag_id>")
+@blp.route("/item/<id:item_id>/tag/<id:tag_id>")
 class LinkTagsToItem(MethodView):
     @jwt_required()
     @blp.response(201, TagSchema)
@@ -87,7 +87,7 @@ class LinkTagsToItem(MethodView):
         return {"message": "Tag removed from item.", "item": item, "tag": tag}
 
 
-@blp.route("/tag/<int:tag_id>")
+@blp.route("/tag/<id:tag_id>")
 class Tag(MethodView):
     @jwt_required()
     @blp.response(200, TagSchema)

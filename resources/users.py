@@ -10,13 +10,19 @@ from extensions import db
 from models import UserModel
 from schemas import (
     MessageSchema,
+    PasswordChangeSchema,
     RegisteredUserSchema,
     TokenSchema,
     UserLoginSchema,
     UserRegisterSchema,
     UserSchema,
 )
-from tokens import issue_tokens, revoke_token, rotate_refresh_token
+from tokens import (
+    issue_tokens,
+    revoke_all_user_tokens,
+    revoke_session,
+    rotate_refresh_token,
+)
 
 blp = Blueprint("users", __name__, description="Accounts and their tokens")
 
@@ -71,12 +77,46 @@ class UserLogout(MethodView):
     @jwt_required()
     @blp.response(200, MessageSchema)
     def post(self):
-        """Log out: revoke the access token."""
-        revoke_token(get_jwt())
+        """Log out: revoke this login's tokens, the refresh token included."""
+        revoke_session(get_jwt())
         return {"message": "Successfully logged out."}
 
 
-@blp.route("/user/<int:user_id>")
+@blp.route("/logout/all")
+class UserLogoutAll(MethodView):
+    @jwt_required()
+    @blp.response(200, MessageSchema)
+    def post(self):
+        """Log out everywhere: revoke every token of the user."""
+        revoke_all_user_tokens(current_user.id)
+        return {"message": "Logged out of every session."}
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @jwt_required()
+    @blp.response(200, UserSchema)
+    def get(self):
+        """Get the user the token belongs to."""
+        return current_user
+
+
+@blp.route("/user/password")
+class UserPassword(MethodView):
+    @jwt_required(fresh=True)
+    @blp.arguments(PasswordChangeSchema)
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(403, response="FORBIDDEN", description="Wrong current password")
+    def put(self, passwords):
+        """Change the password: other sessions end; answers a new fresh pair."""
+        current_user.change_password(
+            passwords["current_password"], passwords["new_password"]
+        )
+        revoke_all_user_tokens(current_user.id)
+        return issue_tokens(current_user, fresh=True), 200, NO_STORE
+
+
+@blp.route("/user/<id:user_id>")
 class User(MethodView):
     @jwt_required()
     @blp.response(200, UserSchema)
@@ -94,9 +134,9 @@ class User(MethodView):
     def delete(self, user_id):
         """Delete a user (yourself, or anyone as an admin); needs a fresh token."""
         require_self_or_admin(user_id)
-        _get_user(user_id).delete()
-        if get_jwt()["sub"] == str(user_id):
-            revoke_token(get_jwt())
+        user = _get_user(user_id)
+        revoke_all_user_tokens(user.id)
+        user.delete()
         return {"message": "User deleted."}
 
 

@@ -1,5 +1,6 @@
 """Fixtures: an app on a fresh database per test, a client, and `auth` helpers."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from app import create_app
 from extensions import db
 from models import UserModel
 from tests.helpers import bearer
+from tests.services import postgres_database, redis_namespace
 
 PASSWORD = "correct horse battery"
 
@@ -22,6 +24,41 @@ def app_config(tmp_path) -> dict:
         "APP_ENV": "testing",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
     }
+
+
+BACKENDS = ["memory", "database-sqlite", "database-postgresql", "redis"]
+SHARED_BACKENDS = BACKENDS[1:]
+
+
+def _backend_overrides(name: str, tmp_path) -> Iterator[dict]:
+    if name == "memory":
+        yield {"BLOCKLIST_BACKEND": "memory"}
+    elif name == "database-sqlite":
+        yield {"BLOCKLIST_BACKEND": "database"}
+    elif name == "database-postgresql":
+        with postgres_database() as url:
+            yield {"BLOCKLIST_BACKEND": "database", "SQLALCHEMY_DATABASE_URI": url}
+    elif name == "redis":
+        with redis_namespace() as (url, prefix, _client):
+            yield {
+                "BLOCKLIST_BACKEND": "redis",
+                "REDIS_URL": url,
+                "REDIS_KEY_PREFIX": prefix,
+            }
+    else:
+        raise ValueError(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path) -> Iterator[dict]:
+    """Config overrides for each revocation store (real PostgreSQL and Redis)."""
+    yield from _backend_overrides(request.param, tmp_path)
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_backend(request, tmp_path) -> Iterator[dict]:
+    """Config overrides for each store shared across processes."""
+    yield from _backend_overrides(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Real PostgreSQL (and later Redis) for the tests that need them.
+"""Real PostgreSQL and Redis for the tests that need them.
 
 On a developer's machine without them those tests skip, saying why; with CI set
 they fail instead, so CI can never go green without having run them.
@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def unavailable(service: str, reason: str) -> None:
@@ -44,3 +46,22 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def redis_namespace() -> Iterator[tuple[str, str, redis.Redis]]:
+    """Yield (url, key prefix, client) for a throw-away key namespace in Redis."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        unavailable(f"Redis at {REDIS_URL}", str(exc)[:200])
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield REDIS_URL, prefix, client
+    finally:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -10,7 +10,7 @@ from app import create_app
 from extensions import db
 from tests.services import postgres_database
 
-TABLES = {"users", "stores", "items", "tags", "items_tags"}
+TABLES = {"users", "stores", "items", "tags", "items_tags", "token_blocklist"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,6 +8,9 @@ PUBLIC_OPERATIONS = {("post", "/register"), ("post", "/login")}
 OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/refresh"),
     ("post", "/logout"),
+    ("post", "/logout/all"),
+    ("get", "/me"),
+    ("put", "/user/password"),
     ("get", "/user/{user_id}"),
     ("delete", "/user/{user_id}"),
     ("get", "/store"),

@@ -278,9 +278,10 @@ def test_revoked_access_token(client, user):
     assert_token_refused(response, "token_revoked", REVOKED)
 
 
-def test_revoked_refresh_token(auth, user):
+def test_revoked_refresh_token(auth, client, user):
     _, tokens = user
-    assert auth.refresh(tokens["refresh_token"]).status_code == 200
+    logout = client.post("/logout", headers=bearer(tokens["access_token"]))
+    assert logout.status_code == 200
 
     response = auth.refresh(tokens["refresh_token"])
 
