@@ -2,7 +2,7 @@
 
 import threading
 
-from blocklist import MemoryBlocklist
+from blocklist import MemoryBlocklist, Rotation
 
 
 class FakeClock:
@@ -78,3 +78,59 @@ def test_concurrent_revocations_are_all_recorded():
         thread.join()
     assert len(blocklist) == 16_000
     assert all(blocklist.is_revoked(f"{n}-1999") for n in range(8))
+
+
+def test_families_user_marks_and_rotations_expire_too():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    blocklist.revoke_family("fam", clock.now + 10)
+    blocklist.revoke_user("7", clock.now, clock.now + 10)
+    assert blocklist.mark_rotated("r", Rotation(clock.now, "next"), clock.now + 10)
+    token = {"jti": "j", "fam": "fam", "sub": "7", "iat": clock.now - 1}
+    assert blocklist.is_token_revoked(token)
+    assert blocklist.get_rotation("r") == Rotation(clock.now, "next")
+
+    clock.now += 10
+
+    assert not blocklist.is_token_revoked(token)
+    assert blocklist.get_rotation("r") is None
+    assert len(blocklist) == 0
+
+
+def test_a_user_mark_refuses_only_tokens_issued_before_it():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    blocklist.revoke_user("7", clock.now, clock.now + 100)
+
+    def token(iat: float, sub: str = "7") -> dict:
+        return {"jti": "j", "fam": "f", "sub": sub, "iat": iat}
+
+    assert blocklist.is_token_revoked(token(clock.now - 0.000001))
+    assert not blocklist.is_token_revoked(token(clock.now))
+    assert not blocklist.is_token_revoked(token(clock.now - 5, sub="8"))
+    # An older mark arriving late never lowers the newer one.
+    blocklist.revoke_user("7", clock.now - 50, clock.now + 100)
+    assert blocklist.is_token_revoked(token(clock.now - 1))
+
+
+def test_a_token_is_rotated_once():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    assert blocklist.mark_rotated("r", Rotation(clock.now, "a"), clock.now + 60)
+    assert not blocklist.mark_rotated("r", Rotation(clock.now + 1, "b"), clock.now + 60)
+    assert blocklist.get_rotation("r") == Rotation(clock.now, "a")
+
+
+def test_memory_stays_bounded_across_every_kind_of_entry():
+    clock = FakeClock()
+    blocklist = MemoryBlocklist(clock)
+    for i in range(25_000):
+        expires = clock.now + 1 + (i % 900)
+        blocklist.revoke(f"jti-{i}", expires)
+        blocklist.revoke_family(f"fam-{i}", expires)
+        blocklist.revoke_user(str(i), clock.now, expires)
+        blocklist.mark_rotated(f"r-{i}", Rotation(clock.now, f"n-{i}"), expires)
+    assert len(blocklist) == 100_000
+    clock.now += 901
+    assert len(blocklist) == 0
+    assert blocklist._heap == []

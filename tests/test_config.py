@@ -23,6 +23,7 @@ def clean_environment(monkeypatch, tmp_path):
         "REFRESH_REUSE_GRACE_SECONDS",
         "BLOCKLIST_BACKEND",
         "RATELIMIT_ENABLED",
+        "REDIS_URL",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -128,3 +129,47 @@ def test_overrides_win_over_the_environment(monkeypatch):
 )
 def test_database_urls_are_normalized_to_psycopg3(url, expected):
     assert normalize_database_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "database"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "redis"),
+        (
+            {"REDIS_URL": "redis://h:6379/0", "BLOCKLIST_BACKEND": "database"},
+            "database",
+        ),
+    ],
+)
+def test_production_defaults_to_a_shared_blocklist(monkeypatch, env, expected):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = _app()
+    assert app.config["BLOCKLIST_BACKEND"] == expected
+    assert type(app.extensions["blocklist"]).__name__.lower().startswith(expected)
+
+
+def test_memory_blocklist_in_production_warns(monkeypatch, caplog):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
+    monkeypatch.setenv("BLOCKLIST_BACKEND", "memory")
+    _app()
+    assert any(
+        "revocations are per process and lost on restart" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_development_and_testing_default_to_memory_without_warning(caplog):
+    app = _app()
+    assert app.config["BLOCKLIST_BACKEND"] == "memory"
+    assert not any("per process" in r.getMessage() for r in caplog.records)
+
+
+def test_redis_backend_needs_a_url(monkeypatch):
+    monkeypatch.setenv("BLOCKLIST_BACKEND", "redis")
+    with pytest.raises(ConfigError, match="needs REDIS_URL"):
+        _app()

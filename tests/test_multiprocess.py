@@ -1,0 +1,355 @@
+"""Revocations hold across real gunicorn workers and across a server restart.
+
+Each test runs the production entry point (`gunicorn "app:create_app()"`, four
+sync workers, APP_ENV=production) as a subprocess on loopback, on one shared
+revocation store: the database backend on SQLite and on PostgreSQL, and Redis.
+It logs out, replays the revoked access and refresh tokens from several threads
+(one connection per request, so the requests spread over the workers) until the
+access log shows that every worker has refused at least one, then restarts the
+server on the same store and replays again.
+"""
+
+import http.client
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import PASSWORD
+from tests.services import postgres_database, redis_namespace
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
+HOST = "127.0.0.1"
+WORKERS = 4
+THREADS = 8
+BATCH = 40  # replays per batch, half GET /me, half POST /refresh
+MAX_REPLAYS = 400  # before the restart: stop when every worker was seen, or here
+REPLAY_DEADLINE = 30.0  # seconds, same phase
+RESTART_REPLAYS = 40
+START_DEADLINE = 20.0
+STOP_TIMEOUT = 15.0
+REQUEST_TIMEOUT = 10.0
+STORES = ["database-sqlite", "database-postgresql", "redis"]
+
+BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+ACCESS_LINE = re.compile(r"^<(\d+)> (\d{3}) (\S+) (\S+)")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict | None
+
+
+def request(port: int, method: str, path: str, token=None, body=None) -> Reply:
+    """One request on its own connection (Connection: close, no keep-alive)."""
+    headers = {"Connection": "close", "Accept": "application/json"}
+    data = None
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+    try:
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        status = response.status
+    finally:
+        connection.close()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = {"unparsed": raw[:200].decode(errors="replace")}
+    return Reply(status, parsed)
+
+
+def free_port() -> int:
+    """A port that was free on loopback a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def server_env(database_url: str, backend: str, redis=None) -> dict:
+    """Every setting explicit: a developer's .env cannot change what is tested."""
+    url, prefix = redis or ("", "stores-api:")
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": database_url,
+        "BLOCKLIST_BACKEND": backend,
+        "REDIS_URL": url,
+        "REDIS_KEY_PREFIX": prefix,
+        "JWT_ACCESS_TOKEN_EXPIRES": "900",
+        "JWT_REFRESH_TOKEN_EXPIRES": "2592000",
+        "REFRESH_REUSE_GRACE_SECONDS": "10",
+        # Hundreds of requests from one address: keep a future limiter out of it.
+        "RATELIMIT_ENABLED": "false",
+    }
+
+
+def migrate(env: dict) -> None:
+    """`flask --app app db upgrade` in a subprocess, as deployments do."""
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@dataclass
+class Server:
+    """A running gunicorn: its port, logs and booted worker pids."""
+
+    port: int
+    process: subprocess.Popen
+    access_log: Path
+    error_log: Path
+    workers: set[str] = field(default_factory=set)
+
+    def log_tail(self) -> str:
+        return self.error_log.read_text(errors="replace")[-3000:]
+
+    def access_lines(self, offset: int) -> list[tuple[str, str, str, str]]:
+        """(pid, status, method, path) of every access log line after `offset`."""
+        with self.access_log.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        return [m.groups() for m in map(ACCESS_LINE.match, lines) if m]
+
+    def access_offset(self) -> int:
+        return self.access_log.stat().st_size if self.access_log.exists() else 0
+
+
+def _wait_until_ready(server: Server) -> None:
+    """Poll until the API answers and all workers have booted (bounded)."""
+    deadline = time.monotonic() + START_DEADLINE
+    answered = False
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"gunicorn exited early:\n{server.log_tail()}")
+        if not answered:
+            try:
+                answered = request(server.port, "GET", "/openapi.json").status == 200
+            except (OSError, http.client.HTTPException):
+                pass
+        server.workers = set(BOOTED.findall(server.error_log.read_text()))
+        if answered and len(server.workers) >= WORKERS:
+            return
+        time.sleep(0.1)
+    pytest.fail(
+        f"gunicorn not ready in {START_DEADLINE}s (answered={answered}, "
+        f"workers={sorted(server.workers)}):\n{server.log_tail()}"
+    )
+
+
+@contextmanager
+def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
+    """Run gunicorn with four workers on a free loopback port; always stop it."""
+    port = free_port()
+    access_log = tmp_path / f"{name}-access.log"
+    error_log = tmp_path / f"{name}-stderr.log"
+    command = [
+        str(BIN / "gunicorn"),
+        "--workers",
+        str(WORKERS),
+        "--bind",
+        f"{HOST}:{port}",
+        "--access-logfile",
+        str(access_log),
+        "--access-logformat",
+        "%(p)s %(s)s %(r)s",
+        "app:create_app()",
+    ]
+    with (
+        (tmp_path / f"{name}-stdout.log").open("wb") as stdout,
+        error_log.open("wb") as stderr,
+    ):
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=stdout, stderr=stderr
+        )
+        try:
+            server = Server(port, process, access_log, error_log)
+            _wait_until_ready(server)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+
+
+@dataclass
+class Replays:
+    """What a round of replays of revoked tokens got back."""
+
+    sent: int = 0
+    accepted: int = 0
+    outcomes: dict[tuple[int, str], int] = field(default_factory=dict)
+    pids: set[str] = field(default_factory=set)
+
+    def add(self, reply: Reply) -> None:
+        self.sent += 1
+        if reply.status < 400:
+            self.accepted += 1
+        error = (reply.body or {}).get("error", repr(reply.body)[:80])
+        key = (reply.status, error)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+
+def _replay_batch(server: Server, tokens: dict, count: int) -> list[Reply]:
+    """`count` replays, alternating GET /me and POST /refresh, from THREADS."""
+
+    def one(i: int) -> Reply:
+        if i % 2:
+            return request(server.port, "POST", "/refresh", tokens["refresh_token"])
+        return request(server.port, "GET", "/me", tokens["access_token"])
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def _logged_pids(server: Server, offset: int, expected: int) -> set[str]:
+    """Worker pids that served the replays after `offset` (waits for the log)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        lines = [
+            line
+            for line in server.access_lines(offset)
+            if (line[2], line[3]) in (("GET", "/me"), ("POST", "/refresh"))
+        ]
+        if len(lines) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(lines) == expected, f"{len(lines)} replays logged, {expected} sent"
+    return {pid for pid, *_ in lines}
+
+
+def replay(server: Server, tokens: dict, *, until_all_workers: bool) -> Replays:
+    """Replay revoked tokens in bounded batches (until every worker refused one)."""
+    result = Replays()
+    offset = server.access_offset()
+    limit = MAX_REPLAYS if until_all_workers else RESTART_REPLAYS
+    deadline = time.monotonic() + REPLAY_DEADLINE
+    while result.sent < limit and time.monotonic() < deadline:
+        for reply in _replay_batch(server, tokens, min(BATCH, limit - result.sent)):
+            result.add(reply)
+        result.pids = _logged_pids(server, offset, result.sent)
+        if until_all_workers and result.pids >= server.workers:
+            break
+    return result
+
+
+def login(server: Server, username: str) -> dict:
+    reply = request(
+        server.port,
+        "POST",
+        "/login",
+        body={"username": username, "password": PASSWORD},
+    )
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
+@contextmanager
+def store_env(store: str, tmp_path: Path) -> Iterator[tuple[dict, object]]:
+    """(server environment, a way to count stored revocations) for one store."""
+    sqlite_url = f"sqlite:///{tmp_path / 'app.db'}"
+    if store == "redis":
+        with redis_namespace() as (url, prefix, client):
+            yield (
+                server_env(sqlite_url, "redis", (url, prefix)),
+                lambda: len(list(client.scan_iter(match=f"{prefix}blocklist:*"))),
+            )
+        return
+    if store == "database-sqlite":
+        yield server_env(sqlite_url, "database"), lambda: _table_rows(sqlite_url)
+        return
+    with postgres_database() as url:
+        yield server_env(url, "database"), lambda: _table_rows(url)
+
+
+def _table_rows(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                text("SELECT COUNT(*) FROM token_blocklist")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _assert_all_revoked(result: Replays, where: str) -> None:
+    assert result.accepted == 0, f"{where}: {result.outcomes}"
+    assert result.outcomes == {(401, "token_revoked"): result.sent}, (
+        f"{where}: {result.outcomes}"
+    )
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_revoked_tokens_refused_by_every_worker_and_after_restart(store, tmp_path):
+    """Every gunicorn worker, and a restarted server, refuse logged-out tokens."""
+    with store_env(store, tmp_path) as (env, stored_revocations):
+        migrate(env)
+        with gunicorn(env, tmp_path, "first") as server:
+            reply = request(
+                server.port,
+                "POST",
+                "/register",
+                body={"username": "alice", "password": PASSWORD},
+            )
+            assert reply.status == 201, reply.body
+            tokens = login(server, "alice")
+            me = request(server.port, "GET", "/me", tokens["access_token"])
+            assert me.status == 200, me.body
+            reply = request(server.port, "POST", "/logout", tokens["access_token"])
+            assert reply.status == 200, reply.body
+            assert stored_revocations() > 0, "the revocation is not in the store"
+
+            before = replay(server, tokens, until_all_workers=True)
+            first_workers = set(server.workers)
+            _assert_all_revoked(before, "across workers")
+            assert before.pids == first_workers, (
+                f"replays reached workers {sorted(before.pids)} of "
+                f"{sorted(first_workers)} in {before.sent} requests"
+            )
+
+        with gunicorn(env, tmp_path, "restarted") as server:
+            assert not server.workers & first_workers  # really new processes
+            after = replay(server, tokens, until_all_workers=False)
+            _assert_all_revoked(after, "after restart")
+            assert after.sent == RESTART_REPLAYS
+            fresh = login(server, "alice")
+            me = request(server.port, "GET", "/me", fresh["access_token"])
+            assert me.status == 200, me.body
+
+    print(
+        f"\n{store}: replays accepted {before.accepted}/{before.sent} across "
+        f"{len(before.pids)} workers (pids {' '.join(sorted(before.pids))}), "
+        f"{after.accepted}/{after.sent} after restart "
+        f"({len(after.pids)} workers); fresh login after restart: 200"
+    )
