@@ -15,11 +15,13 @@ from commands import blocklist_cli, users_cli
 from config import check_config, load_config
 from errors import register_error_handlers
 from extensions import api, db, jwt, migrate, passwords
+from observability import init_observability
 from resources import IdConverter, id_parameter_schema
 from resources.items import blp as items_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
 from resources.users import blp as users_blp
+from security import init_security
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -33,9 +35,11 @@ def create_app(config: dict | None = None) -> Flask:
     for warning in check_config(app.config):
         app.logger.warning(warning)
 
+    init_observability(app)
     _register_extensions(app)
     register_jwt_callbacks(jwt)
     register_error_handlers(app)
+    init_security(app)
     _register_blueprints(app)
     _register_commands(app)
     return app

@@ -70,6 +70,13 @@ class BaseConfig:
         self.JWT_DECODE_ALGORITHMS = ["HS256"]
         self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_ERROR_MESSAGE_KEY = "message"
+        # Tokens name who issued them and for whom; both are checked on decode.
+        issuer = os.environ.get("JWT_ISSUER", "").strip() or "stores-api"
+        audience = os.environ.get("JWT_AUDIENCE", "").strip() or "stores-api"
+        self.JWT_ENCODE_ISSUER = self.JWT_DECODE_ISSUER = issuer
+        self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = audience
+        # Small tolerance for clocks that disagree between instances.
+        self.JWT_DECODE_LEEWAY = _env_int("JWT_DECODE_LEEWAY", 5)
         # Tokens travel in the Authorization header only: no CSRF double submit.
         self.JWT_COOKIE_CSRF_PROTECT = False
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(
@@ -86,6 +93,32 @@ class BaseConfig:
         self.REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "stores-api:")
         self.REDIS_SOCKET_TIMEOUT = 2.0
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
+        # Flask-Limiter's limit strings ("5 per minute;20 per hour").
+        self.RATELIMIT_LOGIN = os.environ.get(
+            "RATELIMIT_LOGIN", "10 per minute;100 per hour"
+        )
+        self.RATELIMIT_LOGIN_USERNAME = os.environ.get(
+            "RATELIMIT_LOGIN_USERNAME", "5 per minute;20 per hour"
+        )
+        self.RATELIMIT_REGISTER = os.environ.get(
+            "RATELIMIT_REGISTER", "5 per minute;50 per hour"
+        )
+        self.RATELIMIT_REFRESH = os.environ.get("RATELIMIT_REFRESH", "30 per minute")
+        self.RATELIMIT_STRATEGY = "moving-window"
+        self.RATELIMIT_HEADERS_ENABLED = True
+        # A broken limiter storage must not take logins down: fall back to
+        # per-process counting until it is back.
+        self.RATELIMIT_SWALLOW_ERRORS = True
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        # How many reverse proxies in front of the app set X-Forwarded-For.
+        self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+        self.CORS_ORIGINS = [
+            origin.strip()
+            for origin in os.environ.get("CORS_ORIGINS", "").split(",")
+            if origin.strip()
+        ]
+        self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "text"
+        self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
 
         # OWASP's argon2id parameters: 19 MiB, 2 iterations, 1 lane.
         self.PASSWORD_ARGON2_MEMORY_COST = 19 * 1024
@@ -136,6 +169,8 @@ class TestingConfig(BaseConfig):
         # Cheap hashing keeps the suite fast; production uses the defaults above.
         self.PASSWORD_ARGON2_MEMORY_COST = 1024
         self.PASSWORD_ARGON2_TIME_COST = 1
+        # Rate-limit tests switch it on; other tests log in as often as they like.
+        self.RATELIMIT_ENABLED = False
 
 
 class ProductionConfig(BaseConfig):
@@ -144,6 +179,7 @@ class ProductionConfig(BaseConfig):
     def __init__(self) -> None:
         super().__init__()
         self.APP_ENV = "production"
+        self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "json"
         if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
             self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
@@ -188,6 +224,8 @@ def check_config(config: dict) -> list[str]:
         raise ConfigError(
             f"BLOCKLIST_BACKEND must be one of {', '.join(BLOCKLIST_BACKENDS)}."
         )
+    if config["LOG_FORMAT"] not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT must be json or text.")
     if backend == "redis" and not config.get("REDIS_URL"):
         raise ConfigError("BLOCKLIST_BACKEND=redis needs REDIS_URL.")
     return warnings

@@ -11,6 +11,13 @@ from typing import Any
 import flask_smorest
 import marshmallow as ma
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    TimeoutError,
+)
 from werkzeug.exceptions import HTTPException
 
 # The machine-readable `error` for each status, unless a more precise one is given.
@@ -135,6 +142,8 @@ class Api(flask_smorest.Api):
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         """Turn abort(), werkzeug errors and unhandled exceptions into the envelope."""
+        if getattr(error, "response", None) is not None:
+            return error.response  # already an envelope (e.g. the rate limiter's)
         code = error.code or 500
         data = getattr(error, "data", None) or {}
         # Keep protocol headers such as Allow (405); the body is ours.
@@ -157,10 +166,32 @@ class Api(flask_smorest.Api):
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer domain errors in the envelope."""
+    """Answer domain and database errors in the envelope."""
 
     @app.errorhandler(APIError)
     def handle_api_error(exc: APIError) -> Response:
         return error_response(
             exc.status_code, exc.message, exc.error, headers=exc.headers
         )
+
+    @app.errorhandler(SQLAlchemyError)
+    def handle_database_error(exc: SQLAlchemyError) -> Response:
+        # Nothing half-written survives: the transaction goes back.
+        try:
+            app.extensions["sqlalchemy"].session.rollback()
+        except SQLAlchemyError:
+            pass  # the connection is gone; the pool discards it
+        if _database_unreachable(exc):
+            app.logger.error("Database unavailable: %s", exc.__class__.__name__)
+            return error_response(
+                503, "The database is unavailable.", "service_unavailable"
+            )
+        app.logger.error("Database error", exc_info=exc)
+        return error_response(500)
+
+
+def _database_unreachable(exc: SQLAlchemyError) -> bool:
+    """Connection trouble (as opposed to a bug in a query)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, TimeoutError))

@@ -1,6 +1,9 @@
 """Extension objects, created once and unbound; `create_app` binds them."""
 
+from flask_cors import CORS
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -30,3 +33,6 @@ migrate = Migrate()
 jwt = JWTManager()
 api = Api()
 passwords = PasswordHasher()
+cors = CORS()
+# Keyed by client address (as ProxyFix resolves it) unless a limit says otherwise.
+limiter = Limiter(get_remote_address)

@@ -19,8 +19,7 @@ from auth import REVOKED, www_authenticate
 from blocklist import Rotation, get_blocklist
 from errors import APIError
 from models import UserModel
-
-security_log = logging.getLogger("security")
+from observability import audit
 
 
 class RefreshTokenReused(APIError):
@@ -81,14 +80,12 @@ def rotate_refresh_token(user: UserModel, claims: dict) -> dict:
         return issue_tokens(user, fresh=False, family=family)
 
     revoke_family(family)
-    security_log.warning(
+    audit(
+        "refresh_token_reuse",
         "Refresh token reuse detected: family revoked",
-        extra={
-            "event": "refresh_token_reuse",
-            "user_id": claims["sub"],
-            "family": family,
-            "jti": claims["jti"],
-        },
+        level=logging.WARNING,
+        user_id=claims["sub"],
+        family=family,
     )
     raise RefreshTokenReused(REVOKED)
 

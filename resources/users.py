@@ -8,6 +8,7 @@ from auth import jwt_required, public, require_self_or_admin
 from errors import APIError, NotFound
 from extensions import db
 from models import UserModel
+from observability import audit
 from schemas import (
     MessageSchema,
     PasswordChangeSchema,
@@ -17,6 +18,7 @@ from schemas import (
     UserRegisterSchema,
     UserSchema,
 )
+from security import failed_login, login_username_key, rate_limited
 from tokens import (
     issue_tokens,
     revoke_all_user_tokens,
@@ -41,17 +43,26 @@ class InvalidCredentials(APIError):
 @blp.route("/register")
 class UserRegister(MethodView):
     @public
+    @rate_limited("RATELIMIT_REGISTER")
     @blp.arguments(UserRegisterSchema)
     @blp.response(201, RegisteredUserSchema)
     @blp.alt_response(409, response="CONFLICT", description="Username taken")
     def post(self, user_data):
         """Create an account."""
-        return UserModel.register(user_data["username"], user_data["password"])
+        user = UserModel.register(user_data["username"], user_data["password"])
+        audit("register", "User registered", user_id=str(user.id))
+        return user
 
 
 @blp.route("/login")
 class UserLogin(MethodView):
     @public
+    @rate_limited("RATELIMIT_LOGIN")
+    @rate_limited(
+        "RATELIMIT_LOGIN_USERNAME",
+        key_func=login_username_key,
+        deduct_when=failed_login,
+    )
     @blp.arguments(UserLoginSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, response="UNAUTHORIZED", description="Invalid credentials")
@@ -59,17 +70,24 @@ class UserLogin(MethodView):
         """Log in: a fresh access token and a refresh token."""
         user = UserModel.authenticate(credentials["username"], credentials["password"])
         if user is None:
+            audit(
+                "login_failure", "Login failed", username=credentials["username"][:80]
+            )
             raise InvalidCredentials("Invalid credentials.")
+        audit("login_success", "Login succeeded", user_id=str(user.id))
         return issue_tokens(user, fresh=True), 200, NO_STORE
 
 
 @blp.route("/refresh")
 class TokenRefresh(MethodView):
+    @rate_limited("RATELIMIT_REFRESH")
     @jwt_required(refresh=True)
     @blp.response(200, TokenSchema)
     def post(self):
         """Trade a refresh token for a non-fresh access and a new refresh token."""
-        return rotate_refresh_token(current_user, get_jwt()), 200, NO_STORE
+        tokens = rotate_refresh_token(current_user, get_jwt())
+        audit("refresh", "Tokens refreshed", family=get_jwt()["fam"])
+        return tokens, 200, NO_STORE
 
 
 @blp.route("/logout")
@@ -79,6 +97,7 @@ class UserLogout(MethodView):
     def post(self):
         """Log out: revoke this login's tokens, the refresh token included."""
         revoke_session(get_jwt())
+        audit("logout", "Logged out", family=get_jwt().get("fam"))
         return {"message": "Successfully logged out."}
 
 
@@ -89,6 +108,7 @@ class UserLogoutAll(MethodView):
     def post(self):
         """Log out everywhere: revoke every token of the user."""
         revoke_all_user_tokens(current_user.id)
+        audit("logout_all", "Logged out of every session")
         return {"message": "Logged out of every session."}
 
 
@@ -113,6 +133,7 @@ class UserPassword(MethodView):
             passwords["current_password"], passwords["new_password"]
         )
         revoke_all_user_tokens(current_user.id)
+        audit("password_change", "Password changed; other sessions revoked")
         return issue_tokens(current_user, fresh=True), 200, NO_STORE
 
 
@@ -137,6 +158,7 @@ class User(MethodView):
         user = _get_user(user_id)
         revoke_all_user_tokens(user.id)
         user.delete()
+        audit("account_deletion", "Account deleted", deleted_user_id=str(user_id))
         return {"message": "User deleted."}
 
 

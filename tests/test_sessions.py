@@ -94,7 +94,8 @@ def test_reuse_after_the_grace_window_revokes_the_whole_family(
     legit = auth.refresh(stolen["refresh_token"]).get_json()
     assert works(client, legit)
 
-    with caplog.at_level(logging.WARNING, logger="security"):
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="api.audit"):
         replay = auth.refresh(stolen["refresh_token"])
 
     assert_revoked(replay)
@@ -105,10 +106,13 @@ def test_reuse_after_the_grace_window_revokes_the_whole_family(
     # ...while the user's other login is untouched.
     assert works(client, other_session)
     assert auth.refresh(other_session["refresh_token"]).status_code == 200
-    events = [r for r in caplog.records if getattr(r, "event", None)]
-    assert [r.event for r in events] == ["refresh_token_reuse"]
+    events = [r for r in caplog.records if r.name == "api.audit"]
+    events = [r for r in events if r.event == "refresh_token_reuse"]
+    assert len(events) == 1
+    assert events[0].levelname == "WARNING"
     assert events[0].user_id == str(user_id)
     assert events[0].family == claims(app, legit["access_token"])["fam"]
+    assert events[0].request_id == replay.headers["X-Request-ID"]
 
 
 def test_a_retry_within_the_grace_window_gets_a_valid_pair_of_the_same_family(

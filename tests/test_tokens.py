@@ -58,6 +58,8 @@ def payload(sub: str, **overrides) -> dict:
         "exp": now + 600,
         "fresh": True,
         "is_admin": False,
+        "iss": "stores-api",
+        "aud": "stores-api",
     }
     claims.update(overrides)
     return claims
@@ -142,7 +144,10 @@ def test_expired_refresh_token(auth, user):
 def test_expired_hand_built_token(app, client, user):
     user_id, _ = user
     now = int(time.time())
-    token = forge(app, payload(str(user_id), iat=now - 1200, nbf=now - 1200, exp=now))
+    # Past the 5-second decode leeway.
+    token = forge(
+        app, payload(str(user_id), iat=now - 1200, nbf=now - 1200, exp=now - 6)
+    )
 
     response = client.get("/store", headers=bearer(token))
 
@@ -426,3 +431,61 @@ def test_every_token_problem_is_a_401_envelope_without_msg(
             "token_expired",
         }, (name, body)
         assert response.headers["WWW-Authenticate"].startswith(NO_TOKEN_CHALLENGE)
+
+
+# --- issuer, audience, leeway -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"iss": "someone-else"}, {"aud": "another-api"}, {"aud": ["x", "y"]}],
+    ids=["wrong-issuer", "wrong-audience", "other-audiences"],
+)
+def test_tokens_for_another_issuer_or_audience_are_refused(
+    app, client, user, overrides
+):
+    user_id, _ = user
+    token = forge(app, payload(str(user_id), **overrides))
+
+    response = client.get("/store", headers=bearer(token))
+
+    body = assert_error(response, 401, "invalid_token")
+    assert "WWW-Authenticate" in response.headers
+    assert body["message"].startswith("The token is invalid")
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud"])
+def test_tokens_without_issuer_or_audience_are_refused(app, client, user, claim):
+    user_id, _ = user
+    claims = payload(str(user_id))
+    del claims[claim]
+
+    response = client.get("/store", headers=bearer(forge(app, claims)))
+
+    assert_error(response, 401, "invalid_token")
+
+
+def test_our_tokens_name_issuer_and_audience(app, user):
+    _, tokens = user
+    with app.app_context():
+        claims = jwt.decode(
+            tokens["access_token"],
+            app.config["JWT_SECRET_KEY"],
+            algorithms=["HS256"],
+            audience="stores-api",
+        )
+    assert claims["iss"] == "stores-api"
+    assert claims["aud"] == "stores-api"
+
+
+def test_a_small_clock_skew_is_tolerated(app, client, user):
+    """exp two seconds ago is inside the 5-second leeway; six seconds is not."""
+    user_id, _ = user
+    now = int(time.time())
+    recent = forge(app, payload(str(user_id), exp=now - 2))
+    stale = forge(app, payload(str(user_id), exp=now - 6))
+
+    assert client.get("/store", headers=bearer(recent)).status_code == 200
+    assert_token_refused(
+        client.get("/store", headers=bearer(stale)), "token_expired", EXPIRED
+    )
