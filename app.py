@@ -17,6 +17,7 @@ from errors import register_error_handlers
 from extensions import api, db, jwt, migrate, passwords
 from observability import init_observability
 from resources import IdConverter, id_parameter_schema
+from resources.health import blp as health_blp
 from resources.items import blp as items_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
@@ -47,6 +48,9 @@ def create_app(config: dict | None = None) -> Flask:
 
 def _register_extensions(app: Flask) -> None:
     """Bind the extension objects and the revocation store."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A connection the server dropped is replaced, not handed to a request.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
@@ -63,7 +67,7 @@ def _register_blueprints(app: Flask) -> None:
     """The API's resources, and Swagger UI's assets served locally (no CDN)."""
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, id_parameter_schema)
-    for blp in (users_blp, stores_blp, items_blp, tags_blp):
+    for blp in (users_blp, stores_blp, items_blp, tags_blp, health_blp):
         api.register_blueprint(blp)
     app.register_blueprint(
         Blueprint(

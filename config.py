@@ -180,8 +180,6 @@ class ProductionConfig(BaseConfig):
         super().__init__()
         self.APP_ENV = "production"
         self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "json"
-        if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
-            self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
 
 CONFIGS = {

@@ -19,6 +19,7 @@ request_log = logging.getLogger("api.request")
 audit_log = logging.getLogger("api.audit")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 # What we accept from a client (or a proxy) as a request id; anything else is replaced.
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -117,7 +118,10 @@ def _finish_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
     started = g.get("request_started")
     duration_ms = None if started is None else (time.perf_counter() - started) * 1000
-    request_log.info(
+    # Probes arrive every few seconds from the load balancer: keep them quiet.
+    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    request_log.log(
+        level,
         "%s %s %s",
         request.method,
         request.path,

@@ -4,7 +4,12 @@ import re
 
 import pytest
 
-PUBLIC_OPERATIONS = {("post", "/register"), ("post", "/login")}
+PUBLIC_OPERATIONS = {
+    ("post", "/register"),
+    ("post", "/login"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+}
 OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/refresh"),
     ("post", "/logout"),
@@ -28,6 +33,8 @@ OPERATIONS = PUBLIC_OPERATIONS | {
     ("delete", "/item/{item_id}/tag/{tag_id}"),
     ("get", "/tag/{tag_id}"),
     ("delete", "/tag/{tag_id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
 }
 
 

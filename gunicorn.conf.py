@@ -1,0 +1,66 @@
+"""gunicorn settings from the environment (`gunicorn "app:create_app()"` reads them).
+
+WEB_CONCURRENCY  worker processes       default: 2 x CPU cores + 1, at most 8
+GUNICORN_THREADS threads per worker      default: 1 (sync workers)
+PORT / HOST      where to listen         default: 0.0.0.0:8000
+GUNICORN_TIMEOUT seconds a request may take before its worker is replaced (30)
+GUNICORN_ACCESS_LOG  "-" for gunicorn's own access log, in JSON (default: off,
+                 because the app already writes one JSON line per request with
+                 its request id and user id; two lines per request help no one)
+"""
+
+import multiprocessing
+import os
+
+from observability import JSONFormatter
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_int('PORT', 8000)}"
+workers = _int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
+threads = _int("GUNICORN_THREADS", 1)
+timeout = _int("GUNICORN_TIMEOUT", 30)
+# On SIGTERM, finish what is in flight for up to this long, then stop.
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = 5
+# Recycle workers now and then, so a slow leak can never take a worker down.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = max_requests // 10
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# gunicorn's own records, the app's warnings and errors: JSON lines on stdout. The
+# app's "api.*" loggers have their own handler (observability.py): no second copy.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": JSONFormatter}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        },
+    },
+    "root": {"level": "WARNING", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {
+            "level": loglevel.upper(),
+            "handlers": ["console"],
+            "propagate": False,
+        },
+        "gunicorn.access": {
+            "level": "INFO" if accesslog else "WARNING",
+            "handlers": ["console"],
+            "propagate": False,
+        },
+        "api": {"propagate": False},
+    },
+}
