@@ -227,3 +227,14 @@ class MessageSchema(Schema):
     """A plain confirmation."""
 
     message = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    """A probe's answer."""
+
+    status = fields.String(required=True, metadata={"example": "ready"})
+    checks = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Each dependency: ok or unavailable"},
+    )
