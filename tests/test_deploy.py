@@ -1,0 +1,373 @@
+"""Deployment: probes, outages of the database and of Redis, the entrypoint,
+gunicorn's settings, the Dockerfile and the compose file.
+
+Outages are real: a private redis-server on a spare port is stopped and started
+again, and a throw-away PostgreSQL database refuses connections for a while.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from extensions import db
+from models import StoreModel
+from tests.helpers import assert_error, bearer
+from tests.services import POSTGRES_URL, postgres_database
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+# --- probes ---------------------------------------------------------------------
+
+
+def test_healthz_is_public_and_checks_nothing(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["X-Request-ID"]
+
+
+def test_readyz_reports_each_dependency(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "blocklist": "ok"},
+    }
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a spare port, to stop and restart."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is not installed; CI must run this test.")
+            pytest.skip("redis-server is not installed.")
+        self.process = subprocess.Popen(
+            [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert wait_until(self._answers), "the private redis-server did not start"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    redis_server = PrivateRedis(tmp_path)
+    redis_server.start()
+    yield redis_server
+    redis_server.stop()
+
+
+def test_readyz_follows_redis_going_away_and_coming_back(app_config, private_redis):
+    app = create_app(
+        {
+            **app_config,
+            "BLOCKLIST_BACKEND": "redis",
+            "REDIS_URL": private_redis.url,
+            "REDIS_SOCKET_TIMEOUT": 0.5,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    client = app.test_client()
+    body = {"username": "alice", "password": "long enough password"}
+    client.post("/register", json=body)
+    tokens = client.post("/login", json=body).get_json()
+    try:
+        assert client.get("/readyz").status_code == 200
+
+        private_redis.stop()
+        down = client.get("/readyz")
+        body = assert_error(
+            down, 503, "service_unavailable", "Not ready: blocklist unavailable."
+        )
+        assert body["errors"] == {"database": "ok", "blocklist": "unavailable"}
+        # Fail closed meanwhile: a valid token is not accepted unchecked.
+        refused = client.get("/me", headers=bearer(tokens["access_token"]))
+        assert_error(refused, 503, "service_unavailable")
+        assert client.get("/healthz").status_code == 200
+
+        private_redis.start()
+        assert wait_until(lambda: client.get("/readyz").status_code == 200)
+        assert (
+            client.get("/me", headers=bearer(tokens["access_token"])).status_code == 200
+        )
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+class FlakyPostgres:
+    """A throw-away PostgreSQL database that can refuse connections for a while."""
+
+    def __init__(self, url: str) -> None:
+        self.name = make_url(url).database
+        self.admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+
+    def go_away(self) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS false')
+            )
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": self.name},
+            )
+
+    def come_back(self) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS true')
+            )
+
+    def dispose(self) -> None:
+        self.come_back()
+        self.admin.dispose()
+
+
+@pytest.fixture
+def flaky_postgres(app_config):
+    with postgres_database() as url:
+        flaky = FlakyPostgres(url)
+        app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url})
+        with app.app_context():
+            db.create_all()
+        try:
+            yield app, flaky
+        finally:
+            with app.app_context():
+                db.engine.dispose()
+            flaky.dispose()
+
+
+def test_a_database_that_goes_away_mid_run(flaky_postgres, auth_for):
+    """503 in the envelope while it is gone, nothing half-written, and recovery."""
+    app, flaky = flaky_postgres
+    client = app.test_client()
+    headers = auth_for(app, client)
+    assert (
+        client.post("/store", json={"name": "Before"}, headers=headers).status_code
+        == 201
+    )
+    assert client.get("/readyz").status_code == 200
+
+    flaky.go_away()
+    for response in (
+        client.get("/store", headers=headers),
+        client.post("/store", json={"name": "During"}, headers=headers),
+        client.post("/login", json={"username": "alice", "password": "x" * 12}),
+    ):
+        assert_error(
+            response, 503, "service_unavailable", "The database is unavailable."
+        )
+        assert "Traceback" not in response.get_data(as_text=True)
+    down = client.get("/readyz")
+    body = assert_error(down, 503, "service_unavailable")
+    assert body["errors"]["database"] == "unavailable"
+
+    flaky.come_back()
+    assert wait_until(lambda: client.get("/readyz").status_code == 200)
+    listing = client.get("/store", headers=headers)
+    assert listing.status_code == 200
+    assert [store["name"] for store in listing.get_json()] == ["Before"]
+    with app.app_context():
+        names = db.session.scalars(db.select(StoreModel.name)).all()
+    assert names == ["Before"]
+
+
+@pytest.fixture
+def auth_for():
+    """Register and log in on a given app; return the Authorization header."""
+
+    def login(app, client) -> dict:
+        body = {"username": "alice", "password": "long enough password"}
+        assert client.post("/register", json=body).status_code == 201
+        tokens = client.post("/login", json=body).get_json()
+        return bearer(tokens["access_token"])
+
+    return login
+
+
+# --- the entrypoint and gunicorn ------------------------------------------------
+
+
+def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
+    port = free_port()
+    database = tmp_path / "entrypoint.db"
+    env = {
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": f"sqlite:///{database}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+    }
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [str(ROOT / "docker-entrypoint.sh")],
+        cwd=tmp_path,  # the script finds its own folder
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def ready() -> bool:
+            try:
+                url = f"http://127.0.0.1:{port}/readyz"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    return response.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        assert wait_until(ready, timeout=30), (tmp_path / "server.log").read_text()
+        engine = create_engine(f"sqlite:///{database}")
+        with engine.connect() as connection:
+            version = connection.execute(
+                text("SELECT version_num FROM alembic_version")
+            )
+            assert version.scalar() == "0002"
+        engine.dispose()
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+    output = (tmp_path / "server.log").read_text()
+    assert "Running upgrade" in output
+    # gunicorn's own lines are JSON (gunicorn.conf.py).
+    assert re.search(r'\{"time": "[^"]+", "level": "INFO", "logger": "gunicorn', output)
+
+
+def _gunicorn_settings(monkeypatch, **env) -> dict:
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "PORT", "HOST"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings: dict = {}
+    exec((ROOT / "gunicorn.conf.py").read_text(), settings)
+    return settings
+
+
+def test_gunicorn_settings_come_from_the_environment(monkeypatch):
+    settings = _gunicorn_settings(
+        monkeypatch, WEB_CONCURRENCY="3", GUNICORN_THREADS="4", PORT="9000"
+    )
+    assert settings["workers"] == 3
+    assert settings["threads"] == 4
+    assert settings["bind"] == "0.0.0.0:9000"
+    assert settings["graceful_timeout"] == 30
+    assert settings["timeout"] == 30
+
+
+def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
+    settings = _gunicorn_settings(monkeypatch)
+    assert settings["workers"] == min(2 * os.cpu_count() + 1, 8)
+    assert settings["threads"] == 1
+    assert settings["bind"] == "0.0.0.0:8000"
+
+
+# --- Dockerfile and compose ------------------------------------------------------
+
+
+def _stages(dockerfile: str) -> list[str]:
+    return re.split(r"(?m)^FROM ", dockerfile)[1:]
+
+
+def test_the_dockerfile_is_multi_stage_slim_and_non_root():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = _stages(dockerfile)
+    assert len(stages) == 2
+    assert all(stage.startswith("python:3.12-slim") for stage in stages)
+    final = stages[-1]
+    assert re.search(r"(?m)^USER app$", final)
+    assert "useradd" in final
+    assert re.search(r"(?m)^HEALTHCHECK .*", final)
+    assert "/healthz" in final
+    assert 'ENTRYPOINT ["./docker-entrypoint.sh"]' in final
+    for tool in ("apt-get", "gcc", "build-essential", "pip install"):
+        assert tool not in final, tool
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+
+
+def test_the_compose_file_runs_the_app_on_postgres_and_redis():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"app", "db", "redis"}
+    app = services["app"]
+    assert app["environment"]["DATABASE_URL"].startswith("postgresql://")
+    assert app["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert app["environment"]["APP_ENV"] == "production"
+    assert "JWT_SECRET_KEY" in app["environment"]
+    for dependency in ("db", "redis"):
+        assert app["depends_on"][dependency] == {"condition": "service_healthy"}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+    assert services["db"]["volumes"] and services["redis"]["volumes"]
+    assert set(compose["volumes"]) == {"postgres-data", "redis-data"}
