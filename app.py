@@ -13,6 +13,7 @@ from auth import register_jwt_callbacks
 from blocklist import init_blocklist
 from commands import blocklist_cli, users_cli
 from config import check_config, load_config
+from demo import register_demo
 from errors import register_error_handlers
 from extensions import api, db, jwt, migrate, passwords
 from observability import init_observability
@@ -42,6 +43,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     init_security(app)
     _register_blueprints(app)
+    _register_pages(app)
     _register_commands(app)
     return app
 
@@ -79,6 +81,11 @@ def _register_blueprints(app: Flask) -> None:
             static_url_path=app.config["OPENAPI_SWAGGER_UI_URL"].rstrip("/"),
         )
     )
+
+
+def _register_pages(app: Flask) -> None:
+    """Browser pages outside the API: the silent-refresh demo."""
+    register_demo(app)
 
 
 def _register_commands(app: Flask) -> None:

@@ -118,6 +118,8 @@ class BaseConfig:
             if origin.strip()
         ]
         self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "text"
+        # The browser demo of the silent-refresh flow at /demo (static files).
+        self.DEMO_ENABLED = _env_bool("DEMO_ENABLED", True)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
 
         # OWASP's argon2id parameters: 19 MiB, 2 iterations, 1 lane.

@@ -1,0 +1,222 @@
+// auth-client.js — a dependency-free ES module for browser apps of the Stores API.
+//
+// A `fetch` wrapper that does the silent-refresh flow:
+//   1. send the access token it has;
+//   2. on 401 `token_expired`, refresh once (one /refresh shared by every request
+//      in flight: single-flight) and repeat the request once;
+//   3. on any other 401 that a login fixes (`fresh_token_required`, a refused
+//      refresh, ...), call `onLoginRequired`; if that resolves to true (the user
+//      logged in again), repeat the request once.
+//
+// Two modes:
+//   - "header" (default): tokens live in this object's memory only (never in
+//     localStorage, where any injected script could read them) and travel in the
+//     Authorization header;
+//   - "cookie": the server keeps them in HttpOnly cookies that page JavaScript
+//     cannot read; state-changing requests carry the CSRF double-submit header.
+//
+//   import { AuthClient } from "/demo/auth-client.js";
+//   const api = new AuthClient({ mode: "cookie", onLoginRequired: askForLogin });
+//   await api.login("alice", "correct horse battery");
+//   const response = await api.fetch("/item?page=1");
+
+const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+// What a new login fixes; `token_expired` is fixed by a refresh instead.
+const LOGIN_FIXES = new Set([
+  "authorization_required",
+  "fresh_token_required",
+  "invalid_token",
+  "token_revoked",
+  "token_expired",
+]);
+
+export class LoginRequiredError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "LoginRequiredError";
+    this.code = code;
+  }
+}
+
+export class AuthClient {
+  constructor({
+    baseUrl = "",
+    mode = "header",
+    onLoginRequired = null,
+    onRefresh = null,
+    fetchImpl = null,
+  } = {}) {
+    if (mode !== "header" && mode !== "cookie") {
+      throw new Error(`mode must be "header" or "cookie", not ${mode}`);
+    }
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.mode = mode;
+    this.onLoginRequired = onLoginRequired;
+    this.onRefresh = onRefresh;
+    this._fetch = fetchImpl || window.fetch.bind(window);
+    this._accessToken = null;
+    this._refreshToken = null;
+    this._refreshing = null; // the one refresh in flight, shared
+    this._loggingIn = null; // the one login prompt open, shared
+    this._generation = 0; // bumped at every login and refresh
+    this.refreshCount = 0;
+  }
+
+  /** Whether a login happened (the tokens themselves may have expired since). */
+  get loggedIn() {
+    return this.mode === "cookie" ? this._generation > 0 : this._accessToken !== null;
+  }
+
+  async login(username, password) {
+    const body = { username, password };
+    if (this.mode === "cookie") body.token_delivery = "cookie";
+    const response = await this._fetch(this._url("/login"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: this._credentials(),
+      body: JSON.stringify(body),
+    });
+    const data = await readJson(response);
+    if (!response.ok) {
+      throw new LoginRequiredError(data.error || "invalid_credentials", data.message);
+    }
+    this._store(data);
+    return data;
+  }
+
+  async logout() {
+    try {
+      return await this.fetch("/logout", { method: "POST" }, { retry: false });
+    } finally {
+      this._accessToken = null;
+      this._refreshToken = null;
+      this._generation = 0;
+    }
+  }
+
+  /**
+   * fetch(path, options) with the token. A request is repeated at most once after
+   * a refresh and at most once after a new login.
+   */
+  async fetch(path, options = {}, { retry = true } = {}) {
+    let refreshed = false;
+    let loggedInAgain = false;
+    for (;;) {
+      const generation = this._generation;
+      const response = await this._send(path, options);
+      if (response.status !== 401 || !retry) return response;
+
+      let { error } = await readJson(response.clone());
+      if (error === "token_expired" && !refreshed && this.loggedIn) {
+        refreshed = true;
+        // Someone else may have refreshed while this request was on its way.
+        if (generation !== this._generation) continue;
+        const refreshError = await this._refreshOnce();
+        if (refreshError === null) continue;
+        error = refreshError; // the refresh token is refused: only a login helps
+      }
+      if (loggedInAgain || !LOGIN_FIXES.has(error)) return response;
+      loggedInAgain = true;
+      if (!(await this._loginOnce(error))) return response;
+    }
+  }
+
+  _send(path, options) {
+    const method = (options.method || "GET").toUpperCase();
+    const headers = new Headers(options.headers || {});
+    if (options.body && !headers.has("Content-Type")) {
+      headers.set("Content-Type", "application/json");
+    }
+    if (this.mode === "header" && this._accessToken) {
+      headers.set("Authorization", `Bearer ${this._accessToken}`);
+    }
+    if (this.mode === "cookie" && STATE_CHANGING.has(method)) {
+      const csrf = readCookie("csrf_access_token");
+      if (csrf) headers.set("X-CSRF-TOKEN", csrf);
+    }
+    return this._fetch(this._url(path), {
+      ...options,
+      method,
+      headers,
+      credentials: this._credentials(),
+    });
+  }
+
+  /** One refresh for all who ask while it runs: null, or the refusal's code. */
+  _refreshOnce() {
+    if (!this._refreshing) {
+      this._refreshing = this._refresh().finally(() => {
+        this._refreshing = null;
+      });
+    }
+    return this._refreshing;
+  }
+
+  async _refresh() {
+    const headers = {};
+    if (this.mode === "header") {
+      if (!this._refreshToken) return "authorization_required";
+      headers.Authorization = `Bearer ${this._refreshToken}`;
+    } else {
+      const csrf = readCookie("csrf_refresh_token");
+      if (csrf) headers["X-CSRF-TOKEN"] = csrf;
+    }
+    const response = await this._fetch(this._url("/refresh"), {
+      method: "POST",
+      headers,
+      credentials: this._credentials(),
+    });
+    const data = await readJson(response);
+    if (!response.ok) return data.error || "token_revoked";
+    this._store(data);
+    this.refreshCount += 1;
+    if (this.onRefresh) this.onRefresh(this.refreshCount);
+    return null;
+  }
+
+  /** One login prompt for all requests that need it at the same time. */
+  _loginOnce(code) {
+    if (!this.onLoginRequired) return Promise.reject(new LoginRequiredError(code));
+    if (!this._loggingIn) {
+      this._loggingIn = Promise.resolve(this.onLoginRequired(code, this))
+        .then(Boolean)
+        .finally(() => {
+          this._loggingIn = null;
+        });
+    }
+    return this._loggingIn;
+  }
+
+  _store(data) {
+    if (this.mode === "header") {
+      this._accessToken = data.access_token;
+      this._refreshToken = data.refresh_token;
+    }
+    this._generation += 1;
+  }
+
+  _credentials() {
+    return this.mode === "cookie" ? "include" : "same-origin";
+  }
+
+  _url(path) {
+    return this.baseUrl + (path.startsWith("/") ? path : `/${path}`);
+  }
+}
+
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch {
+    return {};
+  }
+}
+
+function readCookie(name) {
+  const prefix = `${name}=`;
+  for (const part of document.cookie.split(";")) {
+    const cookie = part.trim();
+    if (cookie.startsWith(prefix)) return decodeURIComponent(cookie.slice(prefix.length));
+  }
+  return null;
+}

@@ -1,0 +1,156 @@
+// The demo page: a small app on top of AuthClient, no build step.
+import { AuthClient } from "/demo/auth-client.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const mode = params.get("mode") === "cookie" ? "cookie" : "header";
+let username = "";
+
+const api = new AuthClient({
+  mode,
+  onRefresh(count) {
+    const indicator = $("refresh-indicator");
+    indicator.dataset.count = String(count);
+    indicator.textContent = `silently refreshed ${count} time${count === 1 ? "" : "s"}`;
+  },
+  onLoginRequired: askToLogInAgain,
+});
+
+$("mode").textContent = mode;
+$("switch-mode").href = mode === "cookie" ? "?mode=header" : "?mode=cookie";
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+async function json(response) {
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(`${response.status} ${body.error}: ${body.message}`);
+  return body;
+}
+
+// Resolves to true once the user has logged in again, false if they cancel.
+function askToLogInAgain(code) {
+  const dialog = $("relogin");
+  $("relogin-reason").textContent =
+    code === "fresh_token_required"
+      ? "This needs a fresh login: please enter your password again."
+      : `Your session ended (${code}): please log in again.`;
+  $("relogin-password").value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener(
+      "close",
+      async () => {
+        if (dialog.returnValue !== "login") return resolve(false);
+        try {
+          await api.login(username, $("relogin-password").value);
+          status("Logged in again.");
+          resolve(true);
+        } catch (error) {
+          status(`Login failed: ${error.message}`, true);
+          resolve(false);
+        }
+      },
+      { once: true },
+    );
+  });
+}
+
+async function showApp() {
+  const me = await json(await api.fetch("/me"));
+  $("whoami").textContent = me.username;
+  $("login-section").hidden = true;
+  $("app-section").hidden = false;
+  await loadItems();
+}
+
+async function loadItems() {
+  // Several requests at once: after the access token expired they all get a 401,
+  // and the client still refreshes only once.
+  const [items, stores] = await Promise.all([
+    api.fetch("/item?page=1&page_size=20").then(json),
+    api.fetch("/store?page=1&page_size=100").then(json),
+    api.fetch("/me").then(json),
+  ]);
+  $("items").replaceChildren(
+    ...items.map((item) => {
+      const li = document.createElement("li");
+      li.textContent = `${item.name} — ${item.price.toFixed(2)} (${item.store.name})`;
+      return li;
+    }),
+  );
+  $("item-store").replaceChildren(
+    ...stores.map((store) => new Option(store.name, String(store.id))),
+  );
+  status(`Loaded ${items.length} item${items.length === 1 ? "" : "s"}.`);
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  username = $("username").value;
+  try {
+    await api.login(username, $("password").value);
+    await showApp();
+  } catch (error) {
+    status(`Login failed: ${error.message}`, true);
+  }
+});
+
+$("register-button").addEventListener("click", async () => {
+  const response = await fetch("/register", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+  });
+  const body = await response.json();
+  status(response.ok ? `Registered ${body.username}: now log in.` : body.message, !response.ok);
+});
+
+$("load-button").addEventListener("click", () =>
+  loadItems().catch((error) => status(error.message, true)),
+);
+
+$("store-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const store = await json(
+      await api.fetch("/store", {
+        method: "POST",
+        body: JSON.stringify({ name: $("store-name").value }),
+      }),
+    );
+    status(`Created store ${store.name}.`);
+    await loadItems();
+  } catch (error) {
+    status(error.message, true);
+  }
+});
+
+$("item-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const item = await json(
+      await api.fetch("/item", {
+        method: "POST",
+        body: JSON.stringify({
+          name: $("item-name").value,
+          price: Number($("item-price").value),
+          store_id: Number($("item-store").value),
+        }),
+      }),
+    );
+    status(`Created item ${item.name}.`);
+    await loadItems();
+  } catch (error) {
+    status(error.message, true);
+  }
+});
+
+$("logout-button").addEventListener("click", async () => {
+  await api.logout();
+  $("app-section").hidden = true;
+  $("login-section").hidden = false;
+  status("Logged out.");
+});
