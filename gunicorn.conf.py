@@ -64,3 +64,7 @@ logconfig_dict = {
         "api": {"propagate": False},
     },
 }
+
+# No runtime control socket: it lives at one fixed path per user, so two servers
+# on one host would fight over it, and nothing here needs it.
+control_socket_disable = True

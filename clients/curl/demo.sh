@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# The three-step JWT client flow of the Stores API, with curl.
+#
+# Usage: clients/curl/demo.sh BASE_URL      e.g. clients/curl/demo.sh http://127.0.0.1:5000
+#
+# Registers a throw-away user (demo_<random hex>) and walks the flow of the README:
+#   1. send the access token you have              -> 200
+#   2. on 401 token_expired, POST /refresh          -> a non-fresh access token and a
+#      new refresh token (rotation); repeat the request -> 200
+#   3. on any other 401 (here fresh_token_required from POST /item), log in again
+# then logs out and checks that the session's tokens answer 401 token_revoked.
+# Each step prints one numbered line: the request, the status, the relevant part of
+# the body, OK or FAIL. Tokens are shortened, never printed whole.
+#
+# An expired access token: this script cannot mint tokens (it has no secret), so it
+# WAITS for the access token from /login to expire: expires_in (from /login) plus the
+# server's clock-skew leeway (JWT_DECODE_LEEWAY, 5 s by default) plus one second.
+# That is practical only against a server with a short access-token lifetime, e.g.
+#     JWT_ACCESS_TOKEN_EXPIRES=3 ./scripts/serve.sh
+# When expires_in is longer than DEMO_MAX_WAIT the script says so and stops (exit 3).
+# (A run registers once and logs in twice: the default rate limits, RATELIMIT_REGISTER
+# "5 per minute" first, allow about five runs a minute from one address.)
+#
+# Environment:
+#   DEMO_MAX_WAIT  the longest access-token lifetime worth waiting for, seconds (30)
+#   DEMO_LEEWAY    the server's JWT_DECODE_LEEWAY, seconds (5)
+#
+# Exit status: 0 every answer was the one the contract promises; 1 an answer differed
+# (expected and actual are printed) or the server did not answer; 2 usage error or a
+# missing tool; 3 the access-token lifetime is too long to wait for.
+#
+# Needs only bash, curl and python3 (for JSON and the JWT payloads; no jq).
+
+set -euo pipefail
+
+PROG=${0##*/}
+
+usage() {
+  printf 'Usage: %s BASE_URL      e.g. %s http://127.0.0.1:5000\n' "$PROG" "$PROG"
+  printf 'Walks the three-step JWT client flow against the Stores API. The server\n'
+  printf 'needs a short access-token lifetime (JWT_ACCESS_TOKEN_EXPIRES of at most\n'
+  printf 'DEMO_MAX_WAIT=%s seconds): the demo waits for a token to expire.\n' \
+    "${DEMO_MAX_WAIT:-30}"
+}
+
+if [[ $# -ne 1 || -z ${1:-} ]]; then
+  usage >&2
+  exit 2
+fi
+if [[ $1 == -h || $1 == --help ]]; then
+  usage
+  exit 0
+fi
+BASE_URL=$1
+while [[ $BASE_URL == */ ]]; do
+  BASE_URL=${BASE_URL%/}
+done
+if [[ ! $BASE_URL =~ ^https?://[^/]+ ]]; then
+  printf '%s: BASE_URL must start with http:// or https://, got %q\n' "$PROG" "$1" >&2
+  usage >&2
+  exit 2
+fi
+
+for tool in curl python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    printf '%s: %s is required but not installed\n' "$PROG" "$tool" >&2
+    exit 2
+  fi
+done
+
+MAX_WAIT=${DEMO_MAX_WAIT:-30}
+LEEWAY=${DEMO_LEEWAY:-5}
+for setting in "DEMO_MAX_WAIT=$MAX_WAIT" "DEMO_LEEWAY=$LEEWAY"; do
+  if [[ ! ${setting#*=} =~ ^[0-9]+$ ]]; then
+    printf '%s: %s must be a whole number of seconds\n' "$PROG" "$setting" >&2
+    exit 2
+  fi
+done
+
+TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/stores-demo.XXXXXX")
+cleanup() { rm -rf "$TMP_DIR"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+BODY=$TMP_DIR/body.json
+HEADERS=$TMP_DIR/headers.txt
+
+# JSON and JWT without jq: after every request, one python3 call flattens the answer
+# into KEYS/VALUES: the JSON body's values by dotted path ("store.id"), the claims
+# of any *_token in it, decoded but NOT verified ("access_token:fresh"; a client
+# only reads them, the server checks the signature), the WWW-Authenticate header
+# ("@www-authenticate") and the start of the body ("@snippet"). Missing and null
+# values are simply absent.
+PY_HELPERS='
+import base64, json, secrets, sys
+
+def text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+def flatten(data, prefix=""):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif data is not None and prefix:
+        yield prefix, text(data)
+
+def claims(token):
+    try:
+        part = token.split(".")[1]
+        payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+def answer(body_file, headers_file):
+    with open(body_file, "rb") as body:
+        raw = body.read()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    yield from flatten(data)
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if str(key).endswith("_token") and isinstance(value, str):
+                for claim, item in claims(value).items():
+                    if item is not None:
+                        yield f"{key}:{claim}", text(item)
+    challenge = None
+    with open(headers_file, encoding="latin-1") as headers:
+        for line in headers:
+            name, colon, rest = line.partition(":")
+            if line.startswith("HTTP/"):
+                challenge = None  # only the last response counts
+            elif colon and name.strip().lower() == "www-authenticate":
+                challenge = rest.strip()
+    if challenge is not None:
+        yield "@www-authenticate", challenge
+    snippet = " ".join(raw[:200].decode("utf-8", "replace").split())[:80]
+    yield "@snippet", snippet or "(empty)"
+
+if sys.argv[1] == "answer":  # answer BODY_FILE HEADERS_FILE: NUL-separated pairs
+    for pair in answer(sys.argv[2], sys.argv[3]):
+        for part in pair:
+            sys.stdout.write(part.replace(chr(0), "") + chr(0))
+elif sys.argv[1] == "random":  # random N: N random bytes, as hex
+    print(secrets.token_hex(int(sys.argv[2])))
+'
+py() { python3 -c "$PY_HELPERS" "$@"; }
+
+KEYS=()
+VALUES=()
+parse_answer() {
+  local key value
+  KEYS=()
+  VALUES=()
+  while IFS= read -r -d '' key && IFS= read -r -d '' value; do
+    KEYS+=("$key")
+    VALUES+=("$value")
+  done < <(py answer "$BODY" "$HEADERS")
+}
+
+# field KEY: a value of the last answer (see above); nothing when it is absent.
+field() {
+  local i
+  for ((i = 0; i < ${#KEYS[@]}; i++)); do
+    if [[ ${KEYS[i]} == "$1" ]]; then
+      printf '%s' "${VALUES[i]}"
+      return 0
+    fi
+  done
+}
+
+short() { printf '%s...%s' "${1:0:8}" "${1: -6}"; } # never a whole token
+
+STEP=0
+STATUS=000
+REQUEST=
+HINT=
+
+# line DETAIL VERDICT: the numbered line of the current step.
+line() {
+  printf '%2d. %-32s -> %s  %s  %s\n' "$STEP" "$REQUEST" "$STATUS" "$1" "$2"
+}
+
+# What an answer says: `error` and `message` of an error envelope, else its start.
+answer() {
+  local error message
+  error=$(field error)
+  message=$(field message)
+  if [[ -n $error || -n $message ]]; then
+    printf 'error=%s "%s"' "${error:-?}" "$message"
+  else
+    printf 'body: %s' "$(field @snippet)"
+  fi
+}
+
+ok() { line "$1" OK; }
+
+# fail WHAT EXPECTED ACTUAL: print the step as FAIL, expected vs actual, and stop.
+fail() {
+  line "$(answer)" FAIL
+  printf '    expected %s: %s\n' "$1" "$2"
+  printf '    actual   %s: %s\n' "$1" "$3"
+  if [[ -n $HINT ]]; then
+    printf '    hint: %s\n' "$HINT"
+  fi
+  printf '\nFAILED at step %d (%d passed before it).\n' "$STEP" "$((STEP - 1))"
+  exit 1
+}
+
+# send METHOD PATH [TOKEN] [JSON]: one request; sets STATUS and the answer's fields.
+# No answer at all (refused, timed out) fails the step.
+send() {
+  local method=$1 path=$2 token=${3:-} data=${4:-}
+  local args=(-sS --max-time 10 -o "$BODY" -D "$HEADERS" -w '%{http_code}'
+    -X "$method" -H 'Accept: application/json')
+  if [[ -n $token ]]; then
+    args+=(-H "Authorization: Bearer $token")
+  fi
+  if [[ -n $data ]]; then
+    args+=(-H 'Content-Type: application/json' --data-binary "$data")
+  fi
+  STEP=$((STEP + 1))
+  REQUEST="$method $path${token:+ [$(short "$token")]}"
+  : >"$BODY"
+  : >"$HEADERS"
+  if ! STATUS=$(curl "${args[@]}" "$BASE_URL$path"); then
+    STATUS=000
+    parse_answer
+    fail "an HTTP answer" "any" "none (curl failed, see above)"
+  fi
+  parse_answer
+}
+
+expect_status() {
+  if [[ $STATUS != "$1" ]]; then
+    fail "status" "$1" "$STATUS"
+  fi
+}
+
+# expect_field KEY VALUE: the answer's KEY is VALUE.
+expect_field() {
+  local actual
+  actual=$(field "$1")
+  if [[ $actual != "$2" ]]; then
+    fail "$1" "$2" "${actual:-(missing)}"
+  fi
+}
+
+# expect_number KEY: the answer's KEY is a whole number.
+expect_number() {
+  local actual
+  actual=$(field "$1")
+  if [[ ! $actual =~ ^[0-9]+$ ]]; then
+    fail "$1" "a whole number" "${actual:-(missing)}"
+  fi
+}
+
+# expect_token_error ERROR: 401 with that `error` and an RFC 6750 challenge.
+expect_token_error() {
+  local challenge
+  expect_status 401
+  expect_field error "$1"
+  challenge=$(field @www-authenticate)
+  if [[ $challenge != *'error="invalid_token"'* ]]; then
+    fail "WWW-Authenticate" 'Bearer realm="api", error="invalid_token", ...' \
+      "${challenge:-(missing)}"
+  fi
+}
+
+# expect_tokens FRESH: a token answer (both tokens, token_type Bearer, expires_in in
+# whole seconds) whose access token's `fresh` claim is FRESH (true or false).
+expect_tokens() {
+  local name
+  expect_status 200
+  for name in access_token refresh_token; do
+    if [[ -z $(field "$name") ]]; then
+      fail "$name" "a token" "(missing)"
+    fi
+  done
+  expect_field token_type Bearer
+  expect_number expires_in
+  expect_field access_token:type access
+  expect_field access_token:fresh "$1"
+  expect_field refresh_token:type refresh
+}
+
+RANDOM_HEX=$(py random 16)
+USERNAME=demo_${RANDOM_HEX:0:8}
+PASSWORD=demo-${RANDOM_HEX:8}
+CREDENTIALS=$(printf '{"username": "%s", "password": "%s"}' "$USERNAME" "$PASSWORD")
+STORE_NAME=demo-store-${RANDOM_HEX:0:8}
+ITEM_NAME=demo-item-${RANDOM_HEX:0:8}
+
+printf 'Three-step JWT client flow against %s (throw-away user %s)\n\n' \
+  "$BASE_URL" "$USERNAME"
+
+# -- Register and log in: a fresh access token and a refresh token ------------------
+send POST /register "" "$CREDENTIALS"
+expect_status 201
+expect_number id
+expect_field username "$USERNAME"
+ok "id=$(field id) username=$(field username)"
+
+send POST /login "" "$CREDENTIALS"
+expect_tokens true
+ACCESS=$(field access_token)
+REFRESH=$(field refresh_token)
+EXPIRES_IN=$(field expires_in)
+FAMILY=$(field access_token:fam)
+if [[ -z $FAMILY ]]; then
+  fail "claim fam of the access token" "a session id" "(missing)"
+fi
+ok "token_type=Bearer expires_in=$EXPIRES_IN access=$(short "$ACCESS") (fresh: true)\
+ refresh=$(short "$REFRESH")"
+
+# -- 1. Send the access token you have -----------------------------------------------
+send GET /me "$ACCESS"
+expect_status 200
+expect_field username "$USERNAME"
+ok "username=$(field username): the access token works"
+
+# -- Wait for it to expire -----------------------------------------------------------
+if ((EXPIRES_IN > MAX_WAIT)); then
+  printf '\nThe server issues access tokens for %s s (expires_in): too long to wait\n' \
+    "$EXPIRES_IN"
+  printf 'for (DEMO_MAX_WAIT=%s). This demo needs a server with a short access-token\n' \
+    "$MAX_WAIT"
+  printf 'lifetime, e.g. JWT_ACCESS_TOKEN_EXPIRES=3, or a larger DEMO_MAX_WAIT.\n'
+  exit 3
+fi
+WAIT=$((EXPIRES_IN + LEEWAY + 1))
+printf '    ... waiting %d s for the access token to expire (expires_in %d s + %d s\n' \
+  "$WAIT" "$EXPIRES_IN" "$LEEWAY"
+printf '        clock-skew leeway + 1 s; the script cannot mint an expired token)\n'
+sleep "$WAIT"
+
+# -- 2. On 401 token_expired, refresh and repeat the request -------------------------
+HINT="is the server's JWT_DECODE_LEEWAY larger than DEMO_LEEWAY=$LEEWAY?"
+send GET /me "$ACCESS"
+expect_token_error token_expired
+HINT=
+ok "$(answer) -> refresh"
+
+send POST /refresh "$REFRESH"
+expect_tokens false
+expect_field access_token:fam "$FAMILY"
+NON_FRESH=$(field access_token)
+NEW_REFRESH=$(field refresh_token)
+if [[ $NEW_REFRESH == "$REFRESH" ]]; then
+  fail "refresh_token" "a new refresh token (rotation)" "the one that was sent"
+fi
+ok "access=$(short "$NON_FRESH") (fresh: false, same session)\
+ refresh=$(short "$NEW_REFRESH") (rotated: keep the new one)"
+
+send GET /me "$NON_FRESH"
+expect_status 200
+expect_field username "$USERNAME"
+ok "username=$(field username): the repeated request works"
+
+send POST /store "$NON_FRESH" "$(printf '{"name": "%s"}' "$STORE_NAME")"
+expect_status 201
+expect_number id
+expect_field name "$STORE_NAME"
+STORE_ID=$(field id)
+ok "id=$STORE_ID name=$(field name) (any access token will do)"
+
+# -- 3. On any other 401, log in again -----------------------------------------------
+ITEM=$(printf '{"name": "%s", "price": 1.5, "store_id": %s}' "$ITEM_NAME" "$STORE_ID")
+send POST /item "$NON_FRESH" "$ITEM"
+expect_token_error fresh_token_required
+ok "$(answer) -> log in again"
+
+send POST /login "" "$CREDENTIALS"
+expect_tokens true
+FRESH=$(field access_token)
+FRESH_REFRESH=$(field refresh_token)
+ok "access=$(short "$FRESH") (fresh: true) refresh=$(short "$FRESH_REFRESH")"
+
+send POST /item "$FRESH" "$ITEM"
+expect_status 201
+expect_number id
+expect_field name "$ITEM_NAME"
+expect_field store.id "$STORE_ID"
+ok "id=$(field id) name=$(field name) price=$(field price) store.id=$(field store.id)"
+
+# -- Log out: every token of that login is revoked -----------------------------------
+send POST /logout "$FRESH"
+expect_status 200
+ok "message=\"$(field message)\""
+
+send GET /me "$FRESH"
+expect_token_error token_revoked
+ok "$(answer): logged out"
+
+send POST /refresh "$FRESH_REFRESH"
+expect_token_error token_revoked
+ok "$(answer): the refresh token of that login too"
+
+printf '\nAll %d steps passed.\n' "$STEP"

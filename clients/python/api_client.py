@@ -1,0 +1,452 @@
+"""A Python client for the Stores API: login, silent refresh, re-login hook.
+
+    from clients.python.api_client import ApiClient, LoginRequired
+
+    client = ApiClient("http://127.0.0.1:5000", reauthenticate=ask_for_login)
+    client.login("alice", "correct horse battery")
+    response = client.get("/store")  # a requests.Response, whatever its status
+
+The three-step flow of the API's README, done for the caller:
+
+1. every request carries the access token the client holds;
+2. on ``401 token_expired`` the client trades its refresh token at ``/refresh``
+   (once for all threads that hit the same expired token: single-flight), keeps
+   the new access token *and the rotated refresh token*, and repeats the request
+   once;
+3. on ``401 fresh_token_required``, or when ``/refresh`` itself answers 401
+   (``token_revoked``, ``token_expired``, ``invalid_token``...), only a new login
+   helps: the client calls ``reauthenticate(client)`` if it was given one (it
+   typically calls ``client.login(...)``) and repeats the request once; without
+   one it raises :class:`LoginRequired` with the server's error code and message.
+
+Every other answer is returned unchanged: 2xx, 4xx, 5xx, and a 401 with any other
+code (``token_revoked`` or ``invalid_token`` on a normal request, or any 401 on
+the repeated request). A request sent while logged out carries no token, so the
+server's ``401 authorization_required`` comes back as a response (public
+endpoints such as ``/register`` or ``/healthz`` work without a login);
+``reauthenticate`` is not called for it, so ``logout()`` is never undone behind
+the caller's back. The client never swallows an error.
+
+Depends only on ``requests``. One client may be shared by many threads.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import requests
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ApiClient",
+    "ApiClientError",
+    "LoginFailed",
+    "LoginRequired",
+    "error_of",
+]
+
+DEFAULT_TIMEOUT = 10.0  # seconds, for every request the client sends
+
+#: ``reauthenticate(client)``: log in again (``client.login(...)``), or raise.
+Reauthenticate = Callable[["ApiClient"], object]
+
+# What happened while recovering from a 401 (see ApiClient._recover).
+_RETRY = "retry"  # the tokens changed meanwhile: repeat with the current ones
+_REFRESHED = "refreshed"  # this thread refreshed: repeat with the new token
+_REAUTHENTICATED = "reauthenticated"  # reauthenticate() ran: repeat
+
+
+class ApiClientError(Exception):
+    """The API refused something the client cannot work around by itself.
+
+    ``code`` is the envelope's machine-readable ``error`` (``http_<status>`` when
+    the answer had none), ``message`` its human-readable ``message`` and
+    ``response`` the ``requests.Response`` it came from (None if none was sent).
+    """
+
+    def __init__(
+        self, code: str, message: str, response: requests.Response | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.response = response
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status of ``response``, if there is one."""
+        return None if self.response is None else self.response.status_code
+
+
+class LoginFailed(ApiClientError):
+    """``POST /login`` was refused (wrong credentials, validation, rate limit...)."""
+
+
+class LoginRequired(ApiClientError):
+    """Only a new login helps, and no ``reauthenticate`` callback could provide it.
+
+    Raised for ``401 fresh_token_required`` and when ``/refresh`` answers 401 (the
+    code is then the refresh's: ``token_revoked``, ``token_expired``...).
+    """
+
+
+def error_of(response: requests.Response) -> tuple[str, str]:
+    """(``error``, ``message``) of an error envelope, with fallbacks for others."""
+    try:
+        body = response.json()
+    except ValueError:  # requests.JSONDecodeError: not JSON at all
+        body = None
+    code = message = None
+    if isinstance(body, dict):
+        code, message = body.get("error"), body.get("message")
+    if not isinstance(code, str) or not code:
+        code = f"http_{response.status_code}"
+    if not isinstance(message, str):
+        message = response.reason or ""
+    return code, message
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A refresh the server refused with 401, and the access token it was for."""
+
+    access_token: str
+    code: str
+    message: str
+    response: requests.Response
+
+
+class ApiClient:
+    """An HTTP client for the API that keeps the token pair and renews it.
+
+    ``base_url``: where the API lives, e.g. ``http://127.0.0.1:5000`` (a path
+    prefix such as ``https://host/api`` is kept). ``timeout``: seconds for every
+    request, unless a call passes its own ``timeout=``. ``reauthenticate``:
+    called as ``reauthenticate(client)`` when only a new login helps; it should
+    call ``client.login(...)`` (or raise). ``session``: a ``requests.Session`` to
+    use (one is created, and closed by :meth:`close`, otherwise).
+
+    Thread safety: a lock guards the token pair; a second (re-entrant) lock lets
+    one thread at a time refresh or call ``reauthenticate``, and a thread that
+    waited for it first compares the access token its request used with the
+    current one: if they differ, someone else already renewed the tokens and the
+    request is simply repeated. N threads hitting one expired token therefore
+    cause exactly one ``POST /refresh`` (and one ``reauthenticate`` call when a
+    login is needed).
+
+    A request is repeated at most once after a refresh and at most once after a
+    ``reauthenticate`` call, so at most three sends per call. Request bodies must
+    be re-sendable (``json=``, ``bytes``, ``dict``), not one-shot streams.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        reauthenticate: Reauthenticate | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}.")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url must not carry a query or a fragment.")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.reauthenticate = reauthenticate
+        self._owns_session = session is None
+        self.session = session if session is not None else requests.Session()
+        self._lock = threading.Lock()  # guards the four fields below
+        self._access_token: str | None = None
+        self._refresh_token: str | None = None
+        self._fresh = False
+        self._refused: _Refused | None = None
+        # One refresh or re-login at a time. Re-entrant, so a reauthenticate
+        # callback may itself use the client.
+        self._recovery = threading.RLock()
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def access_token(self) -> str | None:
+        """The access token held now (None when logged out)."""
+        with self._lock:
+            return self._access_token
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The refresh token held now; it changes at every refresh (rotation)."""
+        with self._lock:
+            return self._refresh_token
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether the client holds tokens (they may have expired since)."""
+        return self.access_token is not None
+
+    @property
+    def token_is_fresh(self) -> bool:
+        """Whether the access token held came straight from a login."""
+        with self._lock:
+            return self._access_token is not None and self._fresh
+
+    def url(self, path: str) -> str:
+        """``base_url`` joined with ``path`` (``"store"`` and ``"/store"`` alike).
+
+        A full URL (``http://...`` or ``//host/...``) is refused, so tokens are
+        never sent anywhere but ``base_url``.
+        """
+        parts = urlsplit(path)
+        if parts.scheme or parts.netloc:
+            raise ValueError(f"path must be relative to base_url, got {path!r}.")
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    # -- login and logout -------------------------------------------------------
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """``POST /login``: keep the (fresh) access token and the refresh token.
+
+        Returns the token response's body. Raises :class:`LoginFailed` with the
+        server's ``error`` and ``message`` when the login is refused.
+        """
+        response = self.session.post(
+            self.url("/login"),
+            json={"username": username, "password": password},
+            timeout=self.timeout,
+        )
+        if response.status_code != 200:
+            raise LoginFailed(*error_of(response), response)
+        data = self._token_body(response)
+        self._store(data, fresh=True)
+        return data
+
+    def logout(self) -> requests.Response | None:
+        """``POST /logout`` (revokes this login's tokens) and forget the tokens.
+
+        The tokens are forgotten locally whatever happens. Returns the server's
+        answer: 200, or the 401 that shows the session had already ended (a
+        refused refresh does not raise here, and ``reauthenticate`` is not
+        called). Returns None, without a request, when not logged in.
+        """
+        if not self.logged_in:
+            self._forget()
+            return None
+        try:
+            return self._request("POST", "/logout", {}, may_reauthenticate=False)
+        except LoginRequired as refused:
+            return refused.response
+        finally:
+            self._forget()
+
+    def refresh(self) -> None:
+        """Trade the refresh token now (shared with concurrent refreshes).
+
+        The access token becomes non-fresh. On a 401 from ``/refresh`` this
+        calls ``reauthenticate`` or raises :class:`LoginRequired`; on any other
+        failure (429, 5xx) it raises :class:`ApiClientError` with that response.
+        """
+        used = self.access_token
+        if used is None:
+            raise LoginRequired("authorization_required", "Not logged in.")
+        outcome = self._recover(used, "token_expired", None, may_reauthenticate=True)
+        if isinstance(outcome, requests.Response):
+            raise ApiClientError(*error_of(outcome), outcome)
+
+    # -- requests ---------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send ``method path`` with the token; ``kwargs`` go to ``requests``.
+
+        A caller-supplied ``Authorization`` header is sent as is, and then the
+        client does not refresh or re-login for that request.
+        """
+        return self._request(method, path, kwargs, may_reauthenticate=True)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """``GET path`` (see :meth:`request`)."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        """``POST path`` (see :meth:`request`)."""
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        """``PUT path`` (see :meth:`request`)."""
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> requests.Response:
+        """``PATCH path`` (see :meth:`request`)."""
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        """``DELETE path`` (see :meth:`request`)."""
+        return self.request("DELETE", path, **kwargs)
+
+    def close(self) -> None:
+        """Close the session, if the client created it."""
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        kwargs: dict[str, Any],
+        *,
+        may_reauthenticate: bool,
+    ) -> requests.Response:
+        url = self.url(path)
+        kwargs = dict(kwargs)
+        kwargs.setdefault("timeout", self.timeout)
+        headers = dict(kwargs.pop("headers", None) or {})
+        if any(name.lower() == "authorization" for name in headers):
+            return self.session.request(method, url, headers=headers, **kwargs)
+
+        refreshed = reauthenticated = False
+        while True:
+            used = self.access_token
+            if used is not None:
+                headers["Authorization"] = f"Bearer {used}"
+            else:
+                headers.pop("Authorization", None)
+            response = self.session.request(method, url, headers=headers, **kwargs)
+            if response.status_code != 401 or used is None:
+                return response
+            code = error_of(response)[0]
+            if code == "token_expired" and not refreshed:
+                refreshed = True
+            elif code == "fresh_token_required" and not reauthenticated:
+                reauthenticated = True
+            else:
+                return response
+            outcome = self._recover(
+                used, code, response, may_reauthenticate=may_reauthenticate
+            )
+            if isinstance(outcome, requests.Response):
+                return outcome  # /refresh failed, but not for want of a login
+            if outcome == _REAUTHENTICATED:
+                reauthenticated = True
+            response.close()  # about to be replaced by the repeated request
+
+    def _recover(
+        self,
+        used: str,
+        code: str,
+        response: requests.Response | None,
+        *,
+        may_reauthenticate: bool,
+    ) -> str | requests.Response:
+        """After a 401 ``code`` for the access token ``used``: fix the tokens.
+
+        Returns _RETRY, _REFRESHED or _REAUTHENTICATED when the request should be
+        repeated, or the response of a ``/refresh`` that failed with something
+        other than 401. Raises LoginRequired when only a login helps and
+        ``reauthenticate`` cannot be called.
+        """
+        with self._recovery:
+            with self._lock:
+                current, refresh_token = self._access_token, self._refresh_token
+                fresh, refused = self._fresh, self._refused
+            if current is None:
+                if refused is not None and refused.access_token == used:
+                    # Another thread's refresh for this token was refused.
+                    return self._login_required(
+                        refused.code,
+                        refused.message,
+                        refused.response,
+                        may_reauthenticate,
+                    )
+                return _RETRY  # logged out meanwhile: sent without a token
+            if current != used and (code == "token_expired" or fresh):
+                return _RETRY  # renewed by someone else while we waited
+            if code != "token_expired":  # fresh_token_required
+                message = error_of(response)[1] if response is not None else ""
+                return self._login_required(code, message, response, may_reauthenticate)
+            return self._refresh_now(used, refresh_token, may_reauthenticate)
+
+    def _refresh_now(
+        self, used: str, refresh_token: str | None, may_reauthenticate: bool
+    ) -> str | requests.Response:
+        """The one ``POST /refresh`` for ``used`` (the recovery lock is held)."""
+        if refresh_token is None:
+            return self._login_required(
+                "authorization_required", "No refresh token.", None, may_reauthenticate
+            )
+        reply = self.session.post(
+            self.url("/refresh"),
+            headers={"Authorization": f"Bearer {refresh_token}"},
+            timeout=self.timeout,
+        )
+        if reply.status_code == 200:
+            # Rotation: the refresh token just sent is spent; keep the new one.
+            self._store(self._token_body(reply), fresh=False, replacing=used)
+            return _REFRESHED
+        if reply.status_code != 401:
+            return reply  # 429, 5xx...: returned to the caller as it is
+        code, message = error_of(reply)
+        with self._lock:
+            if self._access_token == used:
+                self._access_token = self._refresh_token = None
+                self._fresh = False
+                self._refused = _Refused(used, code, message, reply)
+        return self._login_required(code, message, reply, may_reauthenticate)
+
+    def _login_required(
+        self,
+        code: str,
+        message: str,
+        response: requests.Response | None,
+        may_reauthenticate: bool,
+    ) -> str:
+        """Call ``reauthenticate`` (the recovery lock is held), or raise."""
+        if self.reauthenticate is None or not may_reauthenticate:
+            raise LoginRequired(code, message, response)
+        self.reauthenticate(self)
+        return _REAUTHENTICATED
+
+    @staticmethod
+    def _token_body(response: requests.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("access_token"), str)
+            and isinstance(data.get("refresh_token"), str)
+        ):
+            raise ApiClientError(
+                "invalid_response", "The token response lacks the tokens.", response
+            )
+        return data
+
+    def _store(
+        self, data: dict[str, Any], *, fresh: bool, replacing: str | None = None
+    ) -> None:
+        """Keep a new pair; with ``replacing``, only if nobody changed the pair
+        since (a login or logout that happened meanwhile wins over a refresh).
+        """
+        with self._lock:
+            if replacing is not None and self._access_token != replacing:
+                return
+            self._access_token = data["access_token"]
+            self._refresh_token = data["refresh_token"]
+            self._fresh = fresh
+            self._refused = None
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._access_token = self._refresh_token = None
+            self._fresh = False
+            self._refused = None

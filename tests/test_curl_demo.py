@@ -1,0 +1,399 @@
+"""clients/curl/demo.sh: the README's three-step client flow, with curl.
+
+The script runs against a live server (gunicorn, two workers, the database
+revocation store, two-second access tokens, so it waits about 8 s for a token to
+expire) and against a stub server that breaks the contract in one place at a time:
+it must then stop at that step, print FAIL with expected and actual, and exit 1.
+"""
+
+import base64
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "clients" / "curl" / "demo.sh"
+BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
+HOST = "127.0.0.1"
+START_DEADLINE = 20.0
+STOP_TIMEOUT = 15.0
+DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
+STEP_COUNT = 13
+
+# The live run, step by step: (request, status, what the line must show).
+LIVE_STEPS = [
+    ("POST /register", 201, "username=demo_"),
+    ("POST /login", 200, "token_type=Bearer expires_in=2"),
+    ("GET /me", 200, "the access token works"),
+    ("GET /me", 401, 'error=token_expired "The token has expired."'),
+    ("POST /refresh", 200, "(fresh: false, same session)"),
+    ("GET /me", 200, "the repeated request works"),
+    ("POST /store", 201, "name=demo-store-"),
+    ("POST /item", 401, "error=fresh_token_required"),
+    ("POST /login", 200, "(fresh: true)"),
+    ("POST /item", 201, "price=1.5"),
+    ("POST /logout", 200, "Successfully logged out."),
+    ("GET /me", 401, "error=token_revoked"),
+    ("POST /refresh", 401, "error=token_revoked"),
+]
+
+
+@pytest.fixture(autouse=True)
+def tools() -> None:
+    """bash and curl on PATH: skip without them, but fail in CI."""
+    missing = [tool for tool in ("bash", "curl") if shutil.which(tool) is None]
+    if missing:
+        reason = f"clients/curl/demo.sh needs {' and '.join(missing)} on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so this is not skipped)")
+        pytest.skip(reason)
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_demo(tmp_path: Path, *args: str, **env: str) -> Run:
+    """`bash demo.sh ARGS` with a bounded run time; its whole group is killed."""
+    script_env = {
+        # python3 of the venv first: the script needs a python3, any will do.
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TMPDIR": str(tmp_path),
+        "DEMO_MAX_WAIT": "30",
+        "DEMO_LEEWAY": "5",
+        **env,
+    }
+    process = subprocess.Popen(
+        ["bash", str(SCRIPT), *args],
+        cwd=REPO,
+        env=script_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group: a timeout kills `sleep` too
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=DEMO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"demo.sh ran over {DEMO_TIMEOUT}s:\n{stdout}\n{stderr}")
+    leftovers = list(tmp_path.glob("stores-demo.*"))
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+    return Run(process.returncode, stdout, stderr)
+
+
+def step_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if re.match(r"^ ?\d+\. ", line)]
+
+
+# -- Against the live server ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        response.read()
+        return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+@contextmanager
+def live_server(tmp_path: Path) -> Iterator[int]:
+    """Migrate a fresh SQLite database, run gunicorn on it, yield its port."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "development",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "HOST": HOST,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "JWT_ACCESS_TOKEN_EXPIRES": "2",
+        "JWT_REFRESH_TOKEN_EXPIRES": "3600",
+        "JWT_DECODE_LEEWAY": "5",
+        "RATELIMIT_ENABLED": "false",
+        "BLOCKLIST_BACKEND": "database",
+        "REDIS_URL": "",
+    }
+    migration = subprocess.run(
+        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migration.returncode == 0, migration.stderr[-2000:]
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            # gunicorn >= 25 opens a control socket at one fixed path in $HOME:
+            # concurrent servers would share it.
+            [str(BIN / "gunicorn"), "--no-control-socket", "app:create_app()"],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_DEADLINE
+            while not healthy(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.1)
+            yield port
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+
+
+def test_demo_walks_the_flow_against_a_live_server(tmp_path):
+    with live_server(tmp_path) as port:
+        started = time.monotonic()
+        run = run_demo(tmp_path, f"http://{HOST}:{port}/")  # trailing slash dropped
+        took = time.monotonic() - started
+
+    output = run.stdout
+    assert run.returncode == 0, f"{output}\n{run.stderr}"
+    assert f"against http://{HOST}:{port} (" in output
+    lines = step_lines(output)
+    assert len(lines) == STEP_COUNT, output
+    for number, (line, (request, status, shows)) in enumerate(
+        zip(lines, LIVE_STEPS, strict=True), start=1
+    ):
+        assert re.match(rf"^ ?{number}\. {request}\b", line), line
+        assert f"-> {status} " in line, line
+        assert shows in line, line
+        assert line.endswith("  OK"), line
+    for marker in ("token_expired", "fresh_token_required", "token_revoked"):
+        assert marker in output
+    assert "waiting 8 s for the access token to expire" in output
+    assert re.search(rf"^All {STEP_COUNT} steps passed\.$", output, re.MULTILINE)
+    assert "FAIL" not in output
+    # Tokens are shortened: no JWT segment longer than a few characters is shown.
+    assert not re.search(r"eyJ[\w-]{12,}", output), output
+    assert took < DEMO_TIMEOUT
+    print(f"\ndemo.sh against gunicorn: {STEP_COUNT} steps OK in {took:.1f}s")
+
+
+# -- Against a stub that breaks the contract -----------------------------------------
+
+
+def _b64(data: dict) -> str:
+    raw = json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def fake_jwt(**claims) -> str:
+    """Looks like a JWT to the script (it never checks signatures)."""
+    return f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}.c2lnbmF0dXJl"
+
+
+def token_pair(*, fresh: bool, expires_in: int = 0, refresh_jti: str = "r1") -> dict:
+    family = "stub-family"
+    return {
+        "access_token": fake_jwt(
+            type="access", fresh=fresh, fam=family, jti=secrets.token_hex(4)
+        ),
+        "refresh_token": fake_jwt(type="refresh", fam=family, jti=refresh_jti),
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    }
+
+
+EXPIRED = {
+    "code": 401,
+    "status": "Unauthorized",
+    "message": "The token has expired.",
+    "error": "token_expired",
+}
+CHALLENGE = 'Bearer realm="api", error="invalid_token", error_description="x"'
+
+
+class StubAPI:
+    """Answers like the API up to /refresh, but breaks it where `broken` says."""
+
+    def __init__(self, broken: str) -> None:
+        self.broken = broken
+        self.me_calls = 0
+        self.refresh_token = ""
+        self.username = ""
+        self.lock = threading.Lock()
+
+    def answer(self, method: str, path: str, body: dict) -> tuple:
+        """(status, JSON body, extra headers) for one request."""
+        if (method, path) == ("POST", "/register"):
+            if self.broken == "register_500":
+                return 500, {"code": 500, "error": "internal_error"}, {}
+            self.username = body.get("username", "")
+            return 201, {"id": 1, "username": self.username}, {}
+        if (method, path) == ("POST", "/login"):
+            expires_in = 900 if self.broken == "long_lifetime" else 0
+            pair = token_pair(fresh=True, expires_in=expires_in)
+            self.refresh_token = pair["refresh_token"]
+            return 200, pair, {}
+        if (method, path) == ("GET", "/me"):
+            with self.lock:
+                self.me_calls += 1
+                calls = self.me_calls
+            if calls == 2:  # the token "expired" in between
+                headers = {}
+                if self.broken != "no_challenge":
+                    headers["WWW-Authenticate"] = CHALLENGE
+                return 401, EXPIRED, headers
+            return 200, {"id": 1, "username": self.username, "is_admin": False}, {}
+        if (method, path) == ("POST", "/refresh"):
+            pair = token_pair(fresh=self.broken == "refresh_fresh", refresh_jti="r2")
+            if self.broken == "refresh_not_rotated":
+                pair["refresh_token"] = self.refresh_token
+            return 200, pair, {}
+        return 404, {"code": 404, "error": "not_found"}, {}
+
+
+@contextmanager
+def stub_server(broken: str) -> Iterator[int]:
+    """A StubAPI on a loopback port, in a thread; always shut down and closed."""
+    api = StubAPI(broken)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else {}
+            status, payload, headers = api.answer(self.command, self.path, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _handle
+
+        def log_message(self, *args) -> None:  # keep the test output clean
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=STOP_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("broken", "step", "expected", "actual"),
+    [
+        ("register_500", 1, "expected status: 201", "actual   status: 500"),
+        (
+            "no_challenge",
+            4,
+            'expected WWW-Authenticate: Bearer realm="api", error="invalid_token"',
+            "actual   WWW-Authenticate: (missing)",
+        ),
+        (
+            "refresh_fresh",
+            5,
+            "expected access_token:fresh: false",
+            "actual   access_token:fresh: true",
+        ),
+        (
+            "refresh_not_rotated",
+            5,
+            "expected refresh_token: a new refresh token (rotation)",
+            "actual   refresh_token: the one that was sent",
+        ),
+    ],
+)
+def test_demo_fails_where_the_contract_is_broken(
+    tmp_path, broken, step, expected, actual
+):
+    with stub_server(broken) as port:
+        # The stub's tokens "expire" at once: no leeway to wait for (about 1 s).
+        run = run_demo(tmp_path, f"http://{HOST}:{port}", DEMO_LEEWAY="0")
+
+    output = run.stdout
+    assert run.returncode == 1, f"{output}\n{run.stderr}"
+    lines = step_lines(output)
+    assert len(lines) == step, output
+    assert all(line.endswith("  OK") for line in lines[:-1]), output
+    assert lines[-1].endswith("  FAIL"), output
+    assert expected in output
+    assert actual in output
+    assert f"FAILED at step {step} ({step - 1} passed before it)." in output
+    assert "steps passed" not in output
+
+
+def test_demo_stops_when_the_access_lifetime_is_too_long_to_wait_for(tmp_path):
+    with stub_server("long_lifetime") as port:
+        run = run_demo(tmp_path, f"http://{HOST}:{port}")
+
+    assert run.returncode == 3, f"{run.stdout}\n{run.stderr}"
+    assert "access tokens for 900 s" in run.stdout
+    assert "DEMO_MAX_WAIT=30" in run.stdout
+    assert "JWT_ACCESS_TOKEN_EXPIRES=3" in run.stdout
+    assert "FAIL" not in run.stdout
+
+
+def test_demo_fails_when_nothing_answers(tmp_path):
+    run = run_demo(tmp_path, f"http://{HOST}:{free_port()}")
+
+    assert run.returncode == 1, f"{run.stdout}\n{run.stderr}"
+    assert " 1. POST /register" in run.stdout
+    assert "-> 000" in run.stdout
+    assert "none (curl failed" in run.stdout
+    assert "curl: (7)" in run.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("",), ("not-a-url",), ("a", "b")])
+def test_demo_needs_a_base_url(tmp_path, args):
+    run = run_demo(tmp_path, *args)
+
+    assert run.returncode == 2, f"{run.stdout}\n{run.stderr}"
+    assert run.stderr.startswith("Usage: demo.sh BASE_URL") or (
+        "BASE_URL must start with http:// or https://" in run.stderr
+    )
+    assert "Usage: demo.sh BASE_URL" in run.stderr
+    assert run.stdout == ""
