@@ -51,10 +51,14 @@ def init_security(app: Flask) -> None:
     # Counters in Redis when there is one (shared by every worker and instance),
     # else in this process's memory.
     if not app.config.get("RATELIMIT_STORAGE_URI"):
-        app.config["RATELIMIT_STORAGE_URI"] = app.config.get("REDIS_URL") or "memory://"
-    app.config.setdefault(
-        "RATELIMIT_KEY_PREFIX", app.config["REDIS_KEY_PREFIX"] + "ratelimit"
-    )
+        redis_url = app.config.get("REDIS_URL")
+        app.config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
+        if redis_url:
+            # Every key the app writes starts with REDIS_KEY_PREFIX.
+            app.config.setdefault(
+                "RATELIMIT_STORAGE_OPTIONS",
+                {"key_prefix": app.config["REDIS_KEY_PREFIX"] + "ratelimit"},
+            )
     app.config["RATELIMIT_ON_BREACH_CALLBACK"] = rate_limit_exceeded
     limiter.init_app(app)
 
