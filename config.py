@@ -105,7 +105,9 @@ class BaseConfig:
         )
         self.RATELIMIT_REFRESH = os.environ.get("RATELIMIT_REFRESH", "30 per minute")
         self.RATELIMIT_STRATEGY = "moving-window"
-        self.RATELIMIT_HEADERS_ENABLED = True
+        # Only a 429 says when to come back (Retry-After, set with the envelope):
+        # X-RateLimit-* would describe just one of a route's several limits.
+        self.RATELIMIT_HEADERS_ENABLED = False
         # A broken limiter storage must not take logins down: fall back to
         # per-process counting until it is back.
         self.RATELIMIT_SWALLOW_ERRORS = True

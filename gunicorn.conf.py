@@ -12,6 +12,8 @@ GUNICORN_ACCESS_LOG  "-" for gunicorn's own access log, in JSON (default: off,
 import multiprocessing
 import os
 
+from gunicorn.glogging import Logger
+
 from observability import JSONFormatter
 
 
@@ -36,34 +38,18 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-i
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
-# gunicorn's own records, the app's warnings and errors: JSON lines on stdout. The
-# app's "api.*" loggers have their own handler (observability.py): no second copy.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": JSONFormatter}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "stream": "ext://sys.stdout",
-        },
-    },
-    "root": {"level": "WARNING", "handlers": ["console"]},
-    "loggers": {
-        "gunicorn.error": {
-            "level": loglevel.upper(),
-            "handlers": ["console"],
-            "propagate": False,
-        },
-        "gunicorn.access": {
-            "level": "INFO" if accesslog else "WARNING",
-            "handlers": ["console"],
-            "propagate": False,
-        },
-        "api": {"propagate": False},
-    },
-}
+
+class JSONLogger(Logger):
+    """gunicorn's own logger, writing JSON lines wherever its logs are sent."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JSONFormatter())
+
+
+logger_class = JSONLogger
 
 # No runtime control socket: it lives at one fixed path per user, so two servers
 # on one host would fight over it, and nothing here needs it.

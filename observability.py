@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
+from flask.logging import default_handler
 from flask_jwt_extended import get_jwt
 
 # Loggers: "api.request" (one line per request), "api.audit" (security events).
@@ -66,11 +67,12 @@ def _configure_logging(log_format: str, level: str) -> None:
         handler._api = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     if log_format == "json":
-        handler.setFormatter(JSONFormatter())
+        formatter: logging.Formatter = JSONFormatter()
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    # Flask's own handler (start-up warnings, 500 tracebacks) in the same format.
+    default_handler.setFormatter(formatter)
 
 
 def request_id() -> str | None:

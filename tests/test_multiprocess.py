@@ -137,7 +137,9 @@ class Server:
         with self.access_log.open("rb") as log:
             log.seek(offset)
             lines = log.read().decode(errors="replace").splitlines()
-        return [m.groups() for m in map(ACCESS_LINE.match, lines) if m]
+        # gunicorn.conf.py writes gunicorn's logs as JSON: the line is the message.
+        messages = [json.loads(line)["message"] for line in lines if line.strip()]
+        return [m.groups() for m in map(ACCESS_LINE.match, messages) if m]
 
     def access_offset(self) -> int:
         return self.access_log.stat().st_size if self.access_log.exists() else 0
