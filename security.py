@@ -66,6 +66,9 @@ def init_security(app: Flask) -> None:
 def _add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if current_app.config["CORS_ORIGINS"]:
+        # The CORS answer depends on the Origin: caches must keep them apart.
+        response.vary.add("Origin")
     if request.is_secure:
         response.headers.setdefault(
             "Strict-Transport-Security", "max-age=31536000; includeSubDomains"

@@ -452,6 +452,8 @@ def test_cors_exposes_pagination_and_request_id_on_actual_requests(client, auth)
     exposed = header_tokens(response.headers.get("Access-Control-Expose-Headers", ""))
     assert {"x-pagination", "x-request-id"} <= exposed
     assert json.loads(response.headers["X-Pagination"])["total"] == 0
+    # The answer depends on the Origin, so shared caches must key on it.
+    assert "origin" in header_tokens(response.headers.get("Vary", ""))
 
     # Errors too, so the client can read the envelope (and refresh on 401).
     response = client.get("/store", headers={"Origin": ALLOWED_ORIGIN})
