@@ -121,8 +121,8 @@ $("store-form").addEventListener("submit", async (event) => {
         body: JSON.stringify({ name: $("store-name").value }),
       }),
     );
-    status(`Created store ${store.name}.`);
     await loadItems();
+    status(`Created store ${store.name}.`);
   } catch (error) {
     status(error.message, true);
   }
@@ -141,8 +141,8 @@ $("item-form").addEventListener("submit", async (event) => {
         }),
       }),
     );
-    status(`Created item ${item.name}.`);
     await loadItems();
+    status(`Created item ${item.name}.`);
   } catch (error) {
     status(error.message, true);
   }
