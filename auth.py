@@ -17,7 +17,7 @@ from flask_jwt_extended.exceptions import JWTDecodeError
 from flask_smorest import Blueprint
 
 from blocklist import get_blocklist
-from errors import Forbidden, error_response
+from errors import Forbidden, error_response, error_response_doc
 from extensions import db
 from models import UserModel
 
@@ -153,7 +153,7 @@ def jwt_required(
     """Require a token (and optionally freshness or admin), and document it.
 
     Wraps Flask-JWT-Extended's `jwt_required` and records the bearer security
-    requirement and the 401/403 answers in the OpenAPI document.
+    requirement and the 401/403/503 answers in the OpenAPI document.
     """
     if fresh:
         needs = "a fresh access token (from /login)"
@@ -162,15 +162,16 @@ def jwt_required(
     else:
         needs = "an access token"
     responses: dict[str, Any] = {
-        "401": {
-            "description": f"Needs {needs}: see `error` for why it was refused.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-            },
-        }
+        "401": error_response_doc(
+            f"Needs {needs}: see `error` for why it was refused."
+        ),
+        "503": error_response_doc(
+            "The revocation store or the database is unavailable; retry later "
+            "(a token is never accepted unchecked)."
+        ),
     }
     if admin:
-        responses["403"] = "FORBIDDEN"
+        responses["403"] = error_response_doc("Administrator rights are required.")
 
     def decorator(func: Callable) -> Callable:
         @wraps(func)

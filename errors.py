@@ -10,6 +10,7 @@ from typing import Any
 
 import flask_smorest
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import (
     DBAPIError,
@@ -135,10 +136,51 @@ def error_response(
     return response
 
 
+def error_response_doc(description: str) -> dict[str, Any]:
+    """An error answer in the OpenAPI document: the envelope, described."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+        },
+    }
+
+
+class RequestErrorsPlugin(BasePlugin):
+    """Document, on every operation, the errors that come from the request's shape.
+
+    Every request with a body over MAX_CONTENT_LENGTH is refused (413) before any
+    view runs, and an operation that reads a JSON body answers 400 to one that is
+    not JSON. Errors that depend on what an operation does (401, 403, 404, 409,
+    422, 429, 503) are documented by its decorators.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault(
+                    "400", error_response_doc("The request body is not valid JSON.")
+                )
+            responses.setdefault(
+                "413",
+                error_response_doc("The request body is over the size limit (1 MiB)."),
+            )
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api, answering every HTTP error in the envelope."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
+        """Bind to the app; the OpenAPI document also lists the request errors."""
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [
+            *spec_kwargs.get("extra_plugins", ()),
+            RequestErrorsPlugin(),
+        ]
+        super().init_app(app, spec_kwargs=spec_kwargs)
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         """Turn abort(), werkzeug errors and unhandled exceptions into the envelope."""

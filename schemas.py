@@ -12,10 +12,20 @@ MAX_ID = 2**31 - 1
 
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# The same rules for the OpenAPI document, whose patterns are ECMA-262 regular
+# expressions (no `\Z`; `$` ends the input): a name has no control character and at
+# least one visible one; free text has no NUL.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00]*$"
+USERNAME_DOC_PATTERN = r"^[A-Za-z0-9_.-]{3,80}$"
 
 
 class Text(fields.String):
     """Free text: any character but NUL (databases refuse it, PostgreSQL loudly)."""
+
+    def __init__(self, **kwargs) -> None:
+        metadata = {"pattern": TEXT_PATTERN, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -28,7 +38,10 @@ class Name(fields.String):
     """A name of 1-80 characters that is not blank; surrounding spaces are dropped."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(validate=validate.Length(min=1, max=80), **kwargs)
+        metadata = {"pattern": NAME_PATTERN, **kwargs.pop("metadata", {})}
+        super().__init__(
+            validate=validate.Length(min=1, max=80), metadata=metadata, **kwargs
+        )
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -47,6 +60,10 @@ class Number(fields.Float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValidationError("Must be a number.")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+# How the OpenAPI document says "at most two decimal places".
+CENTS = {"multipleOf": 0.01}
 
 
 def _at_most_two_decimals(value: float) -> None:
@@ -70,7 +87,7 @@ class PlainItemSchema(Schema):
     price = Number(
         required=True,
         validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
-        metadata={"example": 15.99},
+        metadata={"example": 15.99, **CENTS},
     )
     description = Text(
         allow_none=True, validate=validate.Length(max=2000), metadata={"example": None}
@@ -102,7 +119,8 @@ class ItemUpdateSchema(Schema):
 
     name = Name()
     price = Number(
-        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals]
+        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
+        metadata=CENTS,
     )
     description = Text(allow_none=True, validate=validate.Length(max=2000))
 
@@ -153,7 +171,7 @@ class UserRegisterSchema(Schema):
             USERNAME_RE,
             error="Use 3 to 80 letters, digits, '_', '.' or '-'.",
         ),
-        metadata={"example": "alice"},
+        metadata={"example": "alice", "pattern": USERNAME_DOC_PATTERN},
     )
     password = fields.String(
         required=True,

@@ -78,7 +78,8 @@ def _add_security_headers(response: Response) -> Response:
 
 def rate_limit_exceeded(limit: RequestLimit) -> Response:
     """429 in the envelope, with Retry-After, and an audit record."""
-    retry_after = max(1, math.ceil(limit.reset_at - time.time()))
+    # When the window frees a slot (reset_at would add a second on top).
+    retry_after = max(1, math.ceil(limit.window[0] - time.time()))
     audit(
         "rate_limit_hit",
         "Rate limit hit",

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy import Select, func
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
-from errors import Conflict
+from errors import Conflict, NotFound
 from extensions import db
 
 
@@ -30,6 +31,10 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
     except IntegrityError as exc:
         db.session.rollback()
         raise Conflict(conflict_message, conflict_error) from exc
+    except StaleDataError as exc:
+        # The row was deleted by someone else between our read and our write.
+        db.session.rollback()
+        raise NotFound("It no longer exists: it was deleted meanwhile.") from exc
     except BaseException:
         db.session.rollback()
         raise

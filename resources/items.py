@@ -9,7 +9,11 @@ from errors import NotFound
 from extensions import db
 from models import ItemModel, StoreModel
 from models.base import paginate, write
+from resources import link, links
 from schemas import ItemQueryArgsSchema, ItemSchema, ItemUpdateSchema, MessageSchema
+
+THIS_ITEM = {"item_id": "$response.body#/id"}
+ITS_STORE = {"store_id": "$response.body#/store/id"}
 
 blp = Blueprint("items", __name__, description="Operations on items")
 
@@ -34,6 +38,26 @@ class ItemList(MethodView):
     @jwt_required(fresh=True)
     @blp.arguments(ItemSchema)
     @blp.response(201, ItemSchema)
+    @blp.alt_response(409, response="CONFLICT", description="Store deleted meanwhile")
+    @links(
+        201,
+        GetItem=link("GET", "/item/{item_id}", "The item", parameters=THIS_ITEM),
+        UpdateItem=link(
+            "PUT", "/item/{item_id}", "Update the item", parameters=THIS_ITEM
+        ),
+        DeleteItem=link(
+            "DELETE", "/item/{item_id}", "Delete the item", parameters=THIS_ITEM
+        ),
+        GetStore=link(
+            "GET", "/store/{store_id}", "The item's store", parameters=ITS_STORE
+        ),
+        CreateTag=link(
+            "POST",
+            "/store/{store_id}/tag",
+            "A tag in the item's store",
+            parameters=ITS_STORE,
+        ),
+    )
     def post(self, item_data):
         """Create an item; needs a fresh token."""
         if db.session.get(StoreModel, item_data["store_id"]) is None:

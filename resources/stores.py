@@ -8,7 +8,30 @@ from errors import NotFound
 from extensions import db
 from models import StoreModel
 from models.base import paginate, write
+from resources import link, links
 from schemas import MessageSchema, PlainStoreSchema, StoreSchema
+
+STORE_ID = "$response.body#/id"
+THIS_STORE = {"store_id": STORE_ID}
+# Where a new store's id leads: the store, its tags, its items.
+STORE_LINKS = {
+    "GetStore": link("GET", "/store/{store_id}", "The store", parameters=THIS_STORE),
+    "DeleteStore": link(
+        "DELETE", "/store/{store_id}", "Delete the store", parameters=THIS_STORE
+    ),
+    "ListTags": link(
+        "GET", "/store/{store_id}/tag", "The store's tags", parameters=THIS_STORE
+    ),
+    "CreateTag": link(
+        "POST", "/store/{store_id}/tag", "A tag in the store", parameters=THIS_STORE
+    ),
+    "ListItems": link(
+        "GET", "/item", "The store's items", parameters={"query.store_id": STORE_ID}
+    ),
+    "CreateItem": link(
+        "POST", "/item", "An item in the store", request_body={"store_id": STORE_ID}
+    ),
+}
 
 blp = Blueprint("stores", __name__, description="Operations on stores")
 
@@ -27,6 +50,7 @@ class StoreList(MethodView):
     @blp.arguments(PlainStoreSchema)
     @blp.response(201, PlainStoreSchema)
     @blp.alt_response(409, response="CONFLICT", description="Store name taken")
+    @links(201, **STORE_LINKS)
     def post(self, store_data):
         """Create a store."""
         store = StoreModel(**store_data)
@@ -40,6 +64,18 @@ class Store(MethodView):
     @jwt_required()
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, response="NOT_FOUND")
+    @links(
+        200,
+        LinkTag=link(
+            "POST",
+            "/item/{item_id}/tag/{tag_id}",
+            "Link the store's first tag to its first item",
+            parameters={
+                "item_id": "$response.body#/items/0/id",
+                "tag_id": "$response.body#/tags/0/id",
+            },
+        ),
+    )
     def get(self, store_id):
         """Get a store with its items and tags."""
         return db.get_or_404(StoreModel, store_id, description="Store not found.")

@@ -9,7 +9,10 @@ from errors import Conflict, NotFound
 from extensions import db
 from models import ItemModel, StoreModel, TagModel, items_tags
 from models.base import paginate, write
+from resources import link, links
 from schemas import MessageSchema, PlainTagSchema, TagAndItemSchema, TagSchema
+
+THIS_TAG = {"tag_id": "$response.body#/id"}
 
 blp = Blueprint("tags", __name__, description="Operations on tags")
 
@@ -35,6 +38,19 @@ class TagsInStore(MethodView):
     @blp.response(201, TagSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="Tag name taken")
+    @links(
+        201,
+        GetTag=link("GET", "/tag/{tag_id}", "The tag", parameters=THIS_TAG),
+        DeleteTag=link(
+            "DELETE", "/tag/{tag_id}", "Delete the tag", parameters=THIS_TAG
+        ),
+        CreateItem=link(
+            "POST",
+            "/item",
+            "An item in the tag's store",
+            request_body={"store_id": "$response.body#/store_id"},
+        ),
+    )
     def post(self, tag_data, store_id):
         """Create a tag in a store."""
         db.get_or_404(StoreModel, store_id, description="Store not found.")
@@ -50,6 +66,21 @@ class LinkTagsToItem(MethodView):
     @blp.response(201, TagSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="Tag of another store")
+    @links(
+        201,
+        UnlinkTag=link(
+            "DELETE",
+            "/item/{item_id}/tag/{tag_id}",
+            "Unlink the tag again",
+            parameters={
+                "item_id": "$request.path.item_id",
+                "tag_id": "$request.path.tag_id",
+            },
+        ),
+        DeleteTag=link(
+            "DELETE", "/tag/{tag_id}", "Delete the (linked) tag", parameters=THIS_TAG
+        ),
+    )
     def post(self, item_id, tag_id):
         """Link a tag to an item of the same store (linking twice keeps one link)."""
         item, tag = _item_and_tag(item_id, tag_id)

@@ -5,10 +5,11 @@ from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import Blueprint
 
 from auth import jwt_required, public, require_self_or_admin
-from errors import APIError, NotFound
+from errors import APIError, ErrorSchema, NotFound
 from extensions import db
 from models import UserModel
 from observability import audit
+from resources import link, links
 from schemas import (
     MessageSchema,
     PasswordChangeSchema,
@@ -30,6 +31,8 @@ blp = Blueprint("users", __name__, description="Accounts and their tokens")
 
 # RFC 6749 §5.1: token responses must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+DATABASE_UNAVAILABLE = "The database is unavailable; retry later."
+THIS_USER = {"user_id": "$response.body#/id"}
 
 
 class InvalidCredentials(APIError):
@@ -47,6 +50,14 @@ class UserRegister(MethodView):
     @blp.arguments(UserRegisterSchema)
     @blp.response(201, RegisteredUserSchema)
     @blp.alt_response(409, response="CONFLICT", description="Username taken")
+    @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
+    @links(
+        201,
+        GetUser=link("GET", "/user/{user_id}", "The account", parameters=THIS_USER),
+        DeleteUser=link(
+            "DELETE", "/user/{user_id}", "Delete the account", parameters=THIS_USER
+        ),
+    )
     def post(self, user_data):
         """Create an account."""
         user = UserModel.register(user_data["username"], user_data["password"])
@@ -66,6 +77,7 @@ class UserLogin(MethodView):
     @blp.arguments(UserLoginSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, response="UNAUTHORIZED", description="Invalid credentials")
+    @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
     def post(self, credentials):
         """Log in: a fresh access token and a refresh token."""
         user = UserModel.authenticate(credentials["username"], credentials["password"])

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from errors import Conflict
+from errors import Conflict, NotFound
 from extensions import db
 from models import ItemModel, StoreModel
 from models.base import write
@@ -52,3 +52,17 @@ def test_the_database_refuses_negative_prices(app):
         with pytest.raises(IntegrityError):
             db.session.commit()
         db.session.rollback()
+
+
+def test_a_row_deleted_between_read_and_write_is_a_404(app):
+    with app.app_context():
+        store = StoreModel(name="s")
+        db.session.add(store)
+        db.session.commit()
+        # Someone else deletes it, outside this session.
+        with db.engine.begin() as connection:
+            connection.execute(db.delete(StoreModel).where(StoreModel.id == store.id))
+        with pytest.raises(NotFound, match="deleted meanwhile"):
+            with write("unused"):
+                store.name = "renamed"
+        assert _store_names() == []
