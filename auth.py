@@ -82,6 +82,15 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.unauthorized_loader
     def missing_token(reason: str) -> Response:
+        if "CSRF" in reason:
+            # A token came in a cookie without the matching X-CSRF-TOKEN header:
+            # possibly another site submitting on the user's behalf.
+            return error_response(
+                403,
+                "The X-CSRF-TOKEN header is missing or does not match the "
+                "csrf_access_token (csrf_refresh_token for /refresh) cookie.",
+                "csrf_failed",
+            )
         if request.headers.get("Authorization", "").strip():
             message = "The Authorization header must be 'Bearer <token>'."
         else:

@@ -68,7 +68,6 @@ class BaseConfig:
         self.JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", "").strip() or None
         self.JWT_ALGORITHM = "HS256"
         self.JWT_DECODE_ALGORITHMS = ["HS256"]
-        self.JWT_TOKEN_LOCATION = ["headers"]
         self.JWT_ERROR_MESSAGE_KEY = "message"
         # Tokens name who issued them and for whom; both are checked on decode.
         issuer = os.environ.get("JWT_ISSUER", "").strip() or "stores-api"
@@ -77,8 +76,14 @@ class BaseConfig:
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = audience
         # Small tolerance for clocks that disagree between instances.
         self.JWT_DECODE_LEEWAY = _env_int("JWT_DECODE_LEEWAY", 5)
-        # Tokens travel in the Authorization header only: no CSRF double submit.
-        self.JWT_COOKIE_CSRF_PROTECT = False
+        # Cookie mode for browser apps (header mode always works): HttpOnly token
+        # cookies, the refresh cookie only sent to /refresh, CSRF double submit.
+        self.AUTH_COOKIES_ENABLED = _env_bool("AUTH_COOKIES_ENABLED", True)
+        self.JWT_COOKIE_SECURE = _env_bool("AUTH_COOKIE_SECURE", False)
+        self.JWT_COOKIE_SAMESITE = os.environ.get("AUTH_COOKIE_SAMESITE", "Strict")
+        self.JWT_ACCESS_COOKIE_PATH = "/"
+        self.JWT_REFRESH_COOKIE_PATH = "/refresh"
+        self.JWT_CSRF_IN_COOKIES = True
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(
             seconds=_env_int("JWT_ACCESS_TOKEN_EXPIRES", 900)
         )
@@ -184,6 +189,8 @@ class ProductionConfig(BaseConfig):
         super().__init__()
         self.APP_ENV = "production"
         self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "json"
+        # Cookies only over HTTPS, unless said otherwise.
+        self.JWT_COOKIE_SECURE = _env_bool("AUTH_COOKIE_SECURE", True)
 
 
 CONFIGS = {
@@ -221,6 +228,13 @@ def check_config(config: dict) -> list[str]:
             "JWT_SECRET_KEY is not set: using the development key. "
             "Never deploy like this."
         )
+    cookies = config["AUTH_COOKIES_ENABLED"]
+    config["JWT_TOKEN_LOCATION"] = ["headers", "cookies"] if cookies else ["headers"]
+    config["JWT_COOKIE_CSRF_PROTECT"] = cookies
+    if config["JWT_COOKIE_SAMESITE"] not in ("Strict", "Lax", "None"):
+        raise ConfigError("AUTH_COOKIE_SAMESITE must be Strict, Lax or None.")
+    if config["JWT_COOKIE_SAMESITE"] == "None" and not config["JWT_COOKIE_SECURE"]:
+        raise ConfigError("AUTH_COOKIE_SAMESITE=None needs AUTH_COOKIE_SECURE=true.")
     backend = config.get("BLOCKLIST_BACKEND")
     if backend is not None and backend not in BLOCKLIST_BACKENDS:
         raise ConfigError(

@@ -195,6 +195,15 @@ class UserLoginSchema(Schema):
         validate=validate.Length(min=1, max=256),
         metadata={"example": "correct horse battery"},
     )
+    token_delivery = fields.String(
+        load_default="body",
+        validate=validate.OneOf(["body", "cookie"]),
+        metadata={
+            "description": "body: the tokens are in the answer (header mode). "
+            "cookie: they are set as HttpOnly cookies that page JavaScript cannot "
+            "read, with CSRF double-submit cookies (browser apps)."
+        },
+    )
 
 
 class PasswordChangeSchema(Schema):
@@ -231,10 +240,14 @@ class RegisteredUserSchema(Schema):
 
 
 class TokenSchema(Schema):
-    """A token pair, as RFC 6749 §5.1 shapes it."""
+    """A token pair, as RFC 6749 §5.1 shapes it (cookie mode: in cookies instead)."""
 
-    access_token = fields.String(required=True)
-    refresh_token = fields.String(required=True)
+    access_token = fields.String(
+        metadata={"description": "Absent when the tokens were set as cookies"}
+    )
+    refresh_token = fields.String(
+        metadata={"description": "Absent when the tokens were set as cookies"}
+    )
     token_type = fields.String(required=True, metadata={"example": "Bearer"})
     expires_in = fields.Integer(
         required=True, metadata={"description": "Access token lifetime in seconds"}

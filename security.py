@@ -44,7 +44,12 @@ def init_security(app: Flask) -> None:
             app,
             origins=app.config["CORS_ORIGINS"],
             supports_credentials=True,
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-CSRF-TOKEN",
+                "X-Request-ID",
+            ],
             expose_headers=["X-Pagination", "X-Request-ID", "Retry-After"],
             max_age=600,
         )

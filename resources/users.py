@@ -1,8 +1,16 @@
 """Registration, login, token refresh, logout and accounts."""
 
+from flask import after_this_request, current_app
 from flask.views import MethodView
-from flask_jwt_extended import current_user, get_jwt
-from flask_smorest import Blueprint
+from flask_jwt_extended import (
+    current_user,
+    get_jwt,
+    get_jwt_request_location,
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_jwt_cookies,
+)
+from flask_smorest import Blueprint, abort
 
 from auth import jwt_required, public, require_self_or_admin
 from errors import APIError, ErrorSchema, NotFound
@@ -87,7 +95,8 @@ class UserLogin(MethodView):
             )
             raise InvalidCredentials("Invalid credentials.")
         audit("login_success", "Login succeeded", user_id=str(user.id))
-        return issue_tokens(user, fresh=True), 200, NO_STORE
+        tokens = issue_tokens(user, fresh=True)
+        return _deliver(tokens, as_cookies=credentials["token_delivery"] == "cookie")
 
 
 @blp.route("/refresh")
@@ -99,7 +108,7 @@ class TokenRefresh(MethodView):
         """Trade a refresh token for a non-fresh access and a new refresh token."""
         tokens = rotate_refresh_token(current_user, get_jwt())
         audit("refresh", "Tokens refreshed", family=get_jwt()["fam"])
-        return tokens, 200, NO_STORE
+        return _deliver(tokens, as_cookies=_sent_in_cookies())
 
 
 @blp.route("/logout")
@@ -110,6 +119,7 @@ class UserLogout(MethodView):
         """Log out: revoke this login's tokens, the refresh token included."""
         revoke_session(get_jwt())
         audit("logout", "Logged out", family=get_jwt().get("fam"))
+        _clear_cookies()
         return {"message": "Successfully logged out."}
 
 
@@ -121,6 +131,7 @@ class UserLogoutAll(MethodView):
         """Log out everywhere: revoke every token of the user."""
         revoke_all_user_tokens(current_user.id)
         audit("logout_all", "Logged out of every session")
+        _clear_cookies()
         return {"message": "Logged out of every session."}
 
 
@@ -146,7 +157,8 @@ class UserPassword(MethodView):
         )
         revoke_all_user_tokens(current_user.id)
         audit("password_change", "Password changed; other sessions revoked")
-        return issue_tokens(current_user, fresh=True), 200, NO_STORE
+        tokens = issue_tokens(current_user, fresh=True)
+        return _deliver(tokens, as_cookies=_sent_in_cookies())
 
 
 @blp.route("/user/<id:user_id>")
@@ -171,7 +183,44 @@ class User(MethodView):
         revoke_all_user_tokens(user.id)
         user.delete()
         audit("account_deletion", "Account deleted", deleted_user_id=str(user_id))
+        if get_jwt()["sub"] == str(user_id):
+            _clear_cookies()
         return {"message": "User deleted."}
+
+
+def _deliver(tokens: dict, *, as_cookies: bool) -> tuple:
+    """The token answer: in the body, or (cookie mode) as HttpOnly cookies only."""
+    if as_cookies:
+        if not current_app.config["AUTH_COOKIES_ENABLED"]:
+            abort(
+                422,
+                message="Cookie delivery is switched off on this server.",
+                errors={"json": {"token_delivery": ["Cookie delivery is disabled."]}},
+            )
+        access, refresh = tokens.pop("access_token"), tokens.pop("refresh_token")
+
+        @after_this_request
+        def set_cookies(response):
+            set_access_cookies(response, access)
+            set_refresh_cookies(response, refresh)
+            return response
+
+    return tokens, 200, NO_STORE
+
+
+def _sent_in_cookies() -> bool:
+    """Whether this request's token came in a cookie (then answer in cookies)."""
+    return get_jwt_request_location() == "cookies"
+
+
+def _clear_cookies() -> None:
+    """Expire the token and CSRF cookies (cookie mode's logout)."""
+    if current_app.config["AUTH_COOKIES_ENABLED"]:
+
+        @after_this_request
+        def unset(response):
+            unset_jwt_cookies(response)
+            return response
 
 
 def _get_user(user_id: int) -> UserModel:

@@ -24,6 +24,9 @@ def clean_environment(monkeypatch, tmp_path):
         "BLOCKLIST_BACKEND",
         "RATELIMIT_ENABLED",
         "REDIS_URL",
+        "AUTH_COOKIES_ENABLED",
+        "AUTH_COOKIE_SECURE",
+        "AUTH_COOKIE_SAMESITE",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -173,3 +176,25 @@ def test_redis_backend_needs_a_url(monkeypatch):
     monkeypatch.setenv("BLOCKLIST_BACKEND", "redis")
     with pytest.raises(ConfigError, match="needs REDIS_URL"):
         _app()
+
+
+def test_production_cookies_are_secure_by_default(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
+    assert _app().config["JWT_COOKIE_SECURE"] is True
+    monkeypatch.setenv("AUTH_COOKIE_SECURE", "false")
+    assert _app().config["JWT_COOKIE_SECURE"] is False
+
+
+def test_samesite_none_needs_secure_cookies(monkeypatch):
+    monkeypatch.setenv("AUTH_COOKIE_SAMESITE", "None")
+    with pytest.raises(ConfigError, match="needs AUTH_COOKIE_SECURE"):
+        _app()
+
+
+def test_cookie_mode_adds_cookies_to_the_token_locations(monkeypatch):
+    assert _app().config["JWT_TOKEN_LOCATION"] == ["headers", "cookies"]
+    monkeypatch.setenv("AUTH_COOKIES_ENABLED", "false")
+    app = _app()
+    assert app.config["JWT_TOKEN_LOCATION"] == ["headers"]
+    assert app.config["JWT_COOKIE_CSRF_PROTECT"] is False

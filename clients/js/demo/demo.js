@@ -67,6 +67,7 @@ async function showApp() {
 }
 
 async function loadItems() {
+  status("Loading…");
   // Several requests at once: after the access token expired they all get a 401,
   // and the client still refreshes only once.
   const [items, stores] = await Promise.all([
