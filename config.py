@@ -74,6 +74,11 @@ class BaseConfig:
         audience = os.environ.get("JWT_AUDIENCE", "").strip() or "stores-api"
         self.JWT_ENCODE_ISSUER = self.JWT_DECODE_ISSUER = issuer
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = audience
+        # Tokens verified recently skip the signature check (expiry and revocation
+        # are still checked on every request); 0 switches the cache off.
+        self.JWT_VERIFIED_CLAIMS_CACHE_SIZE = _env_int(
+            "JWT_VERIFIED_CLAIMS_CACHE_SIZE", 4096
+        )
         # Small tolerance for clocks that disagree between instances.
         self.JWT_DECODE_LEEWAY = _env_int("JWT_DECODE_LEEWAY", 5)
         # Cookie mode for browser apps (header mode always works): HttpOnly token

@@ -1,7 +1,6 @@
 """Extension objects, created once and unbound; `create_app` binds them."""
 
 from flask_cors import CORS
-from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -10,6 +9,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from errors import Api
+from jwt_manager import CachingJWTManager
 from passwords import PasswordHasher
 
 # Deterministic constraint names keep migrations portable (SQLite batch mode).
@@ -30,7 +30,7 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-jwt = JWTManager()
+jwt = CachingJWTManager()
 api = Api()
 passwords = PasswordHasher()
 cors = CORS()

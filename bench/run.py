@@ -368,9 +368,10 @@ def main() -> int:
     bench = Bench(args)
     generator = "wrk" if bench.use_wrk else "python (wrk not installed)"
     print(
-        f"Load: {generator}, {args.connections} connections, {args.duration} s per run, "
-        f"{args.rounds} rounds; gunicorn: {args.workers} workers x "
-        f"{args.gunicorn_threads} threads; {os.cpu_count()} cores; data in {bench.folder}"
+        f"Load: {generator}, {args.connections} connections, "
+        f"{args.duration} s per run, {args.rounds} rounds; gunicorn: {args.workers} "
+        f"workers x {args.gunicorn_threads} threads; {os.cpu_count()} cores; "
+        f"data in {bench.folder}"
     )
     try:
         return run(bench, args, backends)
@@ -527,10 +528,10 @@ def report(bench: Bench, backends: list[str]) -> None:
     cost = hashing_cost()
     print()
     print(f"Page cost, 100k items / 10k items: {growth:.2f}x (target <= 1.3x)")
+    cores = os.cpu_count() or 1
     print(
-        f"Login: one argon2id verification (19 MiB, t=2) takes {cost:.1f} ms here, so "
-        f"{os.cpu_count()} cores cap logins near {1000 * (os.cpu_count() or 1) / cost:.0f}/s "
-        "by design."
+        f"Login: one argon2id verification (19 MiB, t=2) takes {cost:.1f} ms here, "
+        f"so {cores} cores cap logins near {1000 * cores / cost:.0f}/s by design."
     )
     targets = [
         (

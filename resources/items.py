@@ -79,7 +79,15 @@ class Item(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, item_id):
         """Get an item."""
-        return db.get_or_404(ItemModel, item_id, description="Item not found.")
+        # One query: the item with its store and tags.
+        item = db.session.get(
+            ItemModel,
+            item_id,
+            options=[joinedload(ItemModel.store), joinedload(ItemModel.tags)],
+        )
+        if item is None:
+            raise NotFound("Item not found.")
+        return item
 
     @jwt_required()
     @blp.arguments(ItemUpdateSchema)
