@@ -1,0 +1,89 @@
+"""Concurrent duplicate writes end in one success and clean 409s, never a 500,
+on SQLite and on PostgreSQL."""
+
+import threading
+
+import pytest
+
+from extensions import db
+from models import StoreModel, TagModel, items_tags
+from tests.helpers import bearer
+from tests.services import postgres_database
+
+THREADS = 8
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_config(request, app_config):
+    if request.param == "sqlite":
+        yield app_config
+    else:
+        with postgres_database() as url:
+            yield {**app_config, "SQLALCHEMY_DATABASE_URI": url}
+
+
+def at_once(app, method: str, path: str, headers: dict, body=None) -> list:
+    """THREADS identical requests released together; their responses."""
+    barrier = threading.Barrier(THREADS)
+    responses: list = [None] * THREADS
+
+    def send(index: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        responses[index] = client.open(path, method=method, json=body, headers=headers)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return responses
+
+
+@pytest.fixture
+def headers(auth):
+    _, tokens = auth.user("alice")
+    return bearer(tokens["access_token"])
+
+
+def count(app, model) -> int:
+    with app.app_context():
+        return db.session.scalar(db.select(db.func.count()).select_from(model))
+
+
+def test_two_stores_of_one_name(app, headers):
+    responses = at_once(app, "POST", "/store", headers, {"name": "Same"})
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (THREADS - 1)
+    for response in responses:
+        if response.status_code == 409:
+            assert response.get_json()["error"] == "store_exists"
+    assert count(app, StoreModel) == 1
+
+
+def test_two_tags_of_one_name_in_one_store(app, client, headers):
+    store = client.post("/store", json={"name": "Shop"}, headers=headers).get_json()
+
+    responses = at_once(
+        app, "POST", f"/store/{store['id']}/tag", headers, {"name": "wood"}
+    )
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (THREADS - 1)
+    assert count(app, TagModel) == 1
+
+
+def test_linking_one_tag_concurrently_keeps_one_link(app, client, headers):
+    store = client.post("/store", json={"name": "Shop"}, headers=headers).get_json()
+    item = client.post(
+        "/item",
+        json={"name": "Chair", "price": 1, "store_id": store["id"]},
+        headers=headers,
+    ).get_json()
+    tag = client.post(
+        f"/store/{store['id']}/tag", json={"name": "wood"}, headers=headers
+    ).get_json()
+
+    responses = at_once(app, "POST", f"/item/{item['id']}/tag/{tag['id']}", headers)
+
+    assert [r.status_code for r in responses] == [201] * THREADS
+    assert count(app, items_tags) == 1
