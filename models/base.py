@@ -40,6 +40,14 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
         raise
 
 
+def delete_or_404(model: type, ident: int, not_found: str) -> None:
+    """Delete one row by primary key in one statement (the database cascades)."""
+    with write(f"The {model.__tablename__[:-1]} could not be deleted."):
+        deleted = db.session.execute(db.delete(model).where(model.id == ident)).rowcount
+    if not deleted:
+        raise NotFound(not_found)
+
+
 def paginate(statement: Select, pagination_parameters: Any) -> Sequence[Any]:
     """Run one page of `statement` and record the total for X-Pagination."""
     total = db.session.scalar(

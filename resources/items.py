@@ -8,7 +8,7 @@ from auth import jwt_required
 from errors import NotFound
 from extensions import db
 from models import ItemModel, StoreModel
-from models.base import paginate, write
+from models.base import delete_or_404, paginate, write
 from resources import link, links
 from schemas import ItemQueryArgsSchema, ItemSchema, ItemUpdateSchema, MessageSchema
 
@@ -106,10 +106,5 @@ class Item(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def delete(self, item_id):
         """Delete an item (administrators)."""
-        with write("The item could not be deleted."):
-            deleted = db.session.execute(
-                db.delete(ItemModel).where(ItemModel.id == item_id)
-            ).rowcount
-        if not deleted:
-            raise NotFound("Item not found.")
+        delete_or_404(ItemModel, item_id, "Item not found.")
         return {"message": "Item deleted."}

@@ -4,10 +4,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from auth import jwt_required
-from errors import NotFound
 from extensions import db
 from models import StoreModel
-from models.base import paginate, write
+from models.base import delete_or_404, paginate, write
 from resources import link, links
 from schemas import MessageSchema, PlainStoreSchema, StoreSchema
 
@@ -85,11 +84,6 @@ class Store(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def delete(self, store_id):
         """Delete a store with its items and tags (administrators)."""
-        with write("The store could not be deleted."):
-            # One statement: the database cascades to items, tags and their links.
-            deleted = db.session.execute(
-                db.delete(StoreModel).where(StoreModel.id == store_id)
-            ).rowcount
-        if not deleted:
-            raise NotFound("Store not found.")
+        # One statement: the database cascades to items, tags and their links.
+        delete_or_404(StoreModel, store_id, "Store not found.")
         return {"message": "Store deleted."}
