@@ -11,7 +11,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from app import create_app
 from extensions import db
 from models import UserModel
-from tests.helpers import bearer
+from tests.helpers import bearer, create_store
 from tests.services import postgres_database, redis_namespace
 
 PASSWORD = "correct horse battery"
@@ -136,3 +136,27 @@ class AuthActions:
 def auth(app, client) -> AuthActions:
     """Helpers to register users and get tokens."""
     return AuthActions(app, client)
+
+
+@pytest.fixture
+def tokens(auth) -> dict:
+    """A regular user's token pair (the access token is fresh)."""
+    return auth.user("alice")[1]
+
+
+@pytest.fixture
+def headers(tokens) -> dict:
+    """A regular user's Authorization header, with a fresh access token."""
+    return bearer(tokens["access_token"])
+
+
+@pytest.fixture
+def admin_headers(auth) -> dict:
+    """An administrator's Authorization header."""
+    return bearer(auth.user("root", admin=True)[1]["access_token"])
+
+
+@pytest.fixture
+def store(client, headers) -> dict:
+    """One store, as POST /store answered."""
+    return create_store(client, headers, "Corner shop")

@@ -1,4 +1,6 @@
-"""Assertion and header helpers shared by the test modules."""
+"""Assertion, header and request helpers shared by the test modules."""
+
+import json
 
 
 def bearer(token: str) -> dict:
@@ -18,3 +20,38 @@ def assert_error(response, status: int, error: str, message: str | None = None) 
     if message is not None:
         assert body["message"] == message
     return body
+
+
+def pagination(response) -> dict:
+    """The X-Pagination header of a list response, parsed."""
+    return json.loads(response.headers["X-Pagination"])
+
+
+def create_store(client, headers, name: str) -> dict:
+    """POST /store, asserting 201; the store as answered."""
+    response = client.post("/store", json={"name": name}, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def create_tag(client, headers, store_id: int, name: str) -> dict:
+    """POST /store/<id>/tag, asserting 201; the tag as answered."""
+    response = client.post(
+        f"/store/{store_id}/tag", json={"name": name}, headers=headers
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def link(client, headers, item_id: int, tag_id: int) -> None:
+    """POST /item/<id>/tag/<id>, asserting 201."""
+    response = client.post(f"/item/{item_id}/tag/{tag_id}", headers=headers)
+    assert response.status_code == 201, response.get_json()
+
+
+def sign_up(client, username: str = "alice", password: str = "long enough password"):
+    """POST /register, then POST /login with the same credentials, asserting
+    nothing: (the registration response, the login response's JSON)."""
+    body = {"username": username, "password": password}
+    registered = client.post("/register", json=body)
+    return registered, client.post("/login", json=body).get_json()

@@ -8,20 +8,17 @@ Screenshots of the key steps go to the test's temporary folder.
 """
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests import live
+from tests.live import call, free_port
+
 ACCESS_LIFETIME = 3
 PASSWORD = "correct horse battery"
 
@@ -38,33 +35,10 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _call(base: str, method: str, path: str, body=None, token=None) -> tuple[int, dict]:
-    request = urllib.request.Request(base + path, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-        request.data = json.dumps(body).encode()
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read() or b"{}")
-
-
 @contextlib.contextmanager
 def _live_server(folder: Path, access_lifetime: int):
     """A live gunicorn on a fresh SQLite database; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": os.environ["PATH"],
         "APP_ENV": "development",
@@ -80,42 +54,12 @@ def _live_server(folder: Path, access_lifetime: int):
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "4",
     }
-    subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _call(base, "GET", "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (folder / "server.log").read_text()
-            time.sleep(0.2)
+    # Ready when /readyz answers 200, within 30 s (this server keeps gunicorn's
+    # default control socket, as before).
+    with live.live_server(
+        env, folder / "server.log", ready_path="/readyz", args=(), deadline=30
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -205,19 +149,19 @@ def user(server):
 def _create_user_with_an_item(server: str) -> str:
     username = f"user_{secrets.token_hex(4)}"
     assert (
-        _call(
-            server, "POST", "/register", {"username": username, "password": PASSWORD}
-        )[0]
+        call(server, "POST", "/register", {"username": username, "password": PASSWORD})[
+            0
+        ]
         == 201
     )
-    _, tokens = _call(
+    _, tokens = call(
         server, "POST", "/login", {"username": username, "password": PASSWORD}
     )
     token = tokens["access_token"]
-    status, store = _call(server, "POST", "/store", {"name": f"shop-{username}"}, token)
+    status, store = call(server, "POST", "/store", {"name": f"shop-{username}"}, token)
     assert status == 201
     body = {"name": "Chair", "price": 15.99, "store_id": store["id"]}
-    assert _call(server, "POST", "/item", body, token)[0] == 201
+    assert call(server, "POST", "/item", body, token)[0] == 201
     return username
 
 
@@ -226,7 +170,7 @@ def test_swagger_ui_works_offline_and_try_it_out_succeeds(
 ):
     username = _create_user_with_an_item(swagger_server)
     login = {"username": username, "password": PASSWORD}
-    _, tokens = _call(swagger_server, "POST", "/login", login)
+    _, tokens = call(swagger_server, "POST", "/login", login)
     page = Page(browser, swagger_server, tmp_path)
     p = page.page
     p.goto(swagger_server + "/swagger-ui")

@@ -7,14 +7,12 @@ it must then stop at that step, print FAIL with expected and actual, and exit 1.
 """
 
 import base64
-import http.client
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,11 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import live
+from tests.live import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
 BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
 HOST = "127.0.0.1"
-START_DEADLINE = 20.0
 STOP_TIMEOUT = 15.0
 DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
 STEP_COUNT = 13
@@ -109,25 +109,6 @@ def step_lines(output: str) -> list[str]:
 # -- Against the live server ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
 @contextmanager
 def live_server(tmp_path: Path) -> Iterator[int]:
     """Migrate a fresh SQLite database, run gunicorn on it, yield its port."""
@@ -147,41 +128,8 @@ def live_server(tmp_path: Path) -> Iterator[int]:
         "BLOCKLIST_BACKEND": "database",
         "REDIS_URL": "",
     }
-    migration = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert migration.returncode == 0, migration.stderr[-2000:]
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            # gunicorn >= 25 opens a control socket at one fixed path in $HOME:
-            # concurrent servers would share it.
-            [str(BIN / "gunicorn"), "--no-control-socket", "app:create_app()"],
-            cwd=REPO,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + START_DEADLINE
-            while not healthy(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.1)
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
+    with live.live_server(env, tmp_path / "gunicorn.log"):
+        yield port
 
 
 def test_demo_walks_the_flow_against_a_live_server(tmp_path):

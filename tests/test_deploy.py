@@ -26,17 +26,12 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from extensions import db
 from models import StoreModel
-from tests.helpers import assert_error, bearer
+from tests.helpers import assert_error, bearer, sign_up
+from tests.live import free_port
 from tests.services import POSTGRES_URL, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1) -> bool:
@@ -129,9 +124,7 @@ def test_readyz_follows_redis_going_away_and_coming_back(app_config, private_red
     with app.app_context():
         db.create_all()
     client = app.test_client()
-    body = {"username": "alice", "password": "long enough password"}
-    client.post("/register", json=body)
-    tokens = client.post("/login", json=body).get_json()
+    _, tokens = sign_up(client)
     try:
         assert client.get("/readyz").status_code == 200
 
@@ -242,9 +235,8 @@ def auth_for():
     """Register and log in on a given app; return the Authorization header."""
 
     def login(app, client) -> dict:
-        body = {"username": "alice", "password": "long enough password"}
-        assert client.post("/register", json=body).status_code == 201
-        tokens = client.post("/login", json=body).get_json()
+        registered, tokens = sign_up(client)
+        assert registered.status_code == 201
         return bearer(tokens["access_token"])
 
     return login

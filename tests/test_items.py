@@ -1,13 +1,18 @@
 """Items: listing, creating (fresh token), reading, updating and deleting them."""
 
-import json
-
 import pytest
 from sqlalchemy import func, select
 
 from extensions import db
 from models import ItemModel, TagModel, items_tags
-from tests.helpers import assert_error, bearer
+from tests.helpers import (
+    assert_error,
+    bearer,
+    create_store,
+    create_tag,
+    link,
+    pagination,
+)
 
 # Larger than any id a 64-bit integer column can hold.
 HUGE_ID = 2**63
@@ -26,35 +31,11 @@ def case_id(value):
 
 
 @pytest.fixture
-def tokens(auth) -> dict:
-    """A regular user's token pair (the access token is fresh)."""
-    return auth.user("alice")[1]
-
-
-@pytest.fixture
-def headers(tokens) -> dict:
-    """A regular user's Authorization header, with a fresh access token."""
-    return bearer(tokens["access_token"])
-
-
-@pytest.fixture
 def stale_headers(auth, tokens) -> dict:
     """The same user's Authorization header, with a non-fresh access token."""
     response = auth.refresh(tokens["refresh_token"])
     assert response.status_code == 200, response.get_json()
     return bearer(response.get_json()["access_token"])
-
-
-@pytest.fixture
-def admin_headers(auth) -> dict:
-    """An administrator's Authorization header."""
-    return bearer(auth.user("root", admin=True)[1]["access_token"])
-
-
-def create_store(client, headers, name: str) -> dict:
-    response = client.post("/store", json={"name": name}, headers=headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def create_item(client, headers, store_id: int, name: str = "Chair", **fields) -> dict:
@@ -64,32 +45,9 @@ def create_item(client, headers, store_id: int, name: str = "Chair", **fields) -
     return response.get_json()
 
 
-def create_tag(client, headers, store_id: int, name: str) -> dict:
-    response = client.post(
-        f"/store/{store_id}/tag", json={"name": name}, headers=headers
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def link(client, headers, item_id: int, tag_id: int) -> None:
-    response = client.post(f"/item/{item_id}/tag/{tag_id}", headers=headers)
-    assert response.status_code == 201, response.get_json()
-
-
 def item_count(app) -> int:
     with app.app_context():
         return db.session.scalar(select(func.count()).select_from(ItemModel))
-
-
-def pagination(response) -> dict:
-    return json.loads(response.headers["X-Pagination"])
-
-
-@pytest.fixture
-def store(client, headers) -> dict:
-    """One store, as POST /store answered."""
-    return create_store(client, headers, "Corner shop")
 
 
 @pytest.fixture

@@ -9,14 +9,11 @@ access log shows that every worker has refused at least one, then restarts the
 server on the same store and replays again.
 """
 
-import http.client
 import json
 import os
 import re
 import secrets
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +24,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests import live
 from tests.conftest import PASSWORD
+from tests.live import Reply, booted_workers, free_port, migrate, request
 from tests.services import postgres_database, redis_namespace
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
 HOST = "127.0.0.1"
 WORKERS = 4
 THREADS = 8
@@ -41,49 +38,9 @@ REPLAY_DEADLINE = 30.0  # seconds, same phase
 FIRST_REPLAYS = 40  # at least, before the restart
 RESTART_REPLAYS = 40  # at least, after it
 START_DEADLINE = 20.0
-STOP_TIMEOUT = 15.0
-REQUEST_TIMEOUT = 10.0
 STORES = ["database-sqlite", "database-postgresql", "redis"]
 
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 ACCESS_LINE = re.compile(r"^<(\d+)> (\d{3}) (\S+) (\S+)")
-
-
-@dataclass
-class Reply:
-    status: int
-    body: dict | None
-
-
-def request(port: int, method: str, path: str, token=None, body=None) -> Reply:
-    """One request on its own connection (Connection: close, no keep-alive)."""
-    headers = {"Connection": "close", "Accept": "application/json"}
-    data = None
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
-    try:
-        connection.request(method, path, body=data, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-        status = response.status
-    finally:
-        connection.close()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = {"unparsed": raw[:200].decode(errors="replace")}
-    return Reply(status, parsed)
-
-
-def free_port() -> int:
-    """A port that was free on loopback a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def server_env(database_url: str, backend: str, redis=None) -> dict:
@@ -103,20 +60,6 @@ def server_env(database_url: str, backend: str, redis=None) -> dict:
         # Hundreds of requests from one address: keep a future limiter out of it.
         "RATELIMIT_ENABLED": "false",
     }
-
-
-def migrate(env: dict) -> None:
-    """`flask --app app db upgrade` in a subprocess, as deployments do."""
-    result = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @dataclass
@@ -147,23 +90,23 @@ class Server:
 
 def _wait_until_ready(server: Server) -> None:
     """Poll until the API answers and all workers have booted (bounded)."""
-    deadline = time.monotonic() + START_DEADLINE
     answered = False
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"gunicorn exited early:\n{server.log_tail()}")
+
+    def ready() -> bool:
+        nonlocal answered
         if not answered:
-            try:
-                answered = request(server.port, "GET", "/openapi.json").status == 200
-            except (OSError, http.client.HTTPException):
-                pass
-        server.workers = set(BOOTED.findall(server.error_log.read_text()))
-        if answered and len(server.workers) >= WORKERS:
-            return
-        time.sleep(0.1)
-    pytest.fail(
-        f"gunicorn not ready in {START_DEADLINE}s (answered={answered}, "
-        f"workers={sorted(server.workers)}):\n{server.log_tail()}"
+            answered = request(server.port, "GET", "/openapi.json").status == 200
+        server.workers = booted_workers(server.error_log)
+        return answered and len(server.workers) >= WORKERS
+
+    live.wait_until_ready(
+        server.process,
+        ready,
+        lambda: (
+            f"(answered={answered}, workers={sorted(server.workers)})\n"
+            f"{server.log_tail()}"
+        ),
+        START_DEADLINE,
     )
 
 
@@ -173,8 +116,7 @@ def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
     port = free_port()
     access_log = tmp_path / f"{name}-access.log"
     error_log = tmp_path / f"{name}-stderr.log"
-    command = [
-        str(BIN / "gunicorn"),
+    args = [
         "--workers",
         str(WORKERS),
         "--bind",
@@ -183,26 +125,13 @@ def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
         str(access_log),
         "--access-logformat",
         "%(p)s %(s)s %(r)s",
-        "app:create_app()",
     ]
-    with (
-        (tmp_path / f"{name}-stdout.log").open("wb") as stdout,
-        error_log.open("wb") as stderr,
-    ):
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=stdout, stderr=stderr
-        )
-        try:
-            server = Server(port, process, access_log, error_log)
-            _wait_until_ready(server)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
+    with live.gunicorn(
+        env, tmp_path / f"{name}-stdout.log", error_log, args=args
+    ) as process:
+        server = Server(port, process, access_log, error_log)
+        _wait_until_ready(server)
+        yield server
 
 
 @dataclass

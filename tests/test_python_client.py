@@ -11,11 +11,7 @@ sleep of at most two seconds. Refreshes are counted by the client's own
 import base64
 import json
 import os
-import re
 import secrets
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,17 +30,14 @@ from clients.python.api_client import (
     LoginFailed,
     LoginRequired,
 )
+from tests import live
 from tests.conftest import PASSWORD
+from tests.live import free_port
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
 HOST = "127.0.0.1"
 WORKERS = 2
 ACCESS_LIFETIME = 2  # seconds
 THREADS = 8
-START_DEADLINE = 20.0
-STOP_TIMEOUT = 15.0
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
 @dataclass
@@ -53,35 +46,11 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_ready(process: subprocess.Popen, base_url: str, log: Path) -> None:
-    """Poll /healthz until it answers and every worker has booted (bounded)."""
-    deadline = time.monotonic() + START_DEADLINE
-    answered = False
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited early:\n{log.read_text()[-3000:]}")
-        if not answered:
-            try:
-                answered = requests.get(f"{base_url}/healthz", timeout=2).ok
-            except requests.RequestException:
-                pass
-        if answered and len(set(BOOTED.findall(log.read_text()))) >= WORKERS:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn not ready in {START_DEADLINE}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     """A live server with short-lived access tokens; always stopped."""
     tmp = tmp_path_factory.mktemp("python-client")
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "development",
@@ -99,38 +68,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "RATELIMIT_ENABLED": "false",
         "BLOCKLIST_BACKEND": "database",
     }
-    migration = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert migration.returncode == 0, migration.stderr[-2000:]
     log = tmp / "gunicorn.log"
-    base_url = f"http://{HOST}:{port}"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            # gunicorn >= 25 opens a control socket at one fixed path in $HOME
-            # by default: leave it alone, so parallel servers do not collide.
-            [str(BIN / "gunicorn"), "--no-control-socket", "app:create_app()"],
-            cwd=REPO,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until_ready(process, base_url, log)
-            yield Server(base_url, log)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT)
+    with live.live_server(env, log, workers=WORKERS) as base_url:
+        yield Server(base_url, log)
 
 
 class CountingSession(requests.Session):

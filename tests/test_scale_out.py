@@ -15,11 +15,9 @@ talks to them with the standard library only, one connection per request.
 """
 
 import http.client
-import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -32,32 +30,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests import live
 from tests.conftest import PASSWORD
+from tests.live import Reply, free_port, migrate, request, stop
 from tests.services import postgres_database, redis_namespace
-from tests.test_multiprocess import free_port, migrate
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
 HOST = "127.0.0.1"
 WORKERS_PER_INSTANCE = 2
 START_DEADLINE = 20.0
-STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 30.0
 POOL_THREADS = 25
 REPLAYS = 5  # per revoked token and check
 GENEROUS = "1000 per minute"
 SECRET = secrets.token_urlsafe(48)  # 64 characters, shared by both instances
-
-
-@dataclass
-class Reply:
-    status: int
-    body: object
-    headers: dict[str, str]
-
-    @property
-    def error(self) -> str | None:
-        return self.body.get("error") if isinstance(self.body, dict) else None
 
 
 @dataclass
@@ -87,29 +72,7 @@ class Instance:
 
     def call(self, method: str, path: str, token=None, body=None) -> Reply:
         """One request on its own connection (Connection: close)."""
-        headers = {"Connection": "close", "Accept": "application/json"}
-        data = None
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        connection = http.client.HTTPConnection(
-            HOST, self.port, timeout=REQUEST_TIMEOUT
-        )
-        try:
-            connection.request(method, path, body=data, headers=headers)
-            response = connection.getresponse()
-            raw = response.read()
-            status = response.status
-            reply_headers = {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            connection.close()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = {"unparsed": raw[:200].decode(errors="replace")}
-        return Reply(status, parsed, reply_headers)
+        return request(self.port, method, path, token, body, timeout=REQUEST_TIMEOUT)
 
     def expect(self, status: int, method: str, path: str, token=None, body=None):
         """The request, asserting its status (with this server's log on a miss)."""
@@ -197,34 +160,13 @@ def _two_free_ports() -> tuple[int, int]:
     raise AssertionError("no two distinct free ports on loopback")
 
 
-def _stop(*processes: subprocess.Popen) -> None:
-    """SIGTERM to all first (they shut down side by side), then wait, then kill."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
 def _launch(stack: ExitStack, env: dict, port: int, tmp_path: Path, name: str):
     stdout_path = tmp_path / f"{name}-stdout.log"
     stderr_path = tmp_path / f"{name}-stderr.log"
-    stdout = stack.enter_context(stdout_path.open("wb"))
-    stderr = stack.enter_context(stderr_path.open("wb"))
-    process = subprocess.Popen(
-        # No gunicorn 25+ control socket: by default every instance on a host
-        # would share $HOME/.gunicorn/gunicorn.ctl (the app does not use it).
-        [str(BIN / "gunicorn"), "--no-control-socket", "app:create_app()"],
-        cwd=REPO,
-        env={**env, "PORT": str(port)},
-        stdout=stdout,
-        stderr=stderr,
+    # Stopped at the end of the stack (a no-op once the pair was stopped together).
+    process = stack.enter_context(
+        live.gunicorn({**env, "PORT": str(port)}, stdout_path, stderr_path)
     )
-    stack.callback(_stop, process)  # a no-op once the pair was stopped together
     return Instance(name, port, process, stdout_path, stderr_path)
 
 
@@ -281,7 +223,7 @@ def start_cluster(request, tmp_path) -> Iterator[Callable[..., Cluster]]:
                 migrating = pool.submit(migrate, env)
                 a = _launch(stack, env, port_a, tmp_path, "A")
                 b = _launch(stack, env, port_b, tmp_path, "B")
-                stack.callback(_stop, a.process, b.process)
+                stack.callback(stop, a.process, b.process)
                 migrating.result()
             _wait_until_ready([a, b])
             cluster = Cluster(a, b, database_url, prefix, client)

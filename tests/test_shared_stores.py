@@ -10,7 +10,7 @@ from flask_jwt_extended import decode_token
 from app import create_app
 from blocklist import DatabaseBlocklist, RedisBlocklist, Rotation
 from extensions import db
-from tests.helpers import assert_error, bearer
+from tests.helpers import assert_error, bearer, sign_up
 from tests.services import redis_namespace
 
 REVOKED = "The token has been revoked."
@@ -108,9 +108,8 @@ def test_an_unreachable_redis_refuses_protected_requests_with_503(unreachable_re
         with app.app_context():
             db.create_all()
         client = app.test_client()
-        body = {"username": "alice", "password": "long enough password"}
-        assert client.post("/register", json=body).status_code == 201
-        tokens = client.post("/login", json=body).get_json()
+        registered, tokens = sign_up(client)
+        assert registered.status_code == 201
 
         for response in (
             client.get("/me", headers=bearer(tokens["access_token"])),
@@ -139,9 +138,7 @@ def test_a_broken_database_store_refuses_with_503(database_store):
     with app.app_context():
         db.create_all()
     client = app.test_client()
-    body = {"username": "alice", "password": "long enough password"}
-    client.post("/register", json=body)
-    tokens = client.post("/login", json=body).get_json()
+    _, tokens = sign_up(client)
     with app.app_context():
         db.session.execute(db.text("DROP TABLE token_blocklist"))
         db.session.commit()
@@ -191,9 +188,7 @@ def test_a_revoked_access_token_expires_from_redis_with_the_token(app_config, au
             with app.app_context():
                 db.create_all()
             http = app.test_client()
-            body = {"username": "alice", "password": "long enough password"}
-            http.post("/register", json=body)
-            tokens = http.post("/login", json=body).get_json()
+            _, tokens = sign_up(http)
             with app.app_context():
                 claims = decode_token(tokens["access_token"])
             http.post("/logout", headers=bearer(tokens["access_token"]))

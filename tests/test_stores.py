@@ -7,34 +7,17 @@ from sqlalchemy import func, select
 
 from extensions import db
 from models import ItemModel, StoreModel, TagModel, items_tags
-from tests.helpers import assert_error, bearer
+from tests.helpers import (
+    assert_error,
+    bearer,
+    create_store,
+    create_tag,
+    link,
+    pagination,
+)
 
 # Larger than any id a 64-bit integer column can hold.
 HUGE_ID = 2**63
-
-
-@pytest.fixture
-def tokens(auth) -> dict:
-    """A regular user's token pair (the access token is fresh)."""
-    return auth.user("alice")[1]
-
-
-@pytest.fixture
-def headers(tokens) -> dict:
-    """A regular user's Authorization header."""
-    return bearer(tokens["access_token"])
-
-
-@pytest.fixture
-def admin_headers(auth) -> dict:
-    """An administrator's Authorization header."""
-    return bearer(auth.user("root", admin=True)[1]["access_token"])
-
-
-def create_store(client, headers, name: str) -> dict:
-    response = client.post("/store", json={"name": name}, headers=headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def create_item(client, headers, store_id: int, name: str, price: float) -> dict:
@@ -45,29 +28,6 @@ def create_item(client, headers, store_id: int, name: str, price: float) -> dict
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
-
-
-def create_tag(client, headers, store_id: int, name: str) -> dict:
-    response = client.post(
-        f"/store/{store_id}/tag", json={"name": name}, headers=headers
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def link(client, headers, item_id: int, tag_id: int) -> None:
-    response = client.post(f"/item/{item_id}/tag/{tag_id}", headers=headers)
-    assert response.status_code == 201, response.get_json()
-
-
-def pagination(response) -> dict:
-    return json.loads(response.headers["X-Pagination"])
-
-
-@pytest.fixture
-def store(client, headers) -> dict:
-    """One store, as POST /store answered."""
-    return create_store(client, headers, "Corner shop")
 
 
 # --- GET /store -------------------------------------------------------------

@@ -1,28 +1,19 @@
 """Tags: a store's tags, linking them to that store's items, and deleting them."""
 
-import json
-
 import pytest
 from sqlalchemy import func, select
 
 from extensions import db
 from models import TagModel, items_tags
-from tests.helpers import assert_error, bearer
+from tests.helpers import (
+    assert_error,
+    create_store,
+    create_tag,
+    pagination,
+)
 
 # Larger than any id a 64-bit integer column can hold.
 HUGE_ID = 2**63
-
-
-@pytest.fixture
-def headers(auth) -> dict:
-    """A regular user's Authorization header."""
-    return bearer(auth.user("alice")[1]["access_token"])
-
-
-def create_store(client, headers, name: str) -> dict:
-    response = client.post("/store", json={"name": name}, headers=headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def create_item(client, headers, store_id: int, name: str) -> dict:
@@ -30,14 +21,6 @@ def create_item(client, headers, store_id: int, name: str) -> dict:
         "/item",
         json={"name": name, "price": 15.99, "store_id": store_id},
         headers=headers,
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def create_tag(client, headers, store_id: int, name: str) -> dict:
-    response = client.post(
-        f"/store/{store_id}/tag", json={"name": name}, headers=headers
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
@@ -54,18 +37,9 @@ def tag_count(app) -> int:
         return db.session.scalar(select(func.count()).select_from(TagModel))
 
 
-def pagination(response) -> dict:
-    return json.loads(response.headers["X-Pagination"])
-
-
 def plain(item: dict) -> dict:
     """An item as it appears nested in a tag or store: no store, no tags."""
     return {key: item[key] for key in ("id", "name", "price", "description")}
-
-
-@pytest.fixture
-def store(client, headers) -> dict:
-    return create_store(client, headers, "Corner shop")
 
 
 @pytest.fixture

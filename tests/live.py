@@ -1,0 +1,216 @@
+"""Live-server helpers: free ports, plain HTTP calls, migrations and gunicorn.
+
+For the tests that run the production entry point (`gunicorn "app:create_app()"`)
+as a subprocess on loopback and talk to it with the standard library.
+"""
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
+HOST = "127.0.0.1"
+START_DEADLINE = 20.0
+STOP_TIMEOUT = 15.0
+REQUEST_TIMEOUT = 10.0
+# gunicorn >= 25 opens a control socket at one fixed path in $HOME by default:
+# concurrent servers would share it (the app does not use it).
+NO_CONTROL_SOCKET = ("--no-control-socket",)
+BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+
+
+def free_port() -> int:
+    """A port that was free on loopback a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: object
+    headers: dict[str, str]
+
+    @property
+    def error(self) -> str | None:
+        return self.body.get("error") if isinstance(self.body, dict) else None
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    token=None,
+    body=None,
+    *,
+    timeout: float = REQUEST_TIMEOUT,
+) -> Reply:
+    """One request on its own connection (Connection: close, no keep-alive).
+
+    The body is parsed as JSON (None when empty, {"unparsed": ...} when not JSON);
+    the headers are keyed in lower case.
+    """
+    headers = {"Connection": "close", "Accept": "application/json"}
+    data = None
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        status = response.status
+        reply_headers = {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        connection.close()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = {"unparsed": raw[:200].decode(errors="replace")}
+    return Reply(status, parsed, reply_headers)
+
+
+def call(
+    base: str, method: str, path: str, body=None, token=None, timeout: float = 10
+) -> tuple[int, dict]:
+    """One request with urllib to `base` + `path`: (status, JSON body or {})."""
+    req = urllib.request.Request(base + path, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+        req.data = json.dumps(body).encode()
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read() or b"{}")
+
+
+def booted_workers(log: Path) -> set[str]:
+    """The pids of the workers gunicorn logged as booted."""
+    return set(BOOTED.findall(log.read_text(errors="replace")))
+
+
+def migrate(env: dict) -> None:
+    """`flask --app app db upgrade` in a subprocess, as deployments do."""
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def stop(*processes: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM to all first (they shut down side by side), then wait, then kill."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
+@contextmanager
+def gunicorn(
+    env: dict,
+    stdout: Path,
+    stderr: Path | None = None,
+    args: Sequence[str] = NO_CONTROL_SOCKET,
+) -> Iterator[subprocess.Popen]:
+    """`gunicorn ARGS "app:create_app()"` in the repository with `env`; output to
+    `stdout` (and `stderr`, or the same file). Always stopped (SIGTERM, then kill).
+    """
+    with stdout.open("wb") as out:
+        err_file = stderr.open("wb") if stderr is not None else None
+        try:
+            process = subprocess.Popen(
+                [str(BIN / "gunicorn"), *args, "app:create_app()"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=err_file if err_file is not None else subprocess.STDOUT,
+            )
+            try:
+                yield process
+            finally:
+                stop(process)
+        finally:
+            if err_file is not None:
+                err_file.close()
+
+
+def wait_until_ready(
+    process: subprocess.Popen,
+    ready: Callable[[], bool],
+    describe: Callable[[], str],
+    deadline: float = START_DEADLINE,
+    interval: float = 0.1,
+) -> None:
+    """Poll `ready()` until it is true (connection errors count as not yet); fail
+    with `describe()` (e.g. the log's tail) if gunicorn exits or time runs out."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited early:\n{describe()}")
+        try:
+            if ready():
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(interval)
+    pytest.fail(f"gunicorn not ready in {deadline}s:\n{describe()}")
+
+
+@contextmanager
+def live_server(
+    env: dict,
+    log: Path,
+    *,
+    ready_path: str = "/healthz",
+    workers: int = 0,
+    args: Sequence[str] = NO_CONTROL_SOCKET,
+    deadline: float = START_DEADLINE,
+) -> Iterator[str]:
+    """Migrate, run gunicorn on env["PORT"] (stdout and stderr to `log`), wait
+    until `ready_path` answers 200 and `workers` workers have booted; yield the
+    base URL. The server is always stopped."""
+    port = int(env["PORT"])
+    migrate(env)
+
+    def ready() -> bool:
+        if request(port, "GET", ready_path, timeout=2).status != 200:
+            return False
+        return len(booted_workers(log)) >= workers
+
+    with gunicorn(env, log, args=args) as process:
+        wait_until_ready(
+            process, ready, lambda: log.read_text(errors="replace")[-3000:], deadline
+        )
+        yield f"http://{HOST}:{port}"
