@@ -18,7 +18,6 @@ from flask_smorest import Blueprint
 
 from blocklist import get_blocklist
 from errors import Forbidden, error_response, error_response_doc
-from extensions import db
 from models import UserModel
 
 # Claims every token of ours carries; anything else is not ours.
@@ -153,7 +152,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
             user_id = int(payload["sub"])
         except (TypeError, ValueError):
             return None
-        return db.session.get(UserModel, user_id)
+        return UserModel.find(user_id)
 
 
 def jwt_required(

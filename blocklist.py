@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, bindparam, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -242,7 +242,20 @@ class DatabaseBlocklist(Blocklist):
         purge_every: int = 200,
     ) -> None:
         super().__init__(clock, margin)
-        self._table = BlocklistEntryModel.__table__
+        self._table = table = BlocklistEntryModel.__table__
+        # The per-request check, built once (no family: an empty key never matches).
+        self._lookup_statement = (
+            table.select()
+            .with_only_columns(table.c.kind, table.c.value)
+            .where(
+                or_(
+                    and_(table.c.kind == JTI, table.c.key == bindparam("jti")),
+                    and_(table.c.kind == FAMILY, table.c.key == bindparam("family")),
+                    and_(table.c.kind == USER, table.c.key == bindparam("user")),
+                ),
+                table.c.expires_at > bindparam("now"),
+            )
+        )
         self._engine_getter = engine_getter
         self._purge_every = purge_every
         self._writes = 0
@@ -319,18 +332,10 @@ class DatabaseBlocklist(Blocklist):
     def _lookup(
         self, jti: str, family: str | None, user_id: str
     ) -> tuple[bool, bool, float | None]:
-        table = self._table
-        wanted = [
-            and_(table.c.kind == JTI, table.c.key == jti),
-            and_(table.c.kind == USER, table.c.key == user_id),
-        ]
-        if family is not None:
-            wanted.append(and_(table.c.kind == FAMILY, table.c.key == family))
+        values = {"jti": jti, "family": family or "", "user": user_id}
         with self._transaction() as connection:
             rows = connection.execute(
-                table.select()
-                .with_only_columns(table.c.kind, table.c.value)
-                .where(or_(*wanted), table.c.expires_at > self._clock())
+                self._lookup_statement, {**values, "now": self._clock()}
             ).all()
         found = dict(rows)
         mark = found.get(USER)

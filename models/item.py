@@ -1,7 +1,9 @@
 """Items for sale in a store."""
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from functools import cache
+
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, Select, String, Text
+from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship
 
 from extensions import db
 from models.item_tag import items_tags
@@ -29,3 +31,22 @@ class ItemModel(db.Model):
 
     def __repr__(self) -> str:
         return f"<ItemModel {self.id} {self.name!r}>"
+
+    @classmethod
+    def find_with_relations(cls, item_id: int) -> "ItemModel | None":
+        """The item with its store and tags, in one query."""
+        return (
+            db.session.scalars(_with_relations(), {"item_id": item_id}).unique().first()
+        )
+
+
+@cache
+def _with_relations() -> Select:
+    """Built once (on first use, when every model is mapped): Session.get() with
+    loader options would build and fingerprint a new statement on every request,
+    which costs more than running it."""
+    return (
+        db.select(ItemModel)
+        .options(joinedload(ItemModel.store), joinedload(ItemModel.tags))
+        .where(ItemModel.id == db.bindparam("item_id"))
+    )

@@ -79,12 +79,7 @@ class Item(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, item_id):
         """Get an item."""
-        # One query: the item with its store and tags.
-        item = db.session.get(
-            ItemModel,
-            item_id,
-            options=[joinedload(ItemModel.store), joinedload(ItemModel.tags)],
-        )
+        item = ItemModel.find_with_relations(item_id)
         if item is None:
             raise NotFound("Item not found.")
         return item
