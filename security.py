@@ -10,7 +10,7 @@ from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from errors import error_response
+from errors import error_response, error_response_doc
 from extensions import cors, limiter
 from observability import audit
 
@@ -128,22 +128,11 @@ def rate_limited(
     limit = limiter.limit(
         limit_for(setting), key_func=key_func, deduct_when=deduct_when
     )
-    document = Blueprint.doc(
-        responses={
-            "429": {
-                "description": "Too many requests: retry after `Retry-After` seconds.",
-                "headers": {
-                    "Retry-After": {
-                        "description": "Seconds to wait",
-                        "schema": {"type": "integer"},
-                    }
-                },
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/Error"}
-                    }
-                },
-            }
-        }
+    too_many = error_response_doc(
+        "Too many requests: retry after `Retry-After` seconds."
     )
+    too_many["headers"] = {
+        "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    }
+    document = Blueprint.doc(responses={"429": too_many})
     return lambda func: document(limit(func))
