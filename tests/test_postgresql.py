@@ -1,11 +1,8 @@
 """The core API on a real PostgreSQL: the inputs SQLite forgives and it does not."""
 
-import threading
-
 import pytest
 
 from extensions import db
-from models import UserModel
 from tests.helpers import assert_error, bearer
 from tests.services import postgres_database
 
@@ -72,28 +69,6 @@ def test_pages_far_past_the_end_are_empty(client, headers):
 
     assert response.status_code == 200
     assert response.get_json() == []
-
-
-def test_duplicate_registration_race_on_postgresql(app):
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-
-    def register(index: int) -> None:
-        client = app.test_client()
-        barrier.wait()
-        name = "Racer" if index % 2 else "racer"
-        body = {"username": name, "password": "long enough password"}
-        statuses.append(client.post("/register", json=body).status_code)
-
-    threads = [threading.Thread(target=register, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
-    assert sorted(statuses) == [201] + [409] * 7
-    with app.app_context():
-        assert db.session.scalar(db.select(db.func.count(UserModel.id))) == 1
 
 
 def test_store_delete_cascades_on_postgresql(app, auth, client):

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from extensions import db
-from models import StoreModel, TagModel, items_tags
+from models import StoreModel, TagModel, UserModel, items_tags
 from tests.helpers import bearer
 from tests.services import postgres_database
 
@@ -23,14 +23,18 @@ def app_config(request, app_config):
 
 
 def at_once(app, method: str, path: str, headers: dict, body=None) -> list:
-    """THREADS identical requests released together; their responses."""
+    """THREADS requests released together; their responses.
+
+    `body` is the JSON body of every request, or a function of the request's index.
+    """
     barrier = threading.Barrier(THREADS)
     responses: list = [None] * THREADS
 
     def send(index: int) -> None:
         client = app.test_client()
         barrier.wait()
-        responses[index] = client.open(path, method=method, json=body, headers=headers)
+        json = body(index) if callable(body) else body
+        responses[index] = client.open(path, method=method, json=json, headers=headers)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
     for thread in threads:
@@ -49,6 +53,20 @@ def headers(auth):
 def count(app, model) -> int:
     with app.app_context():
         return db.session.scalar(db.select(db.func.count()).select_from(model))
+
+
+def test_two_registrations_of_one_name_in_any_case(app):
+    def body(index: int) -> dict:
+        name = "Racer" if index % 2 else "racer"
+        return {"username": name, "password": "long enough password"}
+
+    responses = at_once(app, "POST", "/register", {}, body)
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (THREADS - 1)
+    for response in responses:
+        if response.status_code == 409:
+            assert response.get_json()["error"] == "username_taken"
+    assert count(app, UserModel) == 1
 
 
 def test_two_stores_of_one_name(app, headers):
