@@ -24,7 +24,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import redis
@@ -34,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from config import decode_leeway_seconds
 from errors import APIError
 from extensions import db
 from models.blocklist_entry import BlocklistEntryModel
@@ -458,8 +458,7 @@ def resolve_backend(config: dict) -> str:
 def init_blocklist(app: Flask) -> None:
     """Bind the configured revocation store to the app (no connection is made)."""
     backend = resolve_backend(app.config)
-    leeway = app.config.get("JWT_DECODE_LEEWAY", 0)
-    margin = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+    margin = decode_leeway_seconds(app.config)
     store: Blocklist
     if backend == "memory":
         if app.config["APP_ENV"] not in ("development", "testing"):

@@ -213,6 +213,12 @@ def load_config(app_env: str | None) -> BaseConfig:
     return CONFIGS[name]()
 
 
+def decode_leeway_seconds(config: dict) -> float:
+    """JWT_DECODE_LEEWAY in seconds (Flask-JWT-Extended takes an int or a timedelta)."""
+    leeway = config.get("JWT_DECODE_LEEWAY", 0)
+    return leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+
+
 def check_config(config: dict) -> list[str]:
     """Refuse unsafe settings; return warnings worth logging at start-up."""
     warnings: list[str] = []

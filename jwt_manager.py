@@ -11,10 +11,11 @@ type, freshness, the revocation check, the user checks.
 import threading
 import time
 from collections import OrderedDict
-from datetime import timedelta
 
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
+
+from config import decode_leeway_seconds
 
 CACHE_EXTENSION = "verified_token_claims"
 
@@ -54,12 +55,11 @@ class CachingJWTManager(JWTManager):
 
     def init_app(self, app: Flask, add_context_processor: bool = False) -> None:
         super().init_app(app, add_context_processor)
-        leeway = app.config.get("JWT_DECODE_LEEWAY", 0)
-        if isinstance(leeway, timedelta):
-            leeway = leeway.total_seconds()
         size = app.config["JWT_VERIFIED_CLAIMS_CACHE_SIZE"]
         app.extensions[CACHE_EXTENSION] = (
-            VerifiedClaimsCache(size, float(leeway)) if size else None
+            VerifiedClaimsCache(size, decode_leeway_seconds(app.config))
+            if size
+            else None
         )
 
     def _decode_jwt_from_config(
