@@ -10,10 +10,10 @@ from functools import wraps
 from typing import Any
 
 import flask_jwt_extended
-from flask import Response, request
-from flask_jwt_extended import JWTManager, get_jwt
+from flask import Response, g, request
+from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header
 from flask_jwt_extended.config import config as jwt_config
-from flask_jwt_extended.exceptions import JWTDecodeError
+from flask_jwt_extended.exceptions import JWTDecodeError, UserLookupError
 from flask_smorest import Blueprint
 
 from blocklist import get_blocklist
@@ -49,6 +49,7 @@ MALFORMED_TOKEN_REASONS = (
 
 
 REVOKED = "The token has been revoked."
+USER_GONE = "The user of this token no longer exists."
 
 
 def www_authenticate(error: str | None = None, description: str | None = None) -> str:
@@ -126,12 +127,9 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
         return token_error("fresh_token_required", "The token is not fresh.")
 
     @jwt.token_verification_failed_loader
-    def verification_failed(_header: dict, _payload: dict) -> Response:
-        return token_error("invalid_token", "The token failed verification.")
-
     @jwt.user_lookup_error_loader
     def user_gone(_header: dict, _payload: dict) -> Response:
-        return token_error("invalid_token", "The user of this token no longer exists.")
+        return token_error("invalid_token", USER_GONE)
 
     @jwt.decode_key_loader
     def decode_key(_header: dict, unverified_claims: dict) -> str:
@@ -146,13 +144,37 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     def is_revoked(_header: dict, payload: dict) -> bool:
         return get_blocklist().is_token_revoked(payload)
 
-    @jwt.user_lookup_loader
-    def load_user(_header: dict, payload: dict) -> UserModel | None:
-        try:
-            user_id = int(payload["sub"])
-        except (TypeError, ValueError):
-            return None
-        return UserModel.find(user_id)
+    @jwt.token_verification_loader
+    def user_exists(_header: dict, payload: dict) -> bool:
+        # Every protected request, after the revocation check: the token's user
+        # must still exist. A primary-key probe; the row itself is loaded only by
+        # the handlers that use it (token_user()).
+        user_id = _user_id(payload)
+        return user_id is not None and UserModel.exists(user_id)
+
+
+def _user_id(claims: dict) -> int | None:
+    try:
+        return int(claims["sub"])
+    except (TypeError, ValueError):
+        return None
+
+
+def token_user() -> UserModel:
+    """The user of this request's token, loaded on first use.
+
+    Flask-JWT-Extended's `current_user` is not used: it would load the user on
+    every protected request, and most handlers never look at it.
+    """
+    user = g.get("token_user")
+    if user is None:
+        claims = get_jwt()
+        user_id = _user_id(claims)
+        user = None if user_id is None else UserModel.find(user_id)
+        if user is None:  # deleted since the check at the start of the request
+            raise UserLookupError(USER_GONE, get_jwt_header(), claims)
+        g.token_user = user
+    return user
 
 
 def jwt_required(

@@ -37,8 +37,13 @@ class UserModel(db.Model):
 
     @classmethod
     def find(cls, user_id: int) -> "UserModel | None":
-        """The user with this id (the token check of every protected request)."""
+        """The user with this id."""
         return db.session.scalars(_by_id(), {"user_id": user_id}).one_or_none()
+
+    @classmethod
+    def exists(cls, user_id: int) -> bool:
+        """Whether the user exists (the token check of every protected request)."""
+        return db.session.execute(_id_by_id(), {"user_id": user_id}).first() is not None
 
     @classmethod
     def find_by_username(cls, username: str) -> "UserModel | None":
@@ -105,3 +110,10 @@ def _by_id() -> Select:
     """Built once: Session.get() would build and fingerprint a new statement on
     every call, which costs more than the query itself on the per-request path."""
     return db.select(UserModel).where(UserModel.id == db.bindparam("user_id"))
+
+
+@cache
+def _id_by_id() -> Select:
+    """Only the key: a plain row, with none of the ORM's object loading."""
+    table = UserModel.__table__
+    return db.select(table.c.id).where(table.c.id == db.bindparam("user_id"))

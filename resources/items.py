@@ -79,7 +79,7 @@ class Item(MethodView):
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, item_id):
         """Get an item."""
-        item = ItemModel.find_with_relations(item_id)
+        item = ItemModel.read(item_id)
         if item is None:
             raise NotFound("Item not found.")
         return item

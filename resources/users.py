@@ -3,7 +3,6 @@
 from flask import after_this_request, current_app
 from flask.views import MethodView
 from flask_jwt_extended import (
-    current_user,
     get_jwt,
     get_jwt_request_location,
     set_access_cookies,
@@ -12,7 +11,7 @@ from flask_jwt_extended import (
 )
 from flask_smorest import Blueprint, abort
 
-from auth import jwt_required, public, require_self_or_admin
+from auth import jwt_required, public, require_self_or_admin, token_user
 from errors import APIError, ErrorSchema, NotFound
 from extensions import db
 from models import UserModel
@@ -106,7 +105,7 @@ class TokenRefresh(MethodView):
     @blp.response(200, TokenSchema)
     def post(self):
         """Trade a refresh token for a non-fresh access and a new refresh token."""
-        tokens = rotate_refresh_token(current_user, get_jwt())
+        tokens = rotate_refresh_token(token_user(), get_jwt())
         audit("refresh", "Tokens refreshed", family=get_jwt()["fam"])
         return _deliver(tokens, as_cookies=_sent_in_cookies())
 
@@ -129,7 +128,7 @@ class UserLogoutAll(MethodView):
     @blp.response(200, MessageSchema)
     def post(self):
         """Log out everywhere: revoke every token of the user."""
-        revoke_all_user_tokens(current_user.id)
+        revoke_all_user_tokens(token_user().id)
         audit("logout_all", "Logged out of every session")
         _clear_cookies()
         return {"message": "Logged out of every session."}
@@ -141,7 +140,7 @@ class Me(MethodView):
     @blp.response(200, UserSchema)
     def get(self):
         """Get the user the token belongs to."""
-        return current_user
+        return token_user()
 
 
 @blp.route("/user/password")
@@ -152,12 +151,11 @@ class UserPassword(MethodView):
     @blp.alt_response(403, response="FORBIDDEN", description="Wrong current password")
     def put(self, passwords):
         """Change the password: other sessions end; answers a new fresh pair."""
-        current_user.change_password(
-            passwords["current_password"], passwords["new_password"]
-        )
-        revoke_all_user_tokens(current_user.id)
+        user = token_user()
+        user.change_password(passwords["current_password"], passwords["new_password"])
+        revoke_all_user_tokens(user.id)
         audit("password_change", "Password changed; other sessions revoked")
-        tokens = issue_tokens(current_user, fresh=True)
+        tokens = issue_tokens(user, fresh=True)
         return _deliver(tokens, as_cookies=_sent_in_cookies())
 
 

@@ -327,6 +327,37 @@ def test_get_item_works_with_a_non_fresh_token(client, stale_headers, item):
     assert response.get_json() == item
 
 
+def test_get_item_lists_every_tag_in_id_order(client, headers, store, item):
+    tags = [create_tag(client, headers, store["id"], name) for name in "abc"]
+    for tag in reversed(tags):
+        link(client, headers, item["id"], tag["id"])
+    other = create_item(client, headers, store["id"], "Table")
+    link(client, headers, other["id"], tags[0]["id"])
+
+    response = client.get(f"/item/{item['id']}", headers=headers)
+
+    assert response.status_code == 200
+    assert response.get_json() == expected_item(
+        item["id"],
+        store,
+        description="Oak",
+        tags=[{"id": tag["id"], "name": tag["name"]} for tag in tags],
+    )
+
+
+def test_get_item_answers_what_a_write_of_the_item_answers(client, headers, item):
+    """GET reads with a Core query, PUT answers from ORM objects: the same body."""
+    updated = client.put(
+        f"/item/{item['id']}", json={"price": 0, "description": None}, headers=headers
+    )
+
+    response = client.get(f"/item/{item['id']}", headers=headers)
+
+    assert updated.status_code == 200
+    assert response.get_json() == updated.get_json()
+    assert response.get_json()["price"] == 0
+
+
 @pytest.mark.parametrize("item_id", [999, pytest.param(HUGE_ID, id="2**63")])
 def test_get_missing_item_is_404(client, headers, item, item_id):
     response = client.get(f"/item/{item_id}", headers=headers)

@@ -489,3 +489,50 @@ def test_a_small_clock_skew_is_tolerated(app, client, user):
     assert_token_refused(
         client.get("/store", headers=bearer(stale)), "token_expired", EXPIRED
     )
+
+
+def _delete_user_row(app, user_id: int) -> None:
+    """Remove the user behind the API's back: no revocation mark is set."""
+    from extensions import db
+    from models import UserModel
+
+    with app.app_context():
+        db.session.execute(db.delete(UserModel).where(UserModel.id == user_id))
+        db.session.commit()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kind"),
+    [
+        ("get", "/store", "access"),
+        ("get", "/item/1", "access"),
+        ("get", "/me", "access"),
+        ("post", "/refresh", "refresh"),
+    ],
+)
+def test_token_of_a_user_removed_from_the_database(
+    app, auth, client, method, path, kind
+):
+    user_id, tokens = auth.user("alice")
+    _delete_user_row(app, user_id)
+
+    response = getattr(client, method)(path, headers=bearer(tokens[f"{kind}_token"]))
+
+    assert_token_refused(response, "invalid_token", USER_GONE)
+
+
+def test_a_user_deleted_after_the_token_check_is_still_refused(
+    app, auth, client, monkeypatch
+):
+    """The handler loads the user lazily; if it vanished meanwhile, 401, not 500."""
+    from models import UserModel
+
+    user_id, tokens = auth.user("alice")
+    _delete_user_row(app, user_id)
+    monkeypatch.setattr(UserModel, "exists", classmethod(lambda cls, _id: True))
+
+    me = client.get("/me", headers=bearer(tokens["access_token"]))
+    refresh = client.post("/refresh", headers=bearer(tokens["refresh_token"]))
+
+    assert_token_refused(me, "invalid_token", USER_GONE)
+    assert_token_refused(refresh, "invalid_token", USER_GONE)
