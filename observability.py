@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, request
 from flask.logging import default_handler
 from flask_jwt_extended import get_jwt
@@ -44,7 +45,10 @@ class JSONFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # what orjson refuses (e.g. integers over 64 bits)
+            return json.dumps(entry, default=str)
 
 
 JSONFormatter.converter = time.gmtime
@@ -118,10 +122,12 @@ def _start_request() -> None:
 
 def _finish_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
-    started = g.get("request_started")
-    duration_ms = None if started is None else (time.perf_counter() - started) * 1000
     # Probes arrive every few seconds from the load balancer: keep them quiet.
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    if not request_log.isEnabledFor(level):
+        return response
+    started = g.get("request_started")
+    duration_ms = None if started is None else (time.perf_counter() - started) * 1000
     request_log.log(
         level,
         "%s %s %s",

@@ -28,6 +28,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# Flask-Limiter settings whose limits only its before_request hook applies.
+APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
 
 
 def init_security(app: Flask) -> None:
@@ -66,11 +68,25 @@ def init_security(app: Flask) -> None:
             )
     app.config["RATELIMIT_ON_BREACH_CALLBACK"] = rate_limit_exceeded
     limiter.init_app(app)
+    hooks = app.before_request_funcs.get(None, [])
+    app_wide = any(app.config.get(name) for name in APP_WIDE_LIMITS)
+    if limiter._check_request_limit in hooks and not app_wide:
+        # Every limit here is a `rate_limited` decorator, checked by Flask-Limiter
+        # when the view is called. Its before_request hook only applies default,
+        # application-wide and meta limits: with none set it would find nothing to
+        # check, at a cost on every request. (Its after_request hook stays: it
+        # counts the failed logins.)
+        hooks.remove(limiter._check_request_limit)
 
 
 def _add_security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # Headers a view set itself stay as they are.
+    present = {name.lower() for name, _ in response.headers}
+    response.headers.extend(
+        (name, value)
+        for name, value in SECURITY_HEADERS.items()
+        if name.lower() not in present
+    )
     if current_app.config["CORS_ORIGINS"]:
         # The CORS answer depends on the Origin: caches must keep them apart.
         response.vary.add("Origin")

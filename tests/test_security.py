@@ -234,6 +234,22 @@ def test_a_client_that_waits_retry_after_seconds_is_let_in(client, monkeypatch):
     assert_invalid_credentials(login(client, "nobody2"))
 
 
+@limited(RATELIMIT_DEFAULT="3 per minute")
+def test_an_app_wide_default_limit_applies_to_every_route(client, headers):
+    """Only the route decorators are checked unless app-wide limits are set."""
+    for _ in range(3):
+        assert client.get("/store", headers=headers).status_code == 200
+
+    assert_rate_limited(client.get("/store", headers=headers))
+
+
+@limited()
+def test_without_app_wide_limits_other_routes_are_not_counted(client, headers):
+    for _ in range(10):
+        response = client.get("/store", headers=headers)
+        assert response.status_code == 200, response.get_json()
+
+
 @config(**{**LIMITS, "RATELIMIT_ENABLED": False})
 def test_rate_limits_can_be_switched_off(client, auth, caplog):
     caplog.set_level(logging.INFO)
@@ -300,6 +316,19 @@ def test_one_trusted_proxy_makes_the_last_hop_the_client(client, caplog):
 
 
 # --- Security headers ----------------------------------------------------------
+
+
+def test_a_security_header_set_by_a_view_is_kept(app, client):
+    app.add_url_rule(
+        "/framed",
+        "framed",
+        lambda: ("ok", 200, {"X-Frame-Options": "SAMEORIGIN"}),
+    )
+
+    response = client.get("/framed")
+
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @config(PROPAGATE_EXCEPTIONS=False)
@@ -667,6 +696,16 @@ def test_json_formatter_writes_one_json_object_per_line():
     assert entry["when"] == str(time)
     for attribute in ("args", "msg", "levelno", "pathname", "exc_info"):
         assert attribute not in entry
+
+
+def test_json_formatter_writes_what_orjson_refuses():
+    record = logging.getLogger("api").makeRecord(
+        "api", logging.INFO, __file__, 1, "big", (), None, extra={"count": 2**70}
+    )
+
+    entry = json.loads(JSONFormatter().format(record))
+
+    assert entry["count"] == 2**70
 
 
 def test_json_formatter_keeps_exceptions_on_one_line():
