@@ -19,6 +19,7 @@ from flask_smorest import Blueprint
 from blocklist import get_blocklist
 from errors import Forbidden, error_response, error_response_doc
 from models import UserModel
+from models.user import TokenSubject
 
 # Claims every token of ours carries; anything else is not ours.
 REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
@@ -147,10 +148,11 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     @jwt.token_verification_loader
     def user_exists(_header: dict, payload: dict) -> bool:
         # Every protected request, after the revocation check: the token's user
-        # must still exist. A primary-key probe; the row itself is loaded only by
-        # the handlers that use it (token_user()).
+        # must still exist. One primary-key read of the id and admin flag; the
+        # whole user is loaded only by the handlers that need it (token_user()).
         user_id = _user_id(payload)
-        return user_id is not None and UserModel.exists(user_id)
+        g.token_subject = None if user_id is None else UserModel.subject(user_id)
+        return g.token_subject is not None
 
 
 def _user_id(claims: dict) -> int | None:
@@ -158,6 +160,11 @@ def _user_id(claims: dict) -> int | None:
         return int(claims["sub"])
     except (TypeError, ValueError):
         return None
+
+
+def token_subject() -> TokenSubject:
+    """The id and admin flag of this request's user, as read by the token check."""
+    return g.token_subject
 
 
 def token_user() -> UserModel:

@@ -18,7 +18,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from auth import REVOKED, www_authenticate
 from blocklist import Rotation, get_blocklist
 from errors import APIError
-from models import UserModel
+from models.user import TokenSubject
 from observability import audit
 
 
@@ -31,7 +31,7 @@ class RefreshTokenReused(APIError):
 
 
 def issue_tokens(
-    user: UserModel, *, fresh: bool, family: str | None = None, refresh_jti=None
+    user: TokenSubject, *, fresh: bool, family: str | None = None, refresh_jti=None
 ) -> dict:
     """A new access token (fresh only straight after a login) and refresh token.
 
@@ -59,7 +59,7 @@ def issue_tokens(
     }
 
 
-def rotate_refresh_token(user: UserModel, claims: dict) -> dict:
+def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     """Trade a refresh token for a non-fresh access token and a new refresh token."""
     blocklist = get_blocklist()
     family = claims["fam"]

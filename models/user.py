@@ -3,6 +3,7 @@
 import re
 from datetime import datetime
 from functools import cache
+from typing import Protocol
 
 from sqlalchemy import DateTime, Index, Select, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -41,9 +42,13 @@ class UserModel(db.Model):
         return db.session.scalars(_by_id(), {"user_id": user_id}).one_or_none()
 
     @classmethod
-    def exists(cls, user_id: int) -> bool:
-        """Whether the user exists (the token check of every protected request)."""
-        return db.session.execute(_id_by_id(), {"user_id": user_id}).first() is not None
+    def subject(cls, user_id: int) -> "TokenSubject | None":
+        """What tokens say of the user, or None if there is no such user.
+
+        The token check of every protected request: a plain row, with none of
+        the ORM's object loading (use `find` for the whole user).
+        """
+        return db.session.execute(_subject_by_id(), {"user_id": user_id}).first()
 
     @classmethod
     def find_by_username(cls, username: str) -> "UserModel | None":
@@ -113,7 +118,15 @@ def _by_id() -> Select:
 
 
 @cache
-def _id_by_id() -> Select:
-    """Only the key: a plain row, with none of the ORM's object loading."""
+def _subject_by_id() -> Select:
     table = UserModel.__table__
-    return db.select(table.c.id).where(table.c.id == db.bindparam("user_id"))
+    return db.select(table.c.id, table.c.is_admin).where(
+        table.c.id == db.bindparam("user_id")
+    )
+
+
+class TokenSubject(Protocol):
+    """The user as far as tokens go: a `UserModel`, or the row `subject` reads."""
+
+    id: int
+    is_admin: bool

@@ -11,7 +11,13 @@ from flask_jwt_extended import (
 )
 from flask_smorest import Blueprint, abort
 
-from auth import jwt_required, public, require_self_or_admin, token_user
+from auth import (
+    jwt_required,
+    public,
+    require_self_or_admin,
+    token_subject,
+    token_user,
+)
 from errors import APIError, ErrorSchema, NotFound
 from extensions import db
 from models import UserModel
@@ -105,7 +111,7 @@ class TokenRefresh(MethodView):
     @blp.response(200, TokenSchema)
     def post(self):
         """Trade a refresh token for a non-fresh access and a new refresh token."""
-        tokens = rotate_refresh_token(token_user(), get_jwt())
+        tokens = rotate_refresh_token(token_subject(), get_jwt())
         audit("refresh", "Tokens refreshed", family=get_jwt()["fam"])
         return _deliver(tokens, as_cookies=_sent_in_cookies())
 
@@ -128,7 +134,7 @@ class UserLogoutAll(MethodView):
     @blp.response(200, MessageSchema)
     def post(self):
         """Log out everywhere: revoke every token of the user."""
-        revoke_all_user_tokens(token_user().id)
+        revoke_all_user_tokens(token_subject().id)
         audit("logout_all", "Logged out of every session")
         _clear_cookies()
         return {"message": "Logged out of every session."}

@@ -5,6 +5,7 @@ import json
 import time
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import jwt
 import pytest
@@ -524,15 +525,15 @@ def test_token_of_a_user_removed_from_the_database(
 def test_a_user_deleted_after_the_token_check_is_still_refused(
     app, auth, client, monkeypatch
 ):
-    """The handler loads the user lazily; if it vanished meanwhile, 401, not 500."""
+    """/me loads the user after the check; if it vanished meanwhile, 401, not 500."""
     from models import UserModel
 
     user_id, tokens = auth.user("alice")
     _delete_user_row(app, user_id)
-    monkeypatch.setattr(UserModel, "exists", classmethod(lambda cls, _id: True))
+    # The check still sees the user, as if the deletion came just after it.
+    seen = SimpleNamespace(id=user_id, is_admin=False)
+    monkeypatch.setattr(UserModel, "subject", classmethod(lambda cls, _id: seen))
 
-    me = client.get("/me", headers=bearer(tokens["access_token"]))
-    refresh = client.post("/refresh", headers=bearer(tokens["refresh_token"]))
+    response = client.get("/me", headers=bearer(tokens["access_token"]))
 
-    assert_token_refused(me, "invalid_token", USER_GONE)
-    assert_token_refused(refresh, "invalid_token", USER_GONE)
+    assert_token_refused(response, "invalid_token", USER_GONE)
