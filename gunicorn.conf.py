@@ -4,6 +4,7 @@ WEB_CONCURRENCY  worker processes       default: 2 x CPU cores + 1, at most 8
 GUNICORN_THREADS threads per worker      default: 1 (sync workers)
 PORT / HOST      where to listen         default: 0.0.0.0:8000
 GUNICORN_TIMEOUT seconds a request may take before its worker is replaced (30)
+GUNICORN_PRELOAD build the app once in the master and fork the workers (default: 1)
 GUNICORN_ACCESS_LOG  "-" for gunicorn's own access log, in JSON (default: off,
                  because the app already writes one JSON line per request with
                  its request id and user id; two lines per request help no one)
@@ -22,6 +23,11 @@ def _int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return value in {"1", "true", "yes", "on"} if value else default
+
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_int('PORT', 8000)}"
 workers = _int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
 threads = _int("GUNICORN_THREADS", 1)
@@ -32,6 +38,11 @@ keepalive = 5
 # Recycle workers now and then, so a slow leak can never take a worker down.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = max_requests // 10
+# The app is built once, in the master, and every worker is a fork of it: a worker
+# (re)starts in milliseconds instead of the ~2 s of imports and set-up (a recycle
+# every 10,000 requests cost ~0.2 ms per request), and the workers share its memory.
+# A code change needs a restart (SIGHUP re-forks the same code).
+preload_app = _env_bool("GUNICORN_PRELOAD", True)
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
@@ -50,6 +61,17 @@ class JSONLogger(Logger):
 
 
 logger_class = JSONLogger
+
+
+def post_fork(server, worker) -> None:
+    """A worker never shares its parent's database connections (SQLAlchemy pools
+    are not fork-safe; the app opens none while it is built, this makes it sure)."""
+    app = server.app.wsgi()
+    database = getattr(app, "extensions", {}).get("sqlalchemy")
+    if database is not None:
+        with app.app_context():
+            for engine in database.engines.values():
+                engine.dispose(close=False)
 
 # No runtime control socket: it lives at one fixed path per user, so two servers
 # on one host would fight over it, and nothing here needs it.

@@ -5,6 +5,7 @@ Outages are real: a private redis-server on a spare port is stopped and started
 again, and a throw-away PostgreSQL database refuses connections for a while.
 """
 
+import json
 import os
 import re
 import secrets
@@ -17,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -294,11 +296,21 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
     output = (tmp_path / "server.log").read_text()
     assert "Running upgrade" in output
     # gunicorn's own lines are JSON (gunicorn.conf.py).
-    assert re.search(r'\{"time": "[^"]+", "level": "INFO", "logger": "gunicorn', output)
+    entries = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(
+        entry["level"] == "INFO" and entry["logger"].startswith("gunicorn")
+        for entry in entries
+    ), output
 
 
 def _gunicorn_settings(monkeypatch, **env) -> dict:
-    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "PORT", "HOST"):
+    for name in (
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+        "PORT",
+        "HOST",
+        "GUNICORN_PRELOAD",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -323,6 +335,37 @@ def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
     assert settings["workers"] == min(2 * os.cpu_count() + 1, 8)
     assert settings["threads"] == 1
     assert settings["bind"] == "0.0.0.0:8000"
+
+
+def test_the_app_is_built_once_and_forked_unless_switched_off(monkeypatch):
+    assert _gunicorn_settings(monkeypatch)["preload_app"] is True
+    assert _gunicorn_settings(monkeypatch, GUNICORN_PRELOAD="0")["preload_app"] is False
+
+
+def test_a_forked_worker_opens_its_own_database_connections(monkeypatch, app):
+    """post_fork drops the connections the worker inherited (without closing them:
+    they belong to the parent) so the worker opens its own."""
+    post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
+    with app.app_context():
+        with db.engine.connect() as connection:
+            inherited = connection.connection.dbapi_connection
+        server = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app))
+
+        post_fork(server, worker=None)
+
+        with db.engine.connect() as connection:
+            assert connection.connection.dbapi_connection is not inherited
+        inherited.execute("SELECT 1")  # the parent's connection is still open
+
+
+def test_post_fork_leaves_other_apps_alone(monkeypatch):
+    """The bench's bare app runs under the same settings, with no database."""
+    from flask import Flask
+
+    post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
+    server = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: Flask("bare")))
+
+    post_fork(server, worker=None)
 
 
 # --- Dockerfile and compose ------------------------------------------------------

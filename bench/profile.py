@@ -1,0 +1,177 @@
+"""Where a worker's time goes under load: py-spy on the gunicorn workers while wrk runs.
+
+    .venv/bin/python bench/profile.py                  # case 1, GET /item/<id>
+    .venv/bin/python bench/profile.py --case refresh   # case 3, POST /refresh
+
+Starts the project like bench/run.py does (same gunicorn settings, a fresh SQLite
+database, data seeded through the API), samples every worker with py-spy
+(`pip install py-spy`; it needs ptrace rights, which root has) while wrk drives the
+case, and prints the share of the workers' samples spent in each part of a request,
+then the functions with the largest inclusive share. Shares are of all samples, so
+the gunicorn part is what the bare app pays too.
+"""
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run import (  # noqa: E402  (after the path is set)
+    BIN,
+    PASSWORD,
+    USERNAME,
+    Bench,
+    call,
+    mint_refresh_tokens,
+)
+
+# The parts of a request, each named by a frame that every sample inside it carries.
+PARTS = [
+    ("gunicorn: read and parse the request", "gunicorn/http/message.py"),
+    ("gunicorn: write the response", "Response.write (gunicorn/http/wsgi.py"),
+    ("the Flask app, all of it", "Flask.wsgi_app (flask/app.py"),
+    ("  request context push and pop", "flask/ctx.py"),
+    ("  before_request hooks", "Flask.preprocess_request"),
+    ("  token check (Flask-JWT-Extended)", "verify_jwt_in_request"),
+    ("    signature and claims (decode_token)", "decode_token (flask_jwt_extended"),
+    ("    token header parsed again", "get_unverified_jwt_headers"),
+    ("    revocation check", "is_revoked (auth.py"),
+    ("    user check (primary-key read)", "user_exists (auth.py"),
+    ("  rate limit (route decorator)", "RouteLimit.__call__"),
+    ("  GET /item/<id>: Core read", "ItemModel.read"),
+    ("  /refresh: rotation and two new tokens", "rotate_refresh_token"),
+    ("  response: schema dump and JSON", "ResponseMixin.response"),
+    ("  after_request hooks", "Flask.process_response"),
+    ("    access log line", "_finish_request (observability.py"),
+    ("  all SQLAlchemy work", "sqlalchemy/"),
+    ("    session close at teardown", "scoped_session.remove"),
+    ("  all logging", "logging/__init__.py"),
+]
+
+
+def frame_name(frame: str) -> str:
+    """`func (path:line)` without the line, so a function's lines add up."""
+    return frame.rsplit(":", 1)[0] + ")" if ":" in frame else frame
+
+
+def read_samples(files: list[Path]) -> tuple[int, list[tuple[set[str], int]]]:
+    """py-spy's raw format: one `frame;frame;... count` line per distinct stack."""
+    stacks, total = [], 0
+    for file in files:
+        for line in file.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = {frame_name(frame) for frame in stack.split(";")}
+            stacks.append((frames, int(count)))
+            total += int(count)
+    return total, stacks
+
+
+def report(total: int, stacks: list[tuple[set[str], int]], top: int) -> None:
+    print(f"\n{total} samples of the workers\n")
+    print("| part of a request | share of samples |")
+    print("|---|---:|")
+    for label, pattern in PARTS:
+        count = sum(n for frames, n in stacks if any(pattern in f for f in frames))
+        if count:
+            print(f"| {label} | {100 * count / total:.1f}% |")
+    inclusive: collections.Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        for frame in frames:
+            inclusive[frame] += count
+    print(f"\nThe {top} functions with the largest inclusive share, below the app:")
+    shown = 0
+    for frame, count in inclusive.most_common():
+        if "site-packages" in frame or "(gunicorn" in frame or "threading" in frame:
+            if not any(key in frame for key in ("flask", "sqlalchemy", "jwt", "limit")):
+                continue
+        if frame.startswith(("Flask.", "View.", "MethodView.", "<module>")):
+            continue
+        print(f"  {100 * count / total:5.1f}%  {frame}")
+        shown += 1
+        if shown == top:
+            break
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=["item", "refresh"], default="item")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--backend", default="memory")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    for tool in ("wrk", "py-spy"):
+        if shutil.which(tool) is None and not (BIN / tool).exists():
+            sys.exit(f"{tool} is needed: apt-get install wrk; pip install py-spy")
+    load = argparse.Namespace(
+        workers=args.workers,
+        gunicorn_threads=1,
+        redis_url="redis://127.0.0.1:6379/14",
+        threads=2,
+        connections=16,
+        duration=args.seconds,
+        python_load=False,
+    )
+    bench = Bench(load)
+    try:
+        return profile(bench, args)
+    finally:
+        bench.stop_all()
+
+
+def profile(bench: Bench, args) -> int:
+    env = bench.project_env(args.backend, bench.folder / "profile.db")
+    bench.migrate(env)
+    server = bench.start("project", "app:create_app()", env, "/readyz")
+    credentials = {"username": USERNAME, "password": PASSWORD}
+    assert call(server.base, "POST", "/register", credentials)[0] == 201
+    access = call(server.base, "POST", "/login", credentials)[1]["access_token"]
+    user_id = call(server.base, "GET", "/me", token=access)[1]["id"]
+    status, store = call(server.base, "POST", "/store", {"name": "Shop"}, access)
+    assert status == 201, store
+    item = {"name": "Chair", "price": 15.99, "store_id": store["id"]}
+    status, created = call(server.base, "POST", "/item", item, access)
+    assert status == 201, created
+    tokens = None
+    if args.case == "refresh":
+        tokens = mint_refresh_tokens(env, user_id, args.seconds * 4_000)
+
+    workers = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    py_spy = shutil.which("py-spy") or str(BIN / "py-spy")
+    out = Path(tempfile.mkdtemp(prefix="profile-", dir=bench.folder))
+    files = [out / f"worker-{pid}.txt" for pid in workers]
+    samplers = [
+        subprocess.Popen(
+            [py_spy, "record", "--pid", pid, "--duration", str(args.seconds - 1)]
+            + ["--rate", "200", "--format", "raw", "--output", str(file)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, file in zip(workers, files, strict=True)
+    ]
+    time.sleep(0.5)
+    if args.case == "item":
+        url = f"{server.base}/item/{created['id']}"
+        bench.measure("item", url, token=access)
+    else:
+        bench.measure("refresh", server.base + "/refresh", method="POST", tokens=tokens)
+    for sampler in samplers:
+        sampler.wait(timeout=args.seconds + 30)
+    report(*read_samples([f for f in files if f.exists()]), args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
