@@ -17,6 +17,7 @@ from demo import register_demo
 from errors import register_error_handlers
 from extensions import api, db, jwt, migrate, passwords
 from json_provider import ORJSONProvider
+from models.base import close_read_connection
 from observability import init_observability
 from resources import IdConverter, id_parameter_schema
 from resources.health import blp as health_blp
@@ -55,6 +56,7 @@ def _register_extensions(app: Flask) -> None:
         # A connection the server dropped is replaced, not handed to a request.
         app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
     db.init_app(app)
+    app.teardown_appcontext(close_read_connection)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _configure_sqlite)

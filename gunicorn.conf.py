@@ -73,6 +73,7 @@ def post_fork(server, worker) -> None:
             for engine in database.engines.values():
                 engine.dispose(close=False)
 
+
 # No runtime control socket: it lives at one fixed path per user, so two servers
 # on one host would fight over it, and nothing here needs it.
 control_socket_disable = True

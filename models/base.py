@@ -5,7 +5,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func
+from flask import g
+from sqlalchemy import Connection, Select, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -16,6 +17,27 @@ from extensions import db
 def utcnow() -> datetime:
     """Now, timezone-aware (a callable column default, never an import-time value)."""
     return datetime.now(UTC)
+
+
+def read_connection() -> Connection:
+    """This request's connection for plain (Core) reads, opened on first use and
+    closed at the end of the request (`close_read_connection`).
+
+    For the reads on the path of many requests (the token check, GET /item/<id>):
+    the ORM session's transaction bookkeeping costs more than such a read itself.
+    It sees committed data only: never use it to read back what the session writes.
+    """
+    connection = g.get("read_connection")
+    if connection is None:
+        connection = g.read_connection = db.engine.connect()
+    return connection
+
+
+def close_read_connection(_error: BaseException | None = None) -> None:
+    """Give the request's read connection back to the pool (teardown)."""
+    connection = g.pop("read_connection", None)
+    if connection is not None:
+        connection.close()
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Numeric, Select, String, Tex
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from extensions import db
+from models.base import read_connection
 from models.item_tag import items_tags
 
 
@@ -39,7 +40,7 @@ class ItemModel(db.Model):
         The API's hottest read, so it is one Core query turned into plain dicts:
         building ORM objects for it cost more than running the query (bench/).
         """
-        rows = db.session.execute(_read_statement(), {"item_id": item_id}).all()
+        rows = read_connection().execute(_read_statement(), {"item_id": item_id}).all()
         if not rows:
             return None
         item = rows[0]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from errors import Forbidden
 from extensions import db, passwords
-from models.base import utcnow, write
+from models.base import read_connection, utcnow, write
 
 # 3-80 letters, digits, "_", "." or "-"; \Z, not $ (which accepts a final newline).
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}\Z"
@@ -48,7 +48,7 @@ class UserModel(db.Model):
         The token check of every protected request: a plain row, with none of
         the ORM's object loading (use `find` for the whole user).
         """
-        return db.session.execute(_subject_by_id(), {"user_id": user_id}).first()
+        return read_connection().execute(_subject_by_id(), {"user_id": user_id}).first()
 
     @classmethod
     def find_by_username(cls, username: str) -> "UserModel | None":

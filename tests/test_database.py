@@ -66,3 +66,34 @@ def test_a_row_deleted_between_read_and_write_is_a_404(app):
             with write("unused"):
                 store.name = "renamed"
         assert _store_names() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/item/1", "/item/999", "/store", "/me", "/no/such/route"]
+)
+def test_every_request_gives_its_connections_back(app, client, headers, path):
+    """The read connection (token check, GET /item/<id>) and the session's
+    connection are both returned at the end of the request, whatever the answer."""
+    with app.app_context():
+        pool = db.engine.pool
+    for _ in range(20):
+        client.get(path, headers=headers).close()
+
+    assert pool.checkedout() == 0
+
+
+def test_the_read_connection_sees_what_was_committed_meanwhile(app, client, headers):
+    """GET /item/<id> reads outside the session: a commit made elsewhere since the
+    last request is visible at once."""
+    store = client.post("/store", json={"name": "s"}, headers=headers).get_json()
+    item = {"name": "x", "price": 1, "store_id": store["id"]}
+    item_id = client.post("/item", json=item, headers=headers).get_json()["id"]
+    assert client.get(f"/item/{item_id}", headers=headers).status_code == 200
+    with app.app_context():
+        db.session.execute(db.update(ItemModel).values(name="renamed"))
+        db.session.commit()
+
+    response = client.get(f"/item/{item_id}", headers=headers)
+
+    assert response.status_code == 200
+    assert response.get_json()["name"] == "renamed"
