@@ -5,6 +5,7 @@ matter per request: expiry, revocation, and the per-app signing key.
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
 
 from app import create_app
@@ -12,11 +13,14 @@ from extensions import db
 from jwt_manager import CACHE_EXTENSION, VerifiedClaimsCache
 from tests.helpers import assert_error, bearer
 
+HEADER = {"alg": "HS256", "typ": "JWT"}
+
 
 def test_a_cached_token_still_expires():
     cache = VerifiedClaimsCache(size=10, leeway=0)
-    cache.put("token", {"exp": time.time() + 0.05, "sub": "1"})
-    assert cache.get("token") == {"exp": cache._entries["token"]["exp"], "sub": "1"}
+    claims = {"exp": time.time() + 0.05, "sub": "1"}
+    cache.put("token", HEADER, claims)
+    assert cache.get("token") == (HEADER, claims)
     time.sleep(0.06)
     assert cache.get("token") is None
     assert "token" not in cache._entries
@@ -26,9 +30,9 @@ def test_the_cache_is_bounded_and_keeps_the_recently_used():
     cache = VerifiedClaimsCache(size=3, leeway=0)
     later = time.time() + 60
     for name in "abc":
-        cache.put(name, {"exp": later})
+        cache.put(name, HEADER, {"exp": later})
     cache.get("a")
-    cache.put("d", {"exp": later})
+    cache.put("d", HEADER, {"exp": later})
     assert list(cache._entries) == ["c", "a", "d"]
 
 
@@ -71,3 +75,40 @@ def test_the_cache_belongs_to_one_app(app_config, auth, client):
     finally:
         with other.app_context():
             db.engine.dispose()
+
+
+def test_a_cached_token_is_not_parsed_again(app, auth, client, monkeypatch):
+    """Neither its claims nor its header: Flask-JWT-Extended's second look at the
+    header is served from the cache too (see jwt_manager.py)."""
+    _, tokens = auth.user("alice")
+    headers = bearer(tokens["access_token"])
+    assert client.get("/me", headers=headers).status_code == 200
+    parsed = []
+    real_header, real_decode = jwt.get_unverified_header, jwt.decode
+    monkeypatch.setattr(
+        jwt, "get_unverified_header", lambda t: parsed.append(t) or real_header(t)
+    )
+    monkeypatch.setattr(
+        jwt, "decode", lambda t, *a, **k: parsed.append(t) or real_decode(t, *a, **k)
+    )
+
+    response = client.get("/me", headers=headers)
+
+    assert response.status_code == 200
+    assert response.get_json()["username"] == "alice"
+    assert parsed == []
+
+
+def test_an_uncached_token_is_verified_in_full(app, auth, client, monkeypatch):
+    _, tokens = auth.user("alice")
+    app.extensions[CACHE_EXTENSION]._entries.clear()
+    parsed = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(
+        jwt, "decode", lambda t, *a, **k: parsed.append(t) or real_decode(t, *a, **k)
+    )
+
+    response = client.get("/me", headers=bearer(tokens["access_token"]))
+
+    assert response.status_code == 200
+    assert tokens["access_token"] in parsed
