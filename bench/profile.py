@@ -5,7 +5,7 @@
 
 Starts the project like bench/run.py does (same gunicorn settings, a fresh SQLite
 database, data seeded through the API), samples every worker with py-spy
-(`pip install py-spy`; it needs ptrace rights, which root has) while wrk drives the
+(in requirements-dev.txt; it needs ptrace rights, which root has) while wrk drives the
 case, and prints the share of the workers' samples spent in each part of a request,
 then the functions with the largest inclusive share. Shares are of all samples, so
 the gunicorn part is what the bare app pays too.
