@@ -4,7 +4,7 @@ WEB_CONCURRENCY  worker processes       default: 2 x CPU cores + 1, at most 8
 GUNICORN_THREADS threads per worker      default: 1 (sync workers)
 PORT / HOST      where to listen         default: 0.0.0.0:8000
 GUNICORN_TIMEOUT seconds a request may take before its worker is replaced (30)
-GUNICORN_PRELOAD build the app once in the master and fork the workers (default: 1)
+GUNICORN_PRELOAD 1: build the app once in the master and fork the workers (default: 0)
 GUNICORN_ACCESS_LOG  "-" for gunicorn's own access log, in JSON (default: off,
                  because the app already writes one JSON line per request with
                  its request id and user id; two lines per request help no one)
@@ -38,11 +38,13 @@ keepalive = 5
 # Recycle workers now and then, so a slow leak can never take a worker down.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = max_requests // 10
-# The app is built once, in the master, and every worker is a fork of it: a worker
-# (re)starts in milliseconds instead of the ~2 s of imports and set-up (a recycle
-# every 10,000 requests cost ~0.2 ms per request), and the workers share its memory.
-# A code change needs a restart (SIGHUP re-forks the same code).
-preload_app = _env_bool("GUNICORN_PRELOAD", True)
+# GUNICORN_PRELOAD=1 builds the app once, in the master, and forks the workers from
+# it: a recycled worker restarts in milliseconds instead of ~2 s of imports, and the
+# workers share the master's memory. Off by default: a code change then needs a full
+# restart (SIGHUP re-forks the same code), and a stop signal sent in the first
+# moments after start can reach a worker before its handlers are set and be lost
+# (gunicorn issue #1910), so the stop waits for graceful_timeout.
+preload_app = _env_bool("GUNICORN_PRELOAD", False)
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
@@ -66,6 +68,8 @@ logger_class = JSONLogger
 def post_fork(server, worker) -> None:
     """A worker never shares its parent's database connections (SQLAlchemy pools
     are not fork-safe; the app opens none while it is built, this makes it sure)."""
+    if not server.cfg.preload_app:
+        return  # the worker builds the app itself: there is nothing to inherit
     app = server.app.wsgi()
     database = getattr(app, "extensions", {}).get("sqlalchemy")
     if database is not None:

@@ -119,6 +119,7 @@ def _by_id() -> Select:
 
 @cache
 def _subject_by_id() -> Select:
+    """Built once: the two columns a token check needs, as a plain row."""
     table = UserModel.__table__
     return db.select(table.c.id, table.c.is_admin).where(
         table.c.id == db.bindparam("user_id")

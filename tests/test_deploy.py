@@ -337,9 +337,9 @@ def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
     assert settings["bind"] == "0.0.0.0:8000"
 
 
-def test_the_app_is_built_once_and_forked_unless_switched_off(monkeypatch):
-    assert _gunicorn_settings(monkeypatch)["preload_app"] is True
-    assert _gunicorn_settings(monkeypatch, GUNICORN_PRELOAD="0")["preload_app"] is False
+def test_the_app_is_built_in_every_worker_unless_preloading_is_asked_for(monkeypatch):
+    assert _gunicorn_settings(monkeypatch)["preload_app"] is False
+    assert _gunicorn_settings(monkeypatch, GUNICORN_PRELOAD="1")["preload_app"] is True
 
 
 def test_a_forked_worker_opens_its_own_database_connections(monkeypatch, app):
@@ -349,7 +349,9 @@ def test_a_forked_worker_opens_its_own_database_connections(monkeypatch, app):
     with app.app_context():
         with db.engine.connect() as connection:
             inherited = connection.connection.dbapi_connection
-        server = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: app))
+        server = SimpleNamespace(
+            app=SimpleNamespace(wsgi=lambda: app), cfg=SimpleNamespace(preload_app=True)
+        )
 
         post_fork(server, worker=None)
 
@@ -363,7 +365,10 @@ def test_post_fork_leaves_other_apps_alone(monkeypatch):
     from flask import Flask
 
     post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
-    server = SimpleNamespace(app=SimpleNamespace(wsgi=lambda: Flask("bare")))
+    server = SimpleNamespace(
+        app=SimpleNamespace(wsgi=lambda: Flask("bare")),
+        cfg=SimpleNamespace(preload_app=True),
+    )
 
     post_fork(server, worker=None)
 

@@ -256,10 +256,19 @@ def _figures(result: Replays) -> str:
     )
 
 
-@pytest.mark.parametrize("store", STORES)
-def test_revoked_tokens_refused_by_every_worker_and_after_restart(store, tmp_path):
+@pytest.mark.parametrize(
+    ("store", "preload"),
+    [(store, False) for store in STORES]
+    # Workers forked from a master that built the app (GUNICORN_PRELOAD=1): each
+    # must still open its own database connections.
+    + [pytest.param("database-postgresql", True, id="database-postgresql-preload")],
+)
+def test_revoked_tokens_refused_by_every_worker_and_after_restart(
+    store, preload, tmp_path
+):
     """Every gunicorn worker, and a restarted server, refuse logged-out tokens."""
     with store_env(store, tmp_path) as (env, stored_revocations):
+        env["GUNICORN_PRELOAD"] = "1" if preload else "0"
         migrate(env)
         with gunicorn(env, tmp_path, "first") as server:
             reply = request(
