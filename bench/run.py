@@ -4,12 +4,13 @@
     .venv/bin/python bench/run.py --quick    # one short round, to try it out
 
 Every server runs under the same gunicorn settings (gunicorn.conf.py with the same
-WEB_CONCURRENCY and GUNICORN_THREADS). Data is seeded through the API, the large
-item tables directly. Load comes from wrk (`apt-get install wrk`) or, without it,
-from a bounded Python load generator. Every case runs next to a run of the bare app
-(before it, or after it in every other round, whose order is reversed) and its ratio
-is taken to that neighbour; the medians over the rounds are printed. The machine is
-noisy: compare ratios within one run, never absolute numbers across runs.
+WEB_CONCURRENCY and GUNICORN_THREADS, and no worker recycling). Data is seeded
+through the API, the large item tables directly. Load comes from wrk (`apt-get
+install wrk`) or, without it, from a bounded Python load generator. Every case runs
+next to a run of the bare app (before it, or after it in every other round, whose
+order is reversed) and its ratio is taken to that neighbour; the medians over the
+rounds are printed. The machine is noisy: compare ratios within one run, never
+absolute numbers across runs.
 """
 
 import argparse
@@ -208,6 +209,10 @@ class Bench:
             "PATH": os.environ["PATH"],
             "WEB_CONCURRENCY": str(self.args.workers),
             "GUNICORN_THREADS": str(self.args.gunicorn_threads),
+            # No worker recycling while measuring: a recycle landing in one 5 s run
+            # and not the next is noise (it costs the project ~2 s of CPU per
+            # 10,000 requests, about 0.2 ms a request; see GUNICORN_PRELOAD).
+            "GUNICORN_MAX_REQUESTS": "0",
             **extra,
         }
 
