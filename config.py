@@ -19,7 +19,7 @@ class ConfigError(RuntimeError):
     """The environment describes a configuration the app refuses to run with."""
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     """Read a non-negative integer setting, failing fast on garbage."""
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -33,7 +33,7 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
-def _env_bool(name: str, default: bool) -> bool:
+def env_bool(name: str, default: bool) -> bool:
     """Read a boolean setting written as true/false, 1/0, yes/no or on/off."""
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
@@ -76,33 +76,33 @@ class BaseConfig:
         self.JWT_ENCODE_AUDIENCE = self.JWT_DECODE_AUDIENCE = audience
         # Tokens verified recently skip the signature check (expiry and revocation
         # are still checked on every request); 0 switches the cache off.
-        self.JWT_VERIFIED_CLAIMS_CACHE_SIZE = _env_int(
+        self.JWT_VERIFIED_CLAIMS_CACHE_SIZE = env_int(
             "JWT_VERIFIED_CLAIMS_CACHE_SIZE", 4096
         )
         # Small tolerance for clocks that disagree between instances.
-        self.JWT_DECODE_LEEWAY = _env_int("JWT_DECODE_LEEWAY", 5)
+        self.JWT_DECODE_LEEWAY = env_int("JWT_DECODE_LEEWAY", 5)
         # Cookie mode for browser apps (header mode always works): HttpOnly token
         # cookies, the refresh cookie only sent to /refresh, CSRF double submit.
-        self.AUTH_COOKIES_ENABLED = _env_bool("AUTH_COOKIES_ENABLED", True)
-        self.JWT_COOKIE_SECURE = _env_bool("AUTH_COOKIE_SECURE", False)
+        self.AUTH_COOKIES_ENABLED = env_bool("AUTH_COOKIES_ENABLED", True)
+        self.JWT_COOKIE_SECURE = env_bool("AUTH_COOKIE_SECURE", False)
         self.JWT_COOKIE_SAMESITE = os.environ.get("AUTH_COOKIE_SAMESITE", "Strict")
         self.JWT_ACCESS_COOKIE_PATH = "/"
         self.JWT_REFRESH_COOKIE_PATH = "/refresh"
         self.JWT_CSRF_IN_COOKIES = True
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(
-            seconds=_env_int("JWT_ACCESS_TOKEN_EXPIRES", 900)
+            seconds=env_int("JWT_ACCESS_TOKEN_EXPIRES", 900)
         )
         self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(
-            seconds=_env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 24 * 3600)
+            seconds=env_int("JWT_REFRESH_TOKEN_EXPIRES", 30 * 24 * 3600)
         )
-        self.REFRESH_REUSE_GRACE_SECONDS = _env_int("REFRESH_REUSE_GRACE_SECONDS", 10)
+        self.REFRESH_REUSE_GRACE_SECONDS = env_int("REFRESH_REUSE_GRACE_SECONDS", 10)
         # Empty: memory in development and testing; in production redis when
         # REDIS_URL is set, else database (see blocklist.resolve_backend).
         self.BLOCKLIST_BACKEND = os.environ.get("BLOCKLIST_BACKEND", "").strip() or None
         self.REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
         self.REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "stores-api:")
         self.REDIS_SOCKET_TIMEOUT = 2.0
-        self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
+        self.RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
         # Flask-Limiter's limit strings ("5 per minute;20 per hour").
         self.RATELIMIT_LOGIN = os.environ.get(
             "RATELIMIT_LOGIN", "10 per minute;100 per hour"
@@ -123,7 +123,7 @@ class BaseConfig:
         self.RATELIMIT_SWALLOW_ERRORS = True
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         # How many reverse proxies in front of the app set X-Forwarded-For.
-        self.TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
+        self.TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
         self.CORS_ORIGINS = [
             origin.strip()
             for origin in os.environ.get("CORS_ORIGINS", "").split(",")
@@ -131,7 +131,7 @@ class BaseConfig:
         ]
         self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "text"
         # The browser demo of the silent-refresh flow at /demo (static files).
-        self.DEMO_ENABLED = _env_bool("DEMO_ENABLED", True)
+        self.DEMO_ENABLED = env_bool("DEMO_ENABLED", True)
         self.LOG_LEVEL = os.environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
 
         # OWASP's argon2id parameters: 19 MiB, 2 iterations, 1 lane.
@@ -195,7 +195,7 @@ class ProductionConfig(BaseConfig):
         self.APP_ENV = "production"
         self.LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip() or "json"
         # Cookies only over HTTPS, unless said otherwise.
-        self.JWT_COOKIE_SECURE = _env_bool("AUTH_COOKIE_SECURE", True)
+        self.JWT_COOKIE_SECURE = env_bool("AUTH_COOKIE_SECURE", True)
 
 
 CONFIGS = {

@@ -15,28 +15,18 @@ import os
 
 from gunicorn.glogging import Logger
 
+from config import env_bool, env_int
 from observability import JSONFormatter
 
-
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    return value in {"1", "true", "yes", "on"} if value else default
-
-
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_int('PORT', 8000)}"
-workers = _int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
-threads = _int("GUNICORN_THREADS", 1)
-timeout = _int("GUNICORN_TIMEOUT", 30)
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{env_int('PORT', 8000)}"
+workers = env_int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
+threads = env_int("GUNICORN_THREADS", 1)
+timeout = env_int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, finish what is in flight for up to this long, then stop.
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = 5
 # Recycle workers now and then, so a slow leak can never take a worker down.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests = env_int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = max_requests // 10
 # GUNICORN_PRELOAD=1 builds the app once, in the master, and forks the workers from
 # it: a recycled worker restarts in milliseconds instead of ~2 s of imports, and the
@@ -44,7 +34,7 @@ max_requests_jitter = max_requests // 10
 # restart (SIGHUP re-forks the same code), and a stop signal sent in the first
 # moments after start can reach a worker before its handlers are set and be lost
 # (gunicorn issue #1910), so the stop waits for graceful_timeout.
-preload_app = _env_bool("GUNICORN_PRELOAD", False)
+preload_app = env_bool("GUNICORN_PRELOAD", False)
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
