@@ -25,11 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402  (after the path is set)
     BIN,
-    PASSWORD,
-    USERNAME,
     Bench,
-    call,
+    build_parser,
     mint_refresh_tokens,
+    seed_through_api,
 )
 
 # The parts of a request, each named by a frame that every sample inside it carries.
@@ -110,14 +109,9 @@ def main() -> int:
     for tool in ("wrk", "py-spy"):
         if shutil.which(tool) is None and not (BIN / tool).exists():
             sys.exit(f"{tool} is needed: apt-get install wrk; pip install py-spy")
-    load = argparse.Namespace(
-        workers=args.workers,
-        gunicorn_threads=1,
-        redis_url="redis://127.0.0.1:6379/14",
-        threads=2,
-        connections=16,
-        duration=args.seconds,
-        python_load=False,
+    # The benchmark's own settings, with this run's workers and duration.
+    load = build_parser().parse_args(
+        ["--workers", str(args.workers), "--duration", str(args.seconds)]
     )
     bench = Bench(load)
     try:
@@ -130,18 +124,10 @@ def profile(bench: Bench, args) -> int:
     env = bench.project_env(args.backend, bench.folder / "profile.db")
     bench.migrate(env)
     server = bench.start("project", "app:create_app()", env, "/readyz")
-    credentials = {"username": USERNAME, "password": PASSWORD}
-    assert call(server.base, "POST", "/register", credentials)[0] == 201
-    access = call(server.base, "POST", "/login", credentials)[1]["access_token"]
-    user_id = call(server.base, "GET", "/me", token=access)[1]["id"]
-    status, store = call(server.base, "POST", "/store", {"name": "Shop"}, access)
-    assert status == 201, store
-    item = {"name": "Chair", "price": 15.99, "store_id": store["id"]}
-    status, created = call(server.base, "POST", "/item", item, access)
-    assert status == 201, created
+    access, _store, me = seed_through_api(server.base, items=20)
     tokens = None
     if args.case == "refresh":
-        tokens = mint_refresh_tokens(env, user_id, args.seconds * 4_000)
+        tokens = mint_refresh_tokens(env, me["id"], args.seconds * 4_000)
 
     workers = subprocess.run(
         ["pgrep", "-P", str(server.process.pid)],
@@ -163,8 +149,7 @@ def profile(bench: Bench, args) -> int:
     ]
     time.sleep(0.5)
     if args.case == "item":
-        url = f"{server.base}/item/{created['id']}"
-        bench.measure("item", url, token=access)
+        bench.measure("item", server.base + "/item/5", token=access)
     else:
         bench.measure("refresh", server.base + "/refresh", method="POST", tokens=tokens)
     for sampler in samplers:

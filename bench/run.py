@@ -303,6 +303,24 @@ class Bench:
         return 1.0 if key == "bare" else statistics.median(self.ratios[key])
 
 
+def seed_through_api(base: str, items: int) -> tuple[str, dict, dict]:
+    """Register and log in the bench user, create a store and `items` items in it:
+    (the user's access token, the store, the user)."""
+    credentials = {"username": USERNAME, "password": PASSWORD}
+    status, body = call(base, "POST", "/register", credentials)
+    assert status == 201, body
+    access = call(base, "POST", "/login", credentials)[1]["access_token"]
+    status, store = call(base, "POST", "/store", {"name": "Bench shop"}, access)
+    assert status == 201, store
+    for i in range(items):
+        item = {"name": f"seeded {i}", "price": 9.99, "store_id": store["id"]}
+        status, body = call(base, "POST", "/item", item, access)
+        assert status == 201, body
+    status, me = call(base, "GET", "/me", token=access)
+    assert status == 200, me
+    return access, store, me
+
+
 def seed_items(database: Path, store_id: int, total: int) -> None:
     """Bulk-insert items until the table holds `total` (100,000 via HTTP is slow)."""
     from sqlalchemy import create_engine, func, insert, select
@@ -360,7 +378,8 @@ def hashing_cost(rounds: int = 15) -> float:
     return statistics.median(times)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options (bench/profile.py starts its servers with them too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
@@ -372,7 +391,11 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--python-load", action="store_true", help="never use wrk")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 seconds")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -399,33 +422,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     print("Seeding through the API ...")
     seeder = Server("seed", "app:create_app()", env, bench.folder).start("/readyz")
     try:
-        assert (
-            call(
-                seeder.base,
-                "POST",
-                "/register",
-                {"username": USERNAME, "password": PASSWORD},
-            )[0]
-            == 201
-        )
-        _, tokens = call(
-            seeder.base, "POST", "/login", {"username": USERNAME, "password": PASSWORD}
-        )
-        status, store = call(
-            seeder.base,
-            "POST",
-            "/store",
-            {"name": "Bench shop"},
-            tokens["access_token"],
-        )
-        assert status == 201, store
-        for i in range(20):
-            body = {"name": f"seeded {i}", "price": 9.99, "store_id": store["id"]}
-            assert (
-                call(seeder.base, "POST", "/item", body, tokens["access_token"])[0]
-                == 201
-            )
-        status, me = call(seeder.base, "GET", "/me", token=tokens["access_token"])
+        _, store, me = seed_through_api(seeder.base, items=20)
     finally:
         seeder.stop()
     seed_items(small, store["id"], 10_000)
