@@ -34,6 +34,14 @@ def create_store(client, headers, name: str) -> dict:
     return response.get_json()
 
 
+def create_item(client, headers, store_id: int, name: str = "Chair", **fields) -> dict:
+    """POST /item (price 15.99 unless given), asserting 201; the item as answered."""
+    payload = {"name": name, "price": 15.99, "store_id": store_id, **fields}
+    response = client.post("/item", json=payload, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
 def create_tag(client, headers, store_id: int, name: str) -> dict:
     """POST /store/<id>/tag, asserting 201; the tag as answered."""
     response = client.post(

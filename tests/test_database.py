@@ -7,6 +7,7 @@ from errors import Conflict, NotFound
 from extensions import db
 from models import ItemModel, StoreModel
 from models.base import write
+from tests.helpers import create_item, create_store
 
 
 def _store_names() -> list[str]:
@@ -85,9 +86,8 @@ def test_every_request_gives_its_connections_back(app, client, headers, path):
 def test_the_read_connection_sees_what_was_committed_meanwhile(app, client, headers):
     """GET /item/<id> reads outside the session: a commit made elsewhere since the
     last request is visible at once."""
-    store = client.post("/store", json={"name": "s"}, headers=headers).get_json()
-    item = {"name": "x", "price": 1, "store_id": store["id"]}
-    item_id = client.post("/item", json=item, headers=headers).get_json()["id"]
+    store = create_store(client, headers, "s")
+    item_id = create_item(client, headers, store["id"], "x")["id"]
     assert client.get(f"/item/{item_id}", headers=headers).status_code == 200
     with app.app_context():
         db.session.execute(db.update(ItemModel).values(name="renamed"))

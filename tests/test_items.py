@@ -8,6 +8,7 @@ from models import ItemModel, TagModel, items_tags
 from tests.helpers import (
     assert_error,
     bearer,
+    create_item,
     create_store,
     create_tag,
     link,
@@ -36,13 +37,6 @@ def stale_headers(auth, tokens) -> dict:
     response = auth.refresh(tokens["refresh_token"])
     assert response.status_code == 200, response.get_json()
     return bearer(response.get_json()["access_token"])
-
-
-def create_item(client, headers, store_id: int, name: str = "Chair", **fields) -> dict:
-    payload = {"name": name, "price": 15.99, "store_id": store_id, **fields}
-    response = client.post("/item", json=payload, headers=headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def item_count(app) -> int:

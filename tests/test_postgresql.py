@@ -3,7 +3,14 @@
 import pytest
 
 from extensions import db
-from tests.helpers import assert_error, bearer
+from tests.helpers import (
+    assert_error,
+    bearer,
+    create_item,
+    create_store,
+    create_tag,
+    link,
+)
 from tests.services import postgres_database
 
 
@@ -74,19 +81,10 @@ def test_pages_far_past_the_end_are_empty(client, headers):
 def test_store_delete_cascades_on_postgresql(app, auth, client):
     _, admin = auth.user("root", admin=True)
     headers = bearer(admin["access_token"])
-    store = client.post("/store", json={"name": "Shop"}, headers=headers).get_json()
-    item = client.post(
-        "/item",
-        json={"name": "Chair", "price": 2.5, "store_id": store["id"]},
-        headers=headers,
-    ).get_json()
-    tag = client.post(
-        f"/store/{store['id']}/tag", json={"name": "wood"}, headers=headers
-    ).get_json()
-    assert (
-        client.post(f"/item/{item['id']}/tag/{tag['id']}", headers=headers).status_code
-        == 201
-    )
+    store = create_store(client, headers, "Shop")
+    item = create_item(client, headers, store["id"], "Chair", price=2.5)
+    tag = create_tag(client, headers, store["id"], "wood")
+    link(client, headers, item["id"], tag["id"])
 
     response = client.delete(f"/store/{store['id']}", headers=headers)
 

@@ -7,7 +7,7 @@ import pytest
 
 from extensions import db
 from models import StoreModel, TagModel, UserModel, items_tags
-from tests.helpers import bearer
+from tests.helpers import bearer, create_item, create_store, create_tag
 from tests.services import postgres_database
 
 THREADS = 8
@@ -91,15 +91,9 @@ def test_two_tags_of_one_name_in_one_store(app, client, headers):
 
 
 def test_linking_one_tag_concurrently_keeps_one_link(app, client, headers):
-    store = client.post("/store", json={"name": "Shop"}, headers=headers).get_json()
-    item = client.post(
-        "/item",
-        json={"name": "Chair", "price": 1, "store_id": store["id"]},
-        headers=headers,
-    ).get_json()
-    tag = client.post(
-        f"/store/{store['id']}/tag", json={"name": "wood"}, headers=headers
-    ).get_json()
+    store = create_store(client, headers, "Shop")
+    item = create_item(client, headers, store["id"], "Chair", price=1)
+    tag = create_tag(client, headers, store["id"], "wood")
 
     responses = at_once(app, "POST", f"/item/{item['id']}/tag/{tag['id']}", headers)
 

@@ -10,6 +10,7 @@ from models import ItemModel, StoreModel, TagModel, items_tags
 from tests.helpers import (
     assert_error,
     bearer,
+    create_item,
     create_store,
     create_tag,
     link,
@@ -18,16 +19,6 @@ from tests.helpers import (
 
 # Larger than any id a 64-bit integer column can hold.
 HUGE_ID = 2**63
-
-
-def create_item(client, headers, store_id: int, name: str, price: float) -> dict:
-    response = client.post(
-        "/item",
-        json={"name": name, "price": price, "store_id": store_id},
-        headers=headers,
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 # --- GET /store -------------------------------------------------------------
@@ -221,9 +212,9 @@ def test_create_store_refuses_a_body_over_one_mebibyte(client, headers):
 
 def test_get_store_includes_its_items_and_tags(client, headers, store):
     other = create_store(client, headers, "Other shop")
-    chair = create_item(client, headers, store["id"], "Chair", 15.99)
-    table = create_item(client, headers, store["id"], "Table", 120)
-    create_item(client, headers, other["id"], "Lamp", 9.5)
+    chair = create_item(client, headers, store["id"], "Chair", price=15.99)
+    table = create_item(client, headers, store["id"], "Table", price=120)
+    create_item(client, headers, other["id"], "Lamp", price=9.5)
     furniture = create_tag(client, headers, store["id"], "furniture")
     create_tag(client, headers, other["id"], "lighting")
     link(client, headers, chair["id"], furniture["id"])
@@ -289,15 +280,15 @@ def test_admin_deletes_a_store(client, headers, admin_headers, store):
 def test_delete_store_deletes_its_items_tags_and_links_only(
     app, client, headers, admin_headers, store
 ):
-    chair = create_item(client, headers, store["id"], "Chair", 15.99)
-    table = create_item(client, headers, store["id"], "Table", 120)
+    chair = create_item(client, headers, store["id"], "Chair", price=15.99)
+    table = create_item(client, headers, store["id"], "Table", price=120)
     furniture = create_tag(client, headers, store["id"], "furniture")
     sale = create_tag(client, headers, store["id"], "sale")
     link(client, headers, chair["id"], furniture["id"])
     link(client, headers, table["id"], furniture["id"])
     link(client, headers, chair["id"], sale["id"])
     other = create_store(client, headers, "Other shop")
-    lamp = create_item(client, headers, other["id"], "Lamp", 9.5)
+    lamp = create_item(client, headers, other["id"], "Lamp", price=9.5)
     lighting = create_tag(client, headers, other["id"], "lighting")
     link(client, headers, lamp["id"], lighting["id"])
 

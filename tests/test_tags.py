@@ -7,6 +7,7 @@ from extensions import db
 from models import TagModel, items_tags
 from tests.helpers import (
     assert_error,
+    create_item,
     create_store,
     create_tag,
     pagination,
@@ -14,16 +15,6 @@ from tests.helpers import (
 
 # Larger than any id a 64-bit integer column can hold.
 HUGE_ID = 2**63
-
-
-def create_item(client, headers, store_id: int, name: str) -> dict:
-    response = client.post(
-        "/item",
-        json={"name": name, "price": 15.99, "store_id": store_id},
-        headers=headers,
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def links(app) -> list[tuple[int, int]]:
