@@ -1,60 +1,56 @@
 """The application factory: `gunicorn "app:create_app()"`, `flask --app app ...`."""
 
-import os
-
-import flask_swagger_ui
 from dotenv import load_dotenv
-from flask import Blueprint, Flask, request
+from flask import Flask
+from flask_smorest import Api
 from sqlalchemy import event
-from werkzeug.exceptions import RequestEntityTooLarge
 
 import models  # noqa: F401  (registers the tables with the metadata)
-from auth import register_jwt_callbacks
+from auth import init_claims_cache, passwords, register_jwt_callbacks
 from blocklist import init_blocklist
-from commands import blocklist_cli, users_cli
-from config import check_config, load_config
-from demo import register_demo
-from errors import register_error_handlers
-from extensions import api, db, jwt, migrate, passwords
-from json_provider import ORJSONProvider
+from core import pages
+from core.commands import register_commands
+from core.errors import register_error_handlers
+from core.extensions import api, db, jwt, limiter, migrate
+from core.hardening import init_hardening
+from core.json_provider import ORJSONProvider
+from core.observability import init_observability
+from core.patches import apply_patches
+from core.settings import load_settings
 from models.base import close_read_connection
-from observability import init_observability
 from resources import IdConverter, id_parameter_schema
 from resources.health import blp as health_blp
 from resources.items import blp as items_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
+from resources.tokens import blp as tokens_blp
 from resources.users import blp as users_blp
-from security import init_security
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the app: settings for APP_ENV, then the caller's overrides."""
+    """Build the app: settings from the environment, with the caller's overrides."""
     load_dotenv()
-    config = config or {}
-    app = Flask(__name__)
+    settings = load_settings(config)
+    app = Flask(__name__, static_folder=pages.STATIC, template_folder=pages.TEMPLATES)
     app.json = ORJSONProvider(app)  # keys keep their (documented) order
-    app.config.from_object(load_config(config.get("APP_ENV")))
-    app.config.update(config)
-    for warning in check_config(app.config):
+    app.config.update(settings.values)
+    for warning in settings.warnings:
         app.logger.warning(warning)
 
     init_observability(app)
+    init_hardening(app)
     _register_extensions(app)
     register_jwt_callbacks(jwt)
     register_error_handlers(app)
-    init_security(app)
-    _register_blueprints(app)
-    _register_pages(app)
-    _register_commands(app)
+    apply_patches(app)
+    _register_blueprints(app, api)
+    pages.register_pages(app)
+    register_commands(app)
     return app
 
 
 def _register_extensions(app: Flask) -> None:
-    """Bind the extension objects and the revocation store."""
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        # A connection the server dropped is replaced, not handed to a request.
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    """Bind the extension objects, the revocation store and the token cache."""
     db.init_app(app)
     app.teardown_appcontext(close_read_connection)
     with app.app_context():
@@ -63,38 +59,18 @@ def _register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, render_as_batch=True)
     jwt.init_app(app)
     api.init_app(app)
+    limiter.init_app(app)
     passwords.init_app(app)
     init_blocklist(app)
-    app.before_request(_refuse_oversized_body)
+    init_claims_cache(app)
 
 
-def _register_blueprints(app: Flask) -> None:
-    """The API's resources, and Swagger UI's assets served locally (no CDN)."""
+def _register_blueprints(app: Flask, api: Api) -> None:
+    """The API's resources, with the `<id:...>` URL converter they share."""
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, id_parameter_schema)
-    for blp in (users_blp, stores_blp, items_blp, tags_blp, health_blp):
+    for blp in (tokens_blp, users_blp, stores_blp, items_blp, tags_blp, health_blp):
         api.register_blueprint(blp)
-    app.register_blueprint(
-        Blueprint(
-            "swagger_ui_assets",
-            __name__,
-            static_folder=os.path.join(
-                os.path.dirname(flask_swagger_ui.__file__), "dist"
-            ),
-            static_url_path=app.config["OPENAPI_SWAGGER_UI_URL"].rstrip("/"),
-        )
-    )
-
-
-def _register_pages(app: Flask) -> None:
-    """Browser pages outside the API: the silent-refresh demo."""
-    register_demo(app)
-
-
-def _register_commands(app: Flask) -> None:
-    """CLI commands: `flask --app app users create-admin`, `... blocklist purge`."""
-    app.cli.add_command(users_cli)
-    app.cli.add_command(blocklist_cli)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -104,10 +80,3 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
-
-
-def _refuse_oversized_body() -> None:
-    """413 before any work, even on endpoints that never read the body."""
-    limit = request.max_content_length
-    if limit is not None and (request.content_length or 0) > limit:
-        raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes.")

@@ -33,9 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from config import decode_leeway_seconds
-from errors import APIError
-from extensions import db
+from core import APIError, db, decode_leeway_seconds
 from models.blocklist_entry import BlocklistEntryModel
 
 Clock = Callable[[], float]
@@ -101,10 +99,6 @@ class Blocklist(ABC):
         rotated_at, replaced_by = str(value).split("|", 1)
         return Rotation(float(rotated_at), replaced_by)
 
-    def is_revoked(self, jti: str) -> bool:
-        """Whether the token `jti` itself has been revoked."""
-        return self._get(JTI, jti) is not None
-
     def is_token_revoked(self, claims: dict[str, Any]) -> bool:
         """Whether a decoded token is refused: by jti, by family or by user mark."""
         jti_revoked, family_revoked, user_mark = self._lookup(
@@ -159,11 +153,6 @@ class MemoryBlocklist(Blocklist):
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
         self._heap: list[tuple[float, str, str]] = []
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._purge()
-            return len(self._entries)
 
     def _put(
         self, kind: str, key: str, value: Any, expires_at: float, keep_max: bool = False
@@ -446,27 +435,12 @@ class RedisBlocklist(Blocklist):
             self._client.ping()
 
 
-def resolve_backend(config: dict) -> str:
-    """The configured backend, or the environment's default."""
-    if config.get("BLOCKLIST_BACKEND"):
-        return config["BLOCKLIST_BACKEND"]
-    if config["APP_ENV"] == "production":
-        return "redis" if config.get("REDIS_URL") else "database"
-    return "memory"
-
-
 def init_blocklist(app: Flask) -> None:
     """Bind the configured revocation store to the app (no connection is made)."""
-    backend = resolve_backend(app.config)
+    backend = app.config["BLOCKLIST_BACKEND"]
     margin = decode_leeway_seconds(app.config)
     store: Blocklist
     if backend == "memory":
-        if app.config["APP_ENV"] not in ("development", "testing"):
-            app.logger.warning(
-                "BLOCKLIST_BACKEND=memory: revocations are per process and lost on "
-                "restart, so a revoked token still works on other workers and after "
-                "a restart. Use 'database' or 'redis'."
-            )
         store = MemoryBlocklist(margin=margin)
     elif backend == "database":
         store = DatabaseBlocklist(lambda: db.engine, margin=margin)
@@ -480,7 +454,6 @@ def init_blocklist(app: Flask) -> None:
         store = RedisBlocklist(
             client, prefix=app.config["REDIS_KEY_PREFIX"] + "blocklist:", margin=margin
         )
-    app.config["BLOCKLIST_BACKEND"] = backend
     app.extensions["blocklist"] = store
 
 

@@ -15,8 +15,8 @@ import os
 
 from gunicorn.glogging import Logger
 
-from config import env_bool, env_int
-from observability import JSONFormatter
+from core.observability import JSONFormatter
+from core.settings import env_bool, env_int
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{env_int('PORT', 8000)}"
 workers = env_int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))

@@ -4,11 +4,19 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from models.user import USERNAME_RE
-
 MAX_PRICE = 9_999_999_999.99
+MAX_DESCRIPTION_LENGTH = 2000
 # Ids are 32-bit integers in the database (PostgreSQL's `integer`).
 MAX_ID = 2**31 - 1
+# Bounded before any hashing; a new password has a minimum length too.
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+
+# 3-80 letters, digits, "_", "." or "-". Python's pattern ends with \Z (its `$`
+# accepts a final newline); the OpenAPI document's (ECMA-262) ends with `$`.
+USERNAME_RULE = "^[A-Za-z0-9_.-]{3,80}"
+USERNAME_RE = re.compile(USERNAME_RULE + r"\Z")
+USERNAME_DOC_PATTERN = USERNAME_RULE + "$"
 
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -17,7 +25,6 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # least one visible one; free text has no NUL.
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
 TEXT_PATTERN = r"^[^\x00]*$"
-USERNAME_DOC_PATTERN = r"^[A-Za-z0-9_.-]{3,80}$"
 
 
 class Text(fields.String):
@@ -72,6 +79,37 @@ def _at_most_two_decimals(value: float) -> None:
         raise ValidationError("Must have at most two decimal places.")
 
 
+def price_field(**kwargs) -> Number:
+    """A price: 0 to MAX_PRICE, in cents."""
+    metadata = {**kwargs.pop("metadata", {}), **CENTS}
+    return Number(
+        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
+        metadata=metadata,
+        **kwargs,
+    )
+
+
+def description_field(**kwargs) -> Text:
+    """An optional item description."""
+    return Text(
+        allow_none=True,
+        validate=validate.Length(max=MAX_DESCRIPTION_LENGTH),
+        **kwargs,
+    )
+
+
+def password_field(*, new: bool = False, **kwargs) -> fields.String:
+    """A password in a request (never dumped); a new one has a minimum length."""
+    return fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(
+            min=MIN_PASSWORD_LENGTH if new else 1, max=MAX_PASSWORD_LENGTH
+        ),
+        **kwargs,
+    )
+
+
 class PlainStoreSchema(Schema):
     """A store without its contents."""
 
@@ -84,14 +122,8 @@ class PlainItemSchema(Schema):
 
     id = fields.Integer(dump_only=True)
     name = Name(required=True, metadata={"example": "Chair"})
-    price = Number(
-        required=True,
-        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
-        metadata={"example": 15.99, **CENTS},
-    )
-    description = Text(
-        allow_none=True, validate=validate.Length(max=2000), metadata={"example": None}
-    )
+    price = price_field(required=True, metadata={"example": 15.99})
+    description = description_field(metadata={"example": None})
 
 
 class PlainTagSchema(Schema):
@@ -118,11 +150,8 @@ class ItemUpdateSchema(Schema):
     """A partial update of an item; at least one field."""
 
     name = Name()
-    price = Number(
-        validate=[validate.Range(min=0, max=MAX_PRICE), _at_most_two_decimals],
-        metadata=CENTS,
-    )
-    description = Text(allow_none=True, validate=validate.Length(max=2000))
+    price = price_field()
+    description = description_field()
 
     @validates_schema
     def _not_empty(self, data: dict, **kwargs) -> None:
@@ -173,12 +202,7 @@ class UserRegisterSchema(Schema):
         ),
         metadata={"example": "alice", "pattern": USERNAME_DOC_PATTERN},
     )
-    password = fields.String(
-        required=True,
-        load_only=True,
-        validate=validate.Length(min=8, max=256),
-        metadata={"example": "correct horse battery"},
-    )
+    password = password_field(new=True, metadata={"example": "correct horse battery"})
 
 
 class UserLoginSchema(Schema):
@@ -189,12 +213,7 @@ class UserLoginSchema(Schema):
         validate=validate.Length(min=1, max=80),
         metadata={"example": "alice"},
     )
-    password = fields.String(
-        required=True,
-        load_only=True,
-        validate=validate.Length(min=1, max=256),
-        metadata={"example": "correct horse battery"},
-    )
+    password = password_field(metadata={"example": "correct horse battery"})
     token_delivery = fields.String(
         load_default="body",
         validate=validate.OneOf(["body", "cookie"]),
@@ -209,12 +228,8 @@ class UserLoginSchema(Schema):
 class PasswordChangeSchema(Schema):
     """The current password, and the new one."""
 
-    current_password = fields.String(
-        required=True, load_only=True, validate=validate.Length(min=1, max=256)
-    )
-    new_password = fields.String(
-        required=True, load_only=True, validate=validate.Length(min=8, max=256)
-    )
+    current_password = password_field()
+    new_password = password_field(new=True)
 
     @validates_schema
     def _must_differ(self, data: dict, **kwargs) -> None:

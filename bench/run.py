@@ -344,9 +344,9 @@ def seed_items(database: Path, store_id: int, total: int) -> None:
 def mint_refresh_tokens(env: dict, user_id: int, count: int) -> list[str]:
     """Valid refresh tokens, each of a login of its own, signed with the bench's key."""
     from app import create_app
-    from extensions import db
+    from auth import issue_tokens
+    from core import db
     from models import UserModel
-    from tokens import issue_tokens
 
     saved = dict(os.environ)
     os.environ.update(env)

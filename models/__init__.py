@@ -1,4 +1,4 @@
-"""SQLAlchemy models, one per module; `db` lives in `extensions`."""
+"""SQLAlchemy models, one per module; `db` lives in `core.extensions`."""
 
 from models.blocklist_entry import BlocklistEntryModel
 from models.item import ItemModel

@@ -3,15 +3,16 @@
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import g
 from sqlalchemy import Connection, Select, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from errors import Conflict, NotFound
-from extensions import db
+from core import Conflict, NotFound, db
+
+M = TypeVar("M")
 
 
 def utcnow() -> datetime:
@@ -62,12 +63,30 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
         raise
 
 
-def delete_or_404(model: type, ident: int, not_found: str) -> None:
+def not_found(model: type) -> NotFound:
+    """The 404 for a row of `model` that does not exist ("Item not found.")."""
+    return NotFound(f"{_noun(model).capitalize()} not found.")
+
+
+def get_or_404(model: type[M], ident: int) -> M:
+    """The row of `model` with this primary key, or a 404."""
+    row = db.session.get(model, ident)
+    if row is None:
+        raise not_found(model)
+    return row
+
+
+def delete_or_404(model: type, ident: int) -> None:
     """Delete one row by primary key in one statement (the database cascades)."""
-    with write(f"The {model.__tablename__[:-1]} could not be deleted."):
+    with write(f"The {_noun(model)} could not be deleted."):
         deleted = db.session.execute(db.delete(model).where(model.id == ident)).rowcount
     if not deleted:
-        raise NotFound(not_found)
+        raise not_found(model)
+
+
+def _noun(model: type) -> str:
+    """What one row of `model` is called: its table's name in the singular."""
+    return model.__tablename__.removesuffix("s")
 
 
 def paginate(statement: Select, pagination_parameters: Any) -> Sequence[Any]:

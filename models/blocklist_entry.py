@@ -3,7 +3,7 @@
 from sqlalchemy import Double, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from extensions import db
+from core import db
 
 
 class BlocklistEntryModel(db.Model):

@@ -5,8 +5,8 @@ from functools import cache
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, Select, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from extensions import db
-from models.base import read_connection
+from core import db
+from models.base import not_found, read_connection
 from models.item_tag import items_tags
 
 
@@ -34,15 +34,15 @@ class ItemModel(db.Model):
         return f"<ItemModel {self.id} {self.name!r}>"
 
     @classmethod
-    def read(cls, item_id: int) -> dict | None:
-        """The item as the API shows it, with its store and tags; None if absent.
+    def read(cls, item_id: int) -> dict:
+        """The item as the API shows it, with its store and tags; 404 if absent.
 
         The API's hottest read, so it is one Core query turned into plain dicts:
         building ORM objects for it cost more than running the query (bench/).
         """
         rows = read_connection().execute(_read_statement(), {"item_id": item_id}).all()
         if not rows:
-            return None
+            raise not_found(cls)
         item = rows[0]
         return {
             "id": item.id,

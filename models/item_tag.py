@@ -2,7 +2,7 @@
 
 from sqlalchemy import Column, ForeignKey, Table
 
-from extensions import db
+from core import db
 
 # Deleting an item drops its links; a linked tag cannot be deleted (409), except
 # together with its store, whose items (and so the links) go in the same statement.

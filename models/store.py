@@ -3,7 +3,7 @@
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from extensions import db
+from core import db
 
 
 class StoreModel(db.Model):

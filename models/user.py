@@ -1,6 +1,5 @@
-"""Users and their credentials."""
+"""Users and their password hashes (hashing and checking: auth.accounts)."""
 
-import re
 from datetime import datetime
 from functools import cache
 from typing import Protocol
@@ -8,13 +7,8 @@ from typing import Protocol
 from sqlalchemy import DateTime, Index, Select, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from errors import Forbidden
-from extensions import db, passwords
+from core import db
 from models.base import read_connection, utcnow, write
-
-# 3-80 letters, digits, "_", "." or "-"; \Z, not $ (which accepts a final newline).
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,80}\Z"
-USERNAME_RE = re.compile(USERNAME_PATTERN)
 
 
 class UserModel(db.Model):
@@ -56,50 +50,6 @@ class UserModel(db.Model):
         return db.session.scalar(
             db.select(cls).where(func.lower(cls.username) == username.lower())
         )
-
-    @classmethod
-    def register(
-        cls, username: str, password: str, *, is_admin: bool = False
-    ) -> "UserModel":
-        """Create a user; a taken name (even under a race) is a 409."""
-        user = cls(
-            username=username, password_hash=passwords.hash(password), is_admin=is_admin
-        )
-        with write("A user with that username already exists.", "username_taken"):
-            db.session.add(user)
-        return user
-
-    @classmethod
-    def authenticate(cls, username: str, password: str) -> "UserModel | None":
-        """Return the user whose password matches, upgrading an outdated hash.
-
-        An unknown username costs the same hashing work as a wrong password, so
-        response times do not reveal which usernames exist.
-        """
-        # A name that could never have been registered cannot match (and must not
-        # reach the database: PostgreSQL refuses NUL characters outright).
-        if USERNAME_RE.match(username) is None:
-            user = None
-        else:
-            user = cls.find_by_username(username)
-        if user is None:
-            passwords.dummy_verify(password)
-            return None
-        valid, new_hash = passwords.verify_and_update(password, user.password_hash)
-        if not valid:
-            return None
-        if new_hash:
-            with write("Could not upgrade the password hash."):
-                user.password_hash = new_hash
-        return user
-
-    def change_password(self, current_password: str, new_password: str) -> None:
-        """Replace the password after checking the current one (403 if wrong)."""
-        valid, _ = passwords.verify_and_update(current_password, self.password_hash)
-        if not valid:
-            raise Forbidden("The current password is incorrect.", "invalid_credentials")
-        with write("The password could not be changed."):
-            self.password_hash = passwords.hash(new_password)
 
     def delete(self) -> None:
         """Delete the account."""

@@ -7,6 +7,8 @@ from werkzeug.routing import IntegerConverter
 
 from schemas import MAX_ID
 
+DATABASE_UNAVAILABLE = "The database is unavailable; retry later."
+
 
 class IdConverter(IntegerConverter):
     """`<id:name>`: a database id; anything out of range is simply not found (404)."""

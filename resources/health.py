@@ -6,8 +6,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auth import public
 from blocklist import StoreUnavailable, get_blocklist
-from errors import error_response
-from extensions import db
+from core import db, error_response
 from schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")

@@ -4,11 +4,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy.orm import joinedload, selectinload
 
-from auth import jwt_required
-from errors import NotFound
-from extensions import db
+from auth import token_required
+from core import db
 from models import ItemModel, StoreModel
-from models.base import delete_or_404, paginate, write
+from models.base import delete_or_404, get_or_404, paginate, write
 from resources import link, links
 from schemas import ItemQueryArgsSchema, ItemSchema, ItemUpdateSchema, MessageSchema
 
@@ -20,7 +19,7 @@ blp = Blueprint("items", __name__, description="Operations on items")
 
 @blp.route("/item")
 class ItemList(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.arguments(ItemQueryArgsSchema, location="query")
     @blp.response(200, ItemSchema(many=True))
     @blp.paginate()
@@ -35,7 +34,7 @@ class ItemList(MethodView):
             statement = statement.where(ItemModel.store_id == filters["store_id"])
         return paginate(statement, pagination_parameters)
 
-    @jwt_required(fresh=True)
+    @token_required(fresh=True)
     @blp.arguments(ItemSchema)
     @blp.response(201, ItemSchema)
     @blp.alt_response(409, response="CONFLICT", description="Store deleted meanwhile")
@@ -74,32 +73,29 @@ class ItemList(MethodView):
 
 @blp.route("/item/<id:item_id>")
 class Item(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, item_id):
         """Get an item."""
-        item = ItemModel.read(item_id)
-        if item is None:
-            raise NotFound("Item not found.")
-        return item
+        return ItemModel.read(item_id)
 
-    @jwt_required()
+    @token_required()
     @blp.arguments(ItemUpdateSchema)
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def put(self, item_data, item_id):
         """Update an existing item (never creates one)."""
-        item = db.get_or_404(ItemModel, item_id, description="Item not found.")
+        item = get_or_404(ItemModel, item_id)
         with write("The item conflicts with an existing one."):
             for field, value in item_data.items():
                 setattr(item, field, value)
         return item
 
-    @jwt_required(admin=True)
+    @token_required(admin=True)
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def delete(self, item_id):
         """Delete an item (administrators)."""
-        delete_or_404(ItemModel, item_id, "Item not found.")
+        delete_or_404(ItemModel, item_id)
         return {"message": "Item deleted."}

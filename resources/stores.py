@@ -3,10 +3,10 @@
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from auth import jwt_required
-from extensions import db
+from auth import token_required
+from core import db
 from models import StoreModel
-from models.base import delete_or_404, paginate, write
+from models.base import delete_or_404, get_or_404, paginate, write
 from resources import link, links
 from schemas import MessageSchema, PlainStoreSchema, StoreSchema
 
@@ -37,7 +37,7 @@ blp = Blueprint("stores", __name__, description="Operations on stores")
 
 @blp.route("/store")
 class StoreList(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.response(200, PlainStoreSchema(many=True))
     @blp.paginate()
     def get(self, pagination_parameters):
@@ -45,7 +45,7 @@ class StoreList(MethodView):
         statement = db.select(StoreModel).order_by(StoreModel.id)
         return paginate(statement, pagination_parameters)
 
-    @jwt_required()
+    @token_required()
     @blp.arguments(PlainStoreSchema)
     @blp.response(201, PlainStoreSchema)
     @blp.alt_response(409, response="CONFLICT", description="Store name taken")
@@ -60,7 +60,7 @@ class StoreList(MethodView):
 
 @blp.route("/store/<id:store_id>")
 class Store(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @links(
@@ -77,13 +77,13 @@ class Store(MethodView):
     )
     def get(self, store_id):
         """Get a store with its items and tags."""
-        return db.get_or_404(StoreModel, store_id, description="Store not found.")
+        return get_or_404(StoreModel, store_id)
 
-    @jwt_required(admin=True)
+    @token_required(admin=True)
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def delete(self, store_id):
         """Delete a store with its items and tags (administrators)."""
         # One statement: the database cascades to items, tags and their links.
-        delete_or_404(StoreModel, store_id, "Store not found.")
+        delete_or_404(StoreModel, store_id)
         return {"message": "Store deleted."}

@@ -4,11 +4,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 
-from auth import jwt_required
-from errors import Conflict, NotFound
-from extensions import db
+from auth import token_required
+from core import Conflict, NotFound, db
 from models import ItemModel, StoreModel, TagModel, items_tags
-from models.base import paginate, write
+from models.base import get_or_404, paginate, write
 from resources import link, links
 from schemas import MessageSchema, PlainTagSchema, TagAndItemSchema, TagSchema
 
@@ -19,13 +18,13 @@ blp = Blueprint("tags", __name__, description="Operations on tags")
 
 @blp.route("/store/<id:store_id>/tag")
 class TagsInStore(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.response(200, TagSchema(many=True))
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.paginate()
     def get(self, store_id, pagination_parameters):
         """List a store's tags."""
-        db.get_or_404(StoreModel, store_id, description="Store not found.")
+        get_or_404(StoreModel, store_id)
         statement = (
             db.select(TagModel)
             .where(TagModel.store_id == store_id)
@@ -33,7 +32,7 @@ class TagsInStore(MethodView):
         )
         return paginate(statement, pagination_parameters)
 
-    @jwt_required()
+    @token_required()
     @blp.arguments(PlainTagSchema)
     @blp.response(201, TagSchema)
     @blp.alt_response(404, response="NOT_FOUND")
@@ -53,7 +52,7 @@ class TagsInStore(MethodView):
     )
     def post(self, tag_data, store_id):
         """Create a tag in a store."""
-        db.get_or_404(StoreModel, store_id, description="Store not found.")
+        get_or_404(StoreModel, store_id)
         tag = TagModel(store_id=store_id, **tag_data)
         with write("This store already has a tag with that name.", "tag_exists"):
             db.session.add(tag)
@@ -62,7 +61,7 @@ class TagsInStore(MethodView):
 
 @blp.route("/item/<id:item_id>/tag/<id:tag_id>")
 class LinkTagsToItem(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.response(201, TagSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="Tag of another store")
@@ -100,7 +99,7 @@ class LinkTagsToItem(MethodView):
         db.session.expire_all()
         return db.session.get(TagModel, tag_id)
 
-    @jwt_required()
+    @token_required()
     @blp.response(200, TagAndItemSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def delete(self, item_id, tag_id):
@@ -120,20 +119,20 @@ class LinkTagsToItem(MethodView):
 
 @blp.route("/tag/<id:tag_id>")
 class Tag(MethodView):
-    @jwt_required()
+    @token_required()
     @blp.response(200, TagSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, tag_id):
         """Get a tag with its store and items."""
-        return db.get_or_404(TagModel, tag_id, description="Tag not found.")
+        return get_or_404(TagModel, tag_id)
 
-    @jwt_required()
+    @token_required()
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, response="NOT_FOUND")
     @blp.alt_response(409, response="CONFLICT", description="Tag still linked")
     def delete(self, tag_id):
         """Delete a tag that no item uses."""
-        tag = db.get_or_404(TagModel, tag_id, description="Tag not found.")
+        tag = get_or_404(TagModel, tag_id)
         if tag.items:
             raise Conflict("The tag is still linked to items.", "tag_in_use")
         # A Core delete, so the database (not the ORM) guards the links: a link
@@ -144,6 +143,6 @@ class Tag(MethodView):
 
 
 def _item_and_tag(item_id: int, tag_id: int) -> tuple[ItemModel, TagModel]:
-    item = db.get_or_404(ItemModel, item_id, description="Item not found.")
-    tag = db.get_or_404(TagModel, tag_id, description="Tag not found.")
+    item = get_or_404(ItemModel, item_id)
+    tag = get_or_404(TagModel, tag_id)
     return item, tag

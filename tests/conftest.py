@@ -9,10 +9,11 @@ from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app import create_app
-from extensions import db
+from core import db
 from models import UserModel
 from tests.helpers import bearer, create_store
 from tests.services import postgres_database, redis_namespace
+from tests.settings import TEST_SETTINGS
 
 PASSWORD = "correct horse battery"
 
@@ -21,7 +22,7 @@ PASSWORD = "correct horse battery"
 def app_config(tmp_path) -> dict:
     """Overrides passed to create_app; a test may extend it before `app` is built."""
     return {
-        "APP_ENV": "testing",
+        **TEST_SETTINGS,
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
     }
 

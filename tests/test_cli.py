@@ -1,6 +1,6 @@
 """`flask --app app users create-admin`."""
 
-from extensions import db
+from core import db
 from models import UserModel
 
 

@@ -1,11 +1,18 @@
 """Settings fail fast: production never runs with a weak or missing secret."""
 
 from datetime import timedelta
+from types import MappingProxyType
 
 import pytest
 
 from app import create_app
-from config import DEVELOPMENT_JWT_SECRET_KEY, ConfigError, normalize_database_url
+from core.settings import (
+    DEVELOPMENT_JWT_SECRET_KEY,
+    ConfigError,
+    load_settings,
+    normalize_database_url,
+    validate,
+)
 
 STRONG_SECRET = "s" * 32
 
@@ -92,7 +99,7 @@ def test_default_database_is_sqlite_under_instance(monkeypatch):
     app = create_app({})
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///app.db"
     with app.app_context():
-        from extensions import db
+        from core import db
 
         assert db.engine.url.database.endswith("instance/app.db")
         db.engine.dispose()
@@ -116,9 +123,36 @@ def test_garbage_settings_fail_at_start_up(monkeypatch, name, value, message):
 
 def test_overrides_win_over_the_environment(monkeypatch):
     monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES", "60")
-    app = _app(APP_ENV="testing", JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=5))
+    app = _app(TESTING=True, JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=5))
     assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=5)
     assert app.testing
+
+
+def test_there_is_no_testing_environment(monkeypatch):
+    """Test-only settings live in tests/settings.py, not in the application."""
+    monkeypatch.setenv("APP_ENV", "testing")
+    with pytest.raises(ConfigError, match="one of development, production"):
+        _app()
+
+
+def test_the_app_runs_on_the_settings_as_loaded(monkeypatch):
+    """One pipeline decides every setting: nothing in the factory rewrites one."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    overrides = {"SQLALCHEMY_DATABASE_URI": "sqlite://", "AUTH_COOKIES_ENABLED": False}
+    settings = load_settings(overrides)
+    app = create_app(overrides)
+    for name, value in settings.values.items():
+        assert app.config[name] == value, name
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:1/0"
+    assert app.config["JWT_TOKEN_LOCATION"] == ["headers"]
+
+
+def test_validation_only_reads(monkeypatch):
+    """validate() raises or returns; it never fills a setting in."""
+    settings = load_settings({"SQLALCHEMY_DATABASE_URI": "sqlite://"}).values
+    validate(MappingProxyType(settings))  # a read-only view: any write would raise
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        validate(MappingProxyType({**settings, "LOG_FORMAT": "xml"}))
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,7 @@
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from errors import Conflict, NotFound
-from extensions import db
+from core import Conflict, NotFound, db
 from models import ItemModel, StoreModel
 from models.base import write
 from tests.helpers import create_item, create_store

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from extensions import db
+from core import db
 from models import StoreModel
 from tests.helpers import assert_error, bearer, sign_up
 from tests.live import free_port

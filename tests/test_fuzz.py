@@ -31,9 +31,10 @@ from schemathesis.checks import (
 from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
 
 from app import create_app
-from extensions import db
+from core import db
 from models import UserModel
 from tests.helpers import bearer
+from tests.settings import TEST_SETTINGS
 
 
 def explicitly_documented_status(ctx, response, case):
@@ -166,7 +167,7 @@ def _load_schema():
     which no longer has the `Node._nodeid` it sets. Requests go to the module's
     own app on a real database (`app=` below).
     """
-    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
+    app = create_app({**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
     try:
         return schemathesis.openapi.from_wsgi("/openapi.json", app)
     finally:
@@ -217,7 +218,7 @@ def fuzz_app(tmp_path_factory) -> Iterator[Flask]:
     """The app on a real (SQLite file) database."""
     database = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     app = create_app(
-        {"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}"}
+        {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}"}
     )
     with app.app_context():
         db.create_all()

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from extensions import db
+from core import db
 from models import ItemModel, TagModel, items_tags
 from tests.helpers import (
     assert_error,

@@ -7,8 +7,9 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
 from app import create_app
-from extensions import db
+from core import db
 from tests.services import postgres_database
+from tests.settings import TEST_SETTINGS
 
 TABLES = {"users", "stores", "items", "tags", "items_tags", "token_blocklist"}
 
@@ -33,7 +34,7 @@ def _diff(app) -> list:
 @pytest.mark.filterwarnings("ignore:autogenerate skipping:UserWarning")
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection")
 def test_upgrade_builds_the_model_schema_and_downgrade_removes_it(database_url):
-    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": database_url})
+    app = create_app({**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():
         upgrade()
         tables = set(inspect(db.engine).get_table_names())
@@ -49,7 +50,7 @@ def test_upgrade_builds_the_model_schema_and_downgrade_removes_it(database_url):
 
 def test_migrated_schema_enforces_case_insensitive_usernames(database_url):
     """The functional unique index on lower(username) is the only guard."""
-    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": database_url})
+    app = create_app({**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": database_url})
     client = app.test_client()
     with app.app_context():
         upgrade()

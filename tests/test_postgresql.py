@@ -2,7 +2,7 @@
 
 import pytest
 
-from extensions import db
+from core import db
 from tests.helpers import (
     assert_error,
     bearer,

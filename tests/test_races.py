@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from extensions import db
+from core import db
 from models import StoreModel, TagModel, UserModel, items_tags
 from tests.helpers import bearer, create_item, create_store, create_tag
 from tests.services import postgres_database

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from extensions import passwords
-from observability import JSONFormatter
+from auth import passwords
+from core.observability import JSONFormatter
 from tests.conftest import PASSWORD
 from tests.helpers import assert_error, bearer
 

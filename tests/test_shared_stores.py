@@ -9,7 +9,7 @@ from flask_jwt_extended import decode_token
 
 from app import create_app
 from blocklist import DatabaseBlocklist, RedisBlocklist, Rotation
-from extensions import db
+from core import db
 from tests.helpers import assert_error, bearer, sign_up
 from tests.services import redis_namespace
 
@@ -212,7 +212,7 @@ def test_the_database_store_purges_expired_rows(app):
         store.mark_rotated("r", Rotation(clock.now, "n"), clock.now + 10)
         clock.now += 11
 
-        assert not store.is_revoked("old-0")
+        assert not store.is_token_revoked({"jti": "old-0", "sub": "2", "iat": 0.0})
         assert store.get_rotation("r") is None
         assert store.purge_expired() == 11
         assert db.session.scalar(db.text("SELECT count(*) FROM token_blocklist")) == 2
@@ -243,5 +243,5 @@ def test_the_purge_command(database_store):
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "Purged 1 expired entries."
     with app.app_context():
-        assert store.is_revoked("live")
+        assert store.is_token_revoked({"jti": "live", "sub": "1", "iat": 0.0})
     _dispose(app)

@@ -5,7 +5,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from extensions import db
+from core import db
 from models import ItemModel, StoreModel, TagModel, items_tags
 from tests.helpers import (
     assert_error,

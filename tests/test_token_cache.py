@@ -9,8 +9,8 @@ import jwt
 import pytest
 
 from app import create_app
-from extensions import db
-from jwt_manager import CACHE_EXTENSION, VerifiedClaimsCache
+from auth.claims_cache import CACHE_EXTENSION, VerifiedClaimsCache
+from core import db
 from tests.helpers import assert_error, bearer
 
 HEADER = {"alg": "HS256", "typ": "JWT"}

@@ -494,7 +494,7 @@ def test_a_small_clock_skew_is_tolerated(app, client, user):
 
 def _delete_user_row(app, user_id: int) -> None:
     """Remove the user behind the API's back: no revocation mark is set."""
-    from extensions import db
+    from core import db
     from models import UserModel
 
     with app.app_context():

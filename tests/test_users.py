@@ -8,7 +8,7 @@ from flask_jwt_extended import decode_token
 from passlib.hash import pbkdf2_sha256
 from sqlalchemy import func
 
-from extensions import db
+from core import db
 from models import UserModel
 from tests.conftest import PASSWORD
 from tests.helpers import assert_error, bearer

@@ -1,11 +1,13 @@
 """`flask --app app ...` commands."""
 
 import click
+from flask import Flask
 from flask.cli import AppGroup
 
+from auth import register
 from blocklist import get_blocklist
-from errors import APIError
-from extensions import db
+from core.errors import APIError
+from core.extensions import db
 from models import UserModel
 from schemas import UserRegisterSchema
 
@@ -47,7 +49,13 @@ def create_admin(username: str, password: str | None) -> None:
             click.echo(f"{field}: {' '.join(messages)}", err=True)
         raise SystemExit(1)
     try:
-        user = UserModel.register(username, password, is_admin=True)
+        user = register(username, password, is_admin=True)
     except APIError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Created administrator {user.username!r} (id {user.id}).")
+
+
+def register_commands(app: Flask) -> None:
+    """`flask --app app users create-admin`, `... blocklist purge`."""
+    app.cli.add_command(users_cli)
+    app.cli.add_command(blocklist_cli)

@@ -15,11 +15,10 @@ import uuid
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token
 
-from auth import REVOKED, www_authenticate
+from auth.callbacks import REVOKED, www_authenticate
 from blocklist import Rotation, get_blocklist
-from errors import APIError
+from core import APIError, audit
 from models.user import TokenSubject
-from observability import audit
 
 
 class RefreshTokenReused(APIError):
@@ -90,11 +89,6 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     raise RefreshTokenReused(REVOKED)
 
 
-def revoke_token(claims: dict) -> None:
-    """Refuse this one token from now until it expires."""
-    get_blocklist().revoke(claims["jti"], claims["exp"])
-
-
 def revoke_family(family: str) -> None:
     """Refuse every token of one login, the newest refresh token included."""
     get_blocklist().revoke_family(family, _latest_possible_expiry())
@@ -102,7 +96,7 @@ def revoke_family(family: str) -> None:
 
 def revoke_session(claims: dict) -> None:
     """Log out: this token and its whole family (RFC 7009 §2.1)."""
-    revoke_token(claims)
+    get_blocklist().revoke(claims["jti"], claims["exp"])
     if "fam" in claims:
         revoke_family(claims["fam"])
 

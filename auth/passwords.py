@@ -43,3 +43,7 @@ class PasswordHasher:
     def dummy_verify(self, password: str) -> None:
         """Spend the same hashing work as a real check (unknown usernames)."""
         self.context.verify(password, self._dummy_hash)
+
+
+# Bound to the app by the factory, like the extension objects.
+passwords = PasswordHasher()

@@ -6,12 +6,15 @@ the JWT callbacks and the domain errors raised by models and services.
 """
 
 import http
+import math
+import time
 from typing import Any
 
 import flask_smorest
 import marshmallow as ma
 from apispec import BasePlugin
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
+from flask_limiter import RequestLimit
 from sqlalchemy.exc import (
     DBAPIError,
     InterfaceError,
@@ -20,6 +23,8 @@ from sqlalchemy.exc import (
     TimeoutError,
 )
 from werkzeug.exceptions import HTTPException
+
+from core.observability import audit
 
 # The machine-readable `error` for each status, unless a more precise one is given.
 DEFAULT_ERROR_CODES = {
@@ -144,6 +149,24 @@ def error_response_doc(description: str) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
         },
     }
+
+
+def rate_limit_exceeded(limit: RequestLimit) -> Response:
+    """429 in the envelope, with Retry-After, and an audit record."""
+    # When the window frees a slot (reset_at would add a second on top).
+    retry_after = max(1, math.ceil(limit.window[0] - time.time()))
+    audit(
+        "rate_limit_hit",
+        "Rate limit hit",
+        limit=str(limit.limit),
+        endpoint=request.endpoint,
+    )
+    return error_response(
+        429,
+        f"Too many requests ({limit.limit}). Retry in {retry_after} seconds.",
+        "rate_limited",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 class RequestErrorsPlugin(BasePlugin):

@@ -1,6 +1,7 @@
 """Extension objects, created once and unbound; `create_app` binds them."""
 
 from flask_cors import CORS
+from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
@@ -8,9 +9,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from errors import Api
-from jwt_manager import CachingJWTManager
-from passwords import PasswordHasher
+from core.errors import Api, rate_limit_exceeded
 
 # Deterministic constraint names keep migrations portable (SQLite batch mode).
 NAMING_CONVENTION = {
@@ -30,9 +29,9 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-jwt = CachingJWTManager()
+jwt = JWTManager()
 api = Api()
-passwords = PasswordHasher()
 cors = CORS()
-# Keyed by client address (as ProxyFix resolves it) unless a limit says otherwise.
-limiter = Limiter(get_remote_address)
+# Keyed by client address (as ProxyFix resolves it) unless a limit says otherwise;
+# a breach is answered in the error envelope.
+limiter = Limiter(get_remote_address, on_breach=rate_limit_exceeded)

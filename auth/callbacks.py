@@ -1,25 +1,18 @@
-"""Token checks: Flask-JWT-Extended's callbacks and the decorators views use.
+"""Flask-JWT-Extended's callbacks: every token failure in the error envelope.
 
 Every token failure is a 401 in the error envelope with a machine-readable
 `error` (what a client does next depends on it: `token_expired` -> refresh;
 anything else -> log in again) and a `WWW-Authenticate` header (RFC 6750 §3).
 """
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
-import flask_jwt_extended
 from flask import Response, g, request
-from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header
+from flask_jwt_extended import JWTManager
 from flask_jwt_extended.config import config as jwt_config
-from flask_jwt_extended.exceptions import JWTDecodeError, UserLookupError
-from flask_smorest import Blueprint
+from flask_jwt_extended.exceptions import JWTDecodeError
 
 from blocklist import get_blocklist
-from errors import Forbidden, error_response, error_response_doc
+from core import error_response
 from models import UserModel
-from models.user import TokenSubject
 
 # Claims every token of ours carries; anything else is not ours.
 REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
@@ -142,7 +135,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
         return jwt_config.decode_key
 
     @jwt.token_in_blocklist_loader
-    def is_revoked(_header: dict, payload: dict) -> bool:
+    def check_revocation(_header: dict, payload: dict) -> bool:
         return get_blocklist().is_token_revoked(payload)
 
     @jwt.token_verification_loader
@@ -150,90 +143,14 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
         # Every protected request, after the revocation check: the token's user
         # must still exist. One primary-key read of the id and admin flag; the
         # whole user is loaded only by the handlers that need it (token_user()).
-        user_id = _user_id(payload)
+        user_id = token_user_id(payload)
         g.token_subject = None if user_id is None else UserModel.subject(user_id)
         return g.token_subject is not None
 
 
-def _user_id(claims: dict) -> int | None:
+def token_user_id(claims: dict) -> int | None:
+    """The user id a token's `sub` names, or None when it names none."""
     try:
         return int(claims["sub"])
     except (TypeError, ValueError):
         return None
-
-
-def token_subject() -> TokenSubject:
-    """The id and admin flag of this request's user, as read by the token check."""
-    return g.token_subject
-
-
-def token_user() -> UserModel:
-    """The user of this request's token, loaded on first use.
-
-    Flask-JWT-Extended's `current_user` is not used: it would load the user on
-    every protected request, and most handlers never look at it.
-    """
-    user = g.get("token_user")
-    if user is None:
-        claims = get_jwt()
-        user_id = _user_id(claims)
-        user = None if user_id is None else UserModel.find(user_id)
-        if user is None:  # deleted since the check at the start of the request
-            raise UserLookupError(USER_GONE, get_jwt_header(), claims)
-        g.token_user = user
-    return user
-
-
-def jwt_required(
-    *, fresh: bool = False, refresh: bool = False, admin: bool = False
-) -> Callable:
-    """Require a token (and optionally freshness or admin), and document it.
-
-    Wraps Flask-JWT-Extended's `jwt_required` and records the bearer security
-    requirement and the 401/403/503 answers in the OpenAPI document.
-    """
-    if fresh:
-        needs = "a fresh access token (from /login)"
-    elif refresh:
-        needs = "a refresh token"
-    else:
-        needs = "an access token"
-    responses: dict[str, Any] = {
-        "401": error_response_doc(
-            f"Needs {needs}: see `error` for why it was refused."
-        ),
-        "503": error_response_doc(
-            "The revocation store or the database is unavailable; retry later "
-            "(a token is never accepted unchecked)."
-        ),
-    }
-    if admin:
-        responses["403"] = error_response_doc("Administrator rights are required.")
-
-    def decorator(func: Callable) -> Callable:
-        @wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if admin and not get_jwt().get("is_admin", False):
-                raise Forbidden("Administrator rights are required.")
-            return func(*args, **kwargs)
-
-        protected = flask_jwt_extended.jwt_required(fresh=fresh, refresh=refresh)(
-            wrapper
-        )
-        return Blueprint.doc(security=[{"bearerAuth": []}], responses=responses)(
-            protected
-        )
-
-    return decorator
-
-
-def public(func: Callable) -> Callable:
-    """Mark an operation as needing no token in the OpenAPI document."""
-    return Blueprint.doc(security=[])(func)
-
-
-def require_self_or_admin(user_id: int) -> None:
-    """Only the user themself or an administrator may act on `user_id`."""
-    claims = get_jwt()
-    if claims.get("sub") != str(user_id) and not claims.get("is_admin", False):
-        raise Forbidden("You may only act on your own account.")

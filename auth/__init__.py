@@ -1,0 +1,52 @@
+"""The token layer: what resources (and the factory) may use of it.
+
+Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
+callbacks, every token failure in the envelope), `decorators` (`token_required`,
+`public`, the token's user), `sessions` (issuing, rotating and revoking tokens),
+`accounts` and `passwords` (credentials), `delivery` (body or cookies),
+`limits` (rate limits of the auth routes) and `claims_cache`.
+"""
+
+from auth.accounts import authenticate, change_password, register
+from auth.callbacks import register_jwt_callbacks
+from auth.claims_cache import init_claims_cache
+from auth.decorators import (
+    public,
+    require_self_or_admin,
+    token_required,
+    token_subject,
+    token_user,
+)
+from auth.delivery import clear_token_cookies, sent_in_cookies, token_answer
+from auth.limits import failed_login, login_username_key, rate_limited
+from auth.passwords import passwords
+from auth.sessions import (
+    issue_tokens,
+    revoke_all_user_tokens,
+    revoke_session,
+    rotate_refresh_token,
+)
+
+__all__ = [
+    "authenticate",
+    "change_password",
+    "clear_token_cookies",
+    "failed_login",
+    "init_claims_cache",
+    "issue_tokens",
+    "login_username_key",
+    "passwords",
+    "public",
+    "rate_limited",
+    "register",
+    "register_jwt_callbacks",
+    "require_self_or_admin",
+    "revoke_all_user_tokens",
+    "revoke_session",
+    "rotate_refresh_token",
+    "sent_in_cookies",
+    "token_answer",
+    "token_required",
+    "token_subject",
+    "token_user",
+]

@@ -1,0 +1,57 @@
+"""Accounts and their passwords: registration, login, password change (no HTTP)."""
+
+from auth.passwords import passwords
+from core import APIError, Forbidden, audit, db
+from models import UserModel
+from models.base import write
+from schemas import USERNAME_RE
+
+
+class InvalidCredentials(APIError):
+    """Unknown username or wrong password: one answer for both."""
+
+    status_code = 401
+    error = "invalid_credentials"
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'}  # RFC 9110 §15.5.2
+
+
+def register(username: str, password: str, *, is_admin: bool = False) -> UserModel:
+    """Create a user; a taken name (even under a race) is a 409."""
+    user = UserModel(
+        username=username, password_hash=passwords.hash(password), is_admin=is_admin
+    )
+    with write("A user with that username already exists.", "username_taken"):
+        db.session.add(user)
+    return user
+
+
+def authenticate(username: str, password: str) -> UserModel:
+    """The user whose password matches (an outdated hash is upgraded), or a 401.
+
+    An unknown username costs the same hashing work as a wrong password, so
+    response times do not reveal which usernames exist.
+    """
+    # A name that could never have been registered cannot match (and must not
+    # reach the database: PostgreSQL refuses NUL characters outright).
+    user = UserModel.find_by_username(username) if USERNAME_RE.match(username) else None
+    if user is None:
+        passwords.dummy_verify(password)
+    else:
+        valid, new_hash = passwords.verify_and_update(password, user.password_hash)
+        if valid:
+            if new_hash:
+                with write("Could not upgrade the password hash."):
+                    user.password_hash = new_hash
+            audit("login_success", "Login succeeded", user_id=str(user.id))
+            return user
+    audit("login_failure", "Login failed", username=username[:80])
+    raise InvalidCredentials("Invalid credentials.")
+
+
+def change_password(user: UserModel, current_password: str, new_password: str) -> None:
+    """Replace the password after checking the current one (403 if wrong)."""
+    valid, _ = passwords.verify_and_update(current_password, user.password_hash)
+    if not valid:
+        raise Forbidden("The current password is incorrect.", "invalid_credentials")
+    with write("The password could not be changed."):
+        user.password_hash = passwords.hash(new_password)

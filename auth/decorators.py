@@ -1,0 +1,96 @@
+"""What views use to require a token: `token_required`, `public`, and the token's user.
+
+`token_required` wraps Flask-JWT-Extended's `jwt_required` and documents the
+answers it adds; resources must use it (ruff's TID251 bans the library's own
+decorators outside this module, so the admin check and the OpenAPI document
+cannot silently go missing).
+"""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import g
+from flask_jwt_extended import get_jwt, get_jwt_header, jwt_required
+from flask_jwt_extended.exceptions import UserLookupError
+from flask_smorest import Blueprint
+
+from auth.callbacks import USER_GONE, token_user_id
+from core import Forbidden, error_response_doc
+from models import UserModel
+from models.user import TokenSubject
+
+
+def token_subject() -> TokenSubject:
+    """The id and admin flag of this request's user, as read by the token check."""
+    return g.token_subject
+
+
+def token_user() -> UserModel:
+    """The user of this request's token, loaded on first use.
+
+    Flask-JWT-Extended's `current_user` is not used: it would load the user on
+    every protected request, and most handlers never look at it.
+    """
+    user = g.get("token_user")
+    if user is None:
+        claims = get_jwt()
+        user_id = token_user_id(claims)
+        user = None if user_id is None else UserModel.find(user_id)
+        if user is None:  # deleted since the check at the start of the request
+            raise UserLookupError(USER_GONE, get_jwt_header(), claims)
+        g.token_user = user
+    return user
+
+
+def token_required(
+    *, fresh: bool = False, refresh: bool = False, admin: bool = False
+) -> Callable:
+    """Require a token (and optionally freshness or admin), and document it.
+
+    Wraps Flask-JWT-Extended's `jwt_required` and records the bearer security
+    requirement and the 401/403/503 answers in the OpenAPI document.
+    """
+    if fresh:
+        needs = "a fresh access token (from /login)"
+    elif refresh:
+        needs = "a refresh token"
+    else:
+        needs = "an access token"
+    responses: dict[str, Any] = {
+        "401": error_response_doc(
+            f"Needs {needs}: see `error` for why it was refused."
+        ),
+        "503": error_response_doc(
+            "The revocation store or the database is unavailable; retry later "
+            "(a token is never accepted unchecked)."
+        ),
+    }
+    if admin:
+        responses["403"] = error_response_doc("Administrator rights are required.")
+
+    def decorator(func: Callable) -> Callable:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if admin and not get_jwt().get("is_admin", False):
+                raise Forbidden("Administrator rights are required.")
+            return func(*args, **kwargs)
+
+        protected = jwt_required(fresh=fresh, refresh=refresh)(wrapper)
+        return Blueprint.doc(security=[{"bearerAuth": []}], responses=responses)(
+            protected
+        )
+
+    return decorator
+
+
+def public(func: Callable) -> Callable:
+    """Mark an operation as needing no token in the OpenAPI document."""
+    return Blueprint.doc(security=[])(func)
+
+
+def require_self_or_admin(user_id: int) -> None:
+    """Only the user themself or an administrator may act on `user_id`."""
+    claims = get_jwt()
+    if claims.get("sub") != str(user_id) and not claims.get("is_admin", False):
+        raise Forbidden("You may only act on your own account.")

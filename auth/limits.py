@@ -1,0 +1,43 @@
+"""Rate limits of the auth routes (login, registration, refresh)."""
+
+from collections.abc import Callable
+
+from flask import Response, current_app, request
+from flask_limiter.util import get_remote_address
+from flask_smorest import Blueprint
+
+from core import error_response_doc, limiter
+
+
+def login_username_key() -> str:
+    """Count login attempts per target username, whatever the client address."""
+    body = request.get_json(silent=True)
+    username = body.get("username") if isinstance(body, dict) else None
+    if isinstance(username, str) and username:
+        return "username:" + username.strip().lower()[:80]
+    return "address:" + (get_remote_address() or "")
+
+
+def failed_login(response: Response) -> bool:
+    """Only failed logins count towards the per-username limit."""
+    return response.status_code == 401
+
+
+def rate_limited(
+    setting: str,
+    *,
+    key_func: Callable[[], str] | None = None,
+    deduct_when: Callable[[Response], bool] | None = None,
+) -> Callable:
+    """Apply the limit named by `setting` (read per request) and document its 429."""
+    limit = limiter.limit(
+        lambda: current_app.config[setting], key_func=key_func, deduct_when=deduct_when
+    )
+    too_many = error_response_doc(
+        "Too many requests: retry after `Retry-After` seconds."
+    )
+    too_many["headers"] = {
+        "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    }
+    document = Blueprint.doc(responses={"429": too_many})
+    return lambda func: document(limit(func))

@@ -1,0 +1,41 @@
+"""The service plumbing: settings, extension objects, the error envelope, logging.
+
+Everything outside `core` imports what it needs from here. The wiring the factory
+alone uses stays in its modules: `hardening` (security headers, CORS, proxies,
+body size), `json_provider`, `commands` (CLI), `pages` (Swagger UI and /demo) and
+`patches` (every library patch, version-guarded).
+"""
+
+from core.errors import (
+    APIError,
+    Conflict,
+    ErrorSchema,
+    Forbidden,
+    NotFound,
+    error_response,
+    error_response_doc,
+)
+from core.extensions import api, cors, db, jwt, limiter, migrate
+from core.observability import audit
+from core.settings import ConfigError, decode_leeway_seconds, env_bool, env_int
+
+__all__ = [
+    "APIError",
+    "ConfigError",
+    "Conflict",
+    "ErrorSchema",
+    "Forbidden",
+    "NotFound",
+    "api",
+    "audit",
+    "cors",
+    "db",
+    "decode_leeway_seconds",
+    "env_bool",
+    "env_int",
+    "error_response",
+    "error_response_doc",
+    "jwt",
+    "limiter",
+    "migrate",
+]

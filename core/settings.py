@@ -1,0 +1,337 @@
+"""The app's settings, from one pipeline: read the environment, derive, validate.
+
+`load_settings()` is the only code that decides a setting's value: it reads the
+process environment (and `.env`, loaded by the factory) into settings grouped by
+concern, lays the caller's overrides on top, derives what follows from them, and
+validates the result. Validation only raises; it never changes a setting. Nothing
+is read at import time, and nothing else writes `app.config`.
+"""
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+# Used only in development, loudly, when JWT_SECRET_KEY is not set.
+# Production refuses to start with it.
+DEVELOPMENT_JWT_SECRET_KEY = "development-only-jwt-secret-key-do-not-deploy"
+MIN_SECRET_KEY_BYTES = 32
+ENVIRONMENTS = ("development", "production")
+BLOCKLIST_BACKENDS = ("memory", "database", "redis")
+LOG_FORMATS = ("json", "text")
+SAMESITE_VALUES = ("Strict", "Lax", "None")
+
+
+class ConfigError(RuntimeError):
+    """The environment describes a configuration the app refuses to run with."""
+
+
+class Settings(NamedTuple):
+    """What the pipeline produced: the settings, and warnings worth logging."""
+
+    values: dict[str, Any]
+    warnings: list[str]
+
+
+def env_text(name: str, default: str | None = None) -> str | None:
+    """A text setting, stripped; empty counts as unset."""
+    return os.environ.get(name, "").strip() or default
+
+
+def env_int(name: str, default: int) -> int:
+    """Read a non-negative integer setting, failing fast on garbage."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}.")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a boolean setting written as true/false, 1/0, yes/no or on/off."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}.")
+
+
+def env_seconds(name: str, default: int) -> timedelta:
+    """A duration setting given in whole seconds."""
+    return timedelta(seconds=env_int(name, default))
+
+
+def normalize_database_url(url: str) -> str:
+    """Point PostgreSQL URLs at the installed driver (psycopg 3)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the environment, lay `overrides` on top, derive, then validate."""
+    overrides = dict(overrides or {})
+    app_env = overrides.get("APP_ENV") or env_text("APP_ENV", "development")
+    if app_env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}.")
+    production = app_env == "production"
+    values: dict[str, Any] = {"APP_ENV": app_env}
+    for group in (
+        _database(),
+        _tokens(),
+        _cookies(production),
+        _revocation(),
+        _redis(),
+        _rate_limits(),
+        _http(),
+        _logging(production),
+        _passwords(),
+        _openapi(),
+    ):
+        values.update(group)
+    values.update(overrides)
+    warnings = derive(values)
+    validate(values)
+    return Settings(values, warnings)
+
+
+def _database() -> dict[str, Any]:
+    return {
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(
+            # Flask-SQLAlchemy resolves a relative SQLite path under instance/.
+            env_text("DATABASE_URL", "sqlite:///app.db")
+        ),
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
+    }
+
+
+def _tokens() -> dict[str, Any]:
+    # Tokens name who issued them and for whom; both are checked on decode.
+    issuer = env_text("JWT_ISSUER", "stores-api")
+    audience = env_text("JWT_AUDIENCE", "stores-api")
+    return {
+        "JWT_SECRET_KEY": env_text("JWT_SECRET_KEY"),
+        "JWT_ALGORITHM": "HS256",
+        "JWT_DECODE_ALGORITHMS": ["HS256"],
+        "JWT_ERROR_MESSAGE_KEY": "message",
+        "JWT_ENCODE_ISSUER": issuer,
+        "JWT_DECODE_ISSUER": issuer,
+        "JWT_ENCODE_AUDIENCE": audience,
+        "JWT_DECODE_AUDIENCE": audience,
+        "JWT_ACCESS_TOKEN_EXPIRES": env_seconds("JWT_ACCESS_TOKEN_EXPIRES", 900),
+        "JWT_REFRESH_TOKEN_EXPIRES": env_seconds(
+            "JWT_REFRESH_TOKEN_EXPIRES", 30 * 24 * 3600
+        ),
+        "REFRESH_REUSE_GRACE_SECONDS": env_int("REFRESH_REUSE_GRACE_SECONDS", 10),
+        # Tokens verified recently skip the signature check (expiry and revocation
+        # are still checked on every request); 0 switches the cache off.
+        "JWT_VERIFIED_CLAIMS_CACHE_SIZE": env_int(
+            "JWT_VERIFIED_CLAIMS_CACHE_SIZE", 4096
+        ),
+        # Small tolerance for clocks that disagree between instances.
+        "JWT_DECODE_LEEWAY": env_int("JWT_DECODE_LEEWAY", 5),
+    }
+
+
+def _cookies(production: bool) -> dict[str, Any]:
+    # Cookie mode for browser apps (header mode always works): HttpOnly token
+    # cookies, the refresh cookie only sent to /refresh, CSRF double submit.
+    return {
+        "AUTH_COOKIES_ENABLED": env_bool("AUTH_COOKIES_ENABLED", True),
+        # Cookies only over HTTPS in production, unless said otherwise.
+        "JWT_COOKIE_SECURE": env_bool("AUTH_COOKIE_SECURE", production),
+        "JWT_COOKIE_SAMESITE": os.environ.get("AUTH_COOKIE_SAMESITE", "Strict"),
+        "JWT_ACCESS_COOKIE_PATH": "/",
+        "JWT_REFRESH_COOKIE_PATH": "/refresh",
+        "JWT_CSRF_IN_COOKIES": True,
+    }
+
+
+def _revocation() -> dict[str, Any]:
+    # Unset: memory in development; in production redis when REDIS_URL is set,
+    # else database (derived below).
+    return {"BLOCKLIST_BACKEND": env_text("BLOCKLIST_BACKEND")}
+
+
+def _redis() -> dict[str, Any]:
+    return {
+        "REDIS_URL": env_text("REDIS_URL"),
+        "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "stores-api:"),
+        "REDIS_SOCKET_TIMEOUT": 2.0,
+    }
+
+
+def _rate_limits() -> dict[str, Any]:
+    return {
+        "RATELIMIT_ENABLED": env_bool("RATELIMIT_ENABLED", True),
+        # Flask-Limiter's limit strings ("5 per minute;20 per hour").
+        "RATELIMIT_LOGIN": os.environ.get(
+            "RATELIMIT_LOGIN", "10 per minute;100 per hour"
+        ),
+        "RATELIMIT_LOGIN_USERNAME": os.environ.get(
+            "RATELIMIT_LOGIN_USERNAME", "5 per minute;20 per hour"
+        ),
+        "RATELIMIT_REGISTER": os.environ.get(
+            "RATELIMIT_REGISTER", "5 per minute;50 per hour"
+        ),
+        "RATELIMIT_REFRESH": os.environ.get("RATELIMIT_REFRESH", "30 per minute"),
+        "RATELIMIT_STRATEGY": "moving-window",
+        # Only a 429 says when to come back (Retry-After, set with the envelope):
+        # X-RateLimit-* would describe just one of a route's several limits.
+        "RATELIMIT_HEADERS_ENABLED": False,
+        # A broken limiter storage must not take logins down: fall back to
+        # per-process counting until it is back.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+    }
+
+
+def _http() -> dict[str, Any]:
+    return {
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # How many reverse proxies in front of the app set X-Forwarded-For.
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        "CORS_ORIGINS": [
+            origin.strip()
+            for origin in os.environ.get("CORS_ORIGINS", "").split(",")
+            if origin.strip()
+        ],
+        # The browser demo of the silent-refresh flow at /demo (static files).
+        "DEMO_ENABLED": env_bool("DEMO_ENABLED", True),
+    }
+
+
+def _logging(production: bool) -> dict[str, Any]:
+    return {
+        "LOG_FORMAT": env_text("LOG_FORMAT", "json" if production else "text"),
+        "LOG_LEVEL": (env_text("LOG_LEVEL") or "INFO").upper(),
+    }
+
+
+def _passwords() -> dict[str, Any]:
+    # OWASP's argon2id parameters: 19 MiB, 2 iterations, 1 lane.
+    return {
+        "PASSWORD_ARGON2_MEMORY_COST": 19 * 1024,
+        "PASSWORD_ARGON2_TIME_COST": 2,
+        "PASSWORD_ARGON2_PARALLELISM": 1,
+    }
+
+
+def _openapi() -> dict[str, Any]:
+    return {
+        "API_TITLE": "Stores REST API",
+        "API_VERSION": "1.0.0",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/swagger-ui",
+        "OPENAPI_SWAGGER_UI_URL": "/swagger-ui-assets/",
+        "OPENAPI_SWAGGER_UI_CONFIG": {"persistAuthorization": True},
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": (
+                    "Log in for a fresh access token and a refresh token; trade the "
+                    "refresh token at /refresh for a new non-fresh access token. "
+                    "Destructive operations need a fresh token."
+                )
+            },
+            "security": [{"bearerAuth": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                    }
+                }
+            },
+        },
+    }
+
+
+def derive(values: dict[str, Any]) -> list[str]:
+    """Fill in what follows from other settings; return warnings for start-up."""
+    warnings: list[str] = []
+    production = values["APP_ENV"] == "production"
+    if not values.get("JWT_SECRET_KEY") and not production:
+        values["JWT_SECRET_KEY"] = DEVELOPMENT_JWT_SECRET_KEY
+        warnings.append(
+            "JWT_SECRET_KEY is not set: using the development key. "
+            "Never deploy like this."
+        )
+    cookies = values["AUTH_COOKIES_ENABLED"]
+    values["JWT_TOKEN_LOCATION"] = ["headers", "cookies"] if cookies else ["headers"]
+    values["JWT_COOKIE_CSRF_PROTECT"] = cookies
+
+    if not values["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A connection the server dropped is replaced, not handed to a request.
+        values["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_pre_ping": True,
+            **values["SQLALCHEMY_ENGINE_OPTIONS"],
+        }
+
+    redis_url = values.get("REDIS_URL")
+    if not values.get("BLOCKLIST_BACKEND"):
+        if production:
+            values["BLOCKLIST_BACKEND"] = "redis" if redis_url else "database"
+        else:
+            values["BLOCKLIST_BACKEND"] = "memory"
+    if values["BLOCKLIST_BACKEND"] == "memory" and production:
+        warnings.append(
+            "BLOCKLIST_BACKEND=memory: revocations are per process and lost on "
+            "restart, so a revoked token still works on other workers and after "
+            "a restart. Use 'database' or 'redis'."
+        )
+
+    # Rate-limit counters in Redis when there is one (shared by every worker and
+    # instance), under the app's key prefix; else in this process's memory.
+    if not values.get("RATELIMIT_STORAGE_URI"):
+        values["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
+        if redis_url:
+            values.setdefault(
+                "RATELIMIT_STORAGE_OPTIONS",
+                {"key_prefix": values["REDIS_KEY_PREFIX"] + "ratelimit"},
+            )
+    return warnings
+
+
+def validate(values: Mapping[str, Any]) -> None:
+    """Refuse unsafe or contradictory settings (raises; never changes one)."""
+    secret = values.get("JWT_SECRET_KEY")
+    if values["APP_ENV"] == "production":
+        if not secret:
+            raise ConfigError("JWT_SECRET_KEY must be set in production.")
+        if secret == DEVELOPMENT_JWT_SECRET_KEY:
+            raise ConfigError("JWT_SECRET_KEY is the development key.")
+        if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"JWT_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes."
+            )
+    if values["JWT_COOKIE_SAMESITE"] not in SAMESITE_VALUES:
+        raise ConfigError("AUTH_COOKIE_SAMESITE must be Strict, Lax or None.")
+    if values["JWT_COOKIE_SAMESITE"] == "None" and not values["JWT_COOKIE_SECURE"]:
+        raise ConfigError("AUTH_COOKIE_SAMESITE=None needs AUTH_COOKIE_SECURE=true.")
+    backend = values["BLOCKLIST_BACKEND"]
+    if backend not in BLOCKLIST_BACKENDS:
+        raise ConfigError(
+            f"BLOCKLIST_BACKEND must be one of {', '.join(BLOCKLIST_BACKENDS)}."
+        )
+    if backend == "redis" and not values.get("REDIS_URL"):
+        raise ConfigError("BLOCKLIST_BACKEND=redis needs REDIS_URL.")
+    if values["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT must be json or text.")
+
+
+def decode_leeway_seconds(config: Mapping[str, Any]) -> float:
+    """JWT_DECODE_LEEWAY in seconds (Flask-JWT-Extended takes an int or a timedelta)."""
+    leeway = config.get("JWT_DECODE_LEEWAY", 0)
+    return leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)

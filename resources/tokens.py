@@ -1,0 +1,85 @@
+"""Tokens: log in, refresh, log out (one session, or every session)."""
+
+from flask.views import MethodView
+from flask_jwt_extended import get_jwt
+from flask_smorest import Blueprint
+
+from auth import (
+    authenticate,
+    clear_token_cookies,
+    failed_login,
+    issue_tokens,
+    login_username_key,
+    public,
+    rate_limited,
+    revoke_all_user_tokens,
+    revoke_session,
+    rotate_refresh_token,
+    sent_in_cookies,
+    token_answer,
+    token_required,
+    token_subject,
+)
+from core import ErrorSchema, audit
+from resources import DATABASE_UNAVAILABLE
+from schemas import MessageSchema, TokenSchema, UserLoginSchema
+
+blp = Blueprint("tokens", __name__, description="Log in, refresh and log out")
+
+
+@blp.route("/login")
+class UserLogin(MethodView):
+    @public
+    @rate_limited("RATELIMIT_LOGIN")
+    @rate_limited(
+        "RATELIMIT_LOGIN_USERNAME",
+        key_func=login_username_key,
+        deduct_when=failed_login,
+    )
+    @blp.arguments(UserLoginSchema)
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(401, response="UNAUTHORIZED", description="Invalid credentials")
+    @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
+    def post(self, credentials):
+        """Log in: a fresh access token and a refresh token."""
+        user = authenticate(credentials["username"], credentials["password"])
+        tokens = issue_tokens(user, fresh=True)
+        return token_answer(
+            tokens, as_cookies=credentials["token_delivery"] == "cookie"
+        )
+
+
+@blp.route("/refresh")
+class TokenRefresh(MethodView):
+    @rate_limited("RATELIMIT_REFRESH")
+    @token_required(refresh=True)
+    @blp.response(200, TokenSchema)
+    def post(self):
+        """Trade a refresh token for a non-fresh access and a new refresh token."""
+        tokens = rotate_refresh_token(token_subject(), get_jwt())
+        audit("refresh", "Tokens refreshed", family=get_jwt()["fam"])
+        return token_answer(tokens, as_cookies=sent_in_cookies())
+
+
+@blp.route("/logout")
+class UserLogout(MethodView):
+    @token_required()
+    @blp.response(200, MessageSchema)
+    def post(self):
+        """Log out: revoke this login's tokens, the refresh token included."""
+        revoke_session(get_jwt())
+        audit("logout", "Logged out", family=get_jwt().get("fam"))
+        clear_token_cookies()
+        return {"message": "Successfully logged out."}
+
+
+@blp.route("/logout/all")
+class UserLogoutAll(MethodView):
+    @token_required()
+    @blp.response(200, MessageSchema)
+    def post(self):
+        """Log out everywhere: revoke every token of the user."""
+        revoke_all_user_tokens(token_subject().id)
+        audit("logout_all", "Logged out of every session")
+        clear_token_cookies()
+        return {"message": "Logged out of every session."}
