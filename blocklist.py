@@ -24,11 +24,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import Table, and_, bindparam, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -231,7 +231,7 @@ class DatabaseBlocklist(Blocklist):
         purge_every: int = 200,
     ) -> None:
         super().__init__(clock, margin)
-        self._table = table = BlocklistEntryModel.__table__
+        self._table = table = cast(Table, BlocklistEntryModel.__table__)
         # The per-request check, built once (no family: an empty key never matches).
         self._lookup_statement = (
             table.select()
@@ -326,7 +326,7 @@ class DatabaseBlocklist(Blocklist):
             rows = connection.execute(
                 self._lookup_statement, {**values, "now": self._clock()}
             ).all()
-        found = dict(rows)
+        found: dict[str, str] = {row.kind: row.value for row in rows}
         mark = found.get(USER)
         return JTI in found, FAMILY in found, None if mark is None else float(mark)
 

@@ -15,7 +15,7 @@ from core.errors import (
     error_response,
     error_response_doc,
 )
-from core.extensions import api, cors, db, jwt, limiter, migrate
+from core.extensions import Model, api, cors, db, jwt, limiter, migrate
 from core.observability import audit
 from core.settings import ConfigError, decode_leeway_seconds, env_bool, env_int
 
@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ErrorSchema",
+    "Model",
     "Forbidden",
     "NotFound",
     "api",

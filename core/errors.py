@@ -23,6 +23,7 @@ from sqlalchemy.exc import (
     TimeoutError,
 )
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.response import Response as BaseResponse
 
 from core.observability import audit
 
@@ -205,9 +206,9 @@ class Api(flask_smorest.Api):
         ]
         super().init_app(app, spec_kwargs=spec_kwargs)
 
-    def handle_http_exception(self, error: HTTPException) -> Response:
+    def handle_http_exception(self, error: HTTPException) -> BaseResponse:
         """Turn abort(), werkzeug errors and unhandled exceptions into the envelope."""
-        if getattr(error, "response", None) is not None:
+        if error.response is not None:
             return error.response  # already an envelope (e.g. the rate limiter's)
         code = error.code or 500
         data = getattr(error, "data", None) or {}

@@ -33,7 +33,7 @@ class Settings(NamedTuple):
     warnings: list[str]
 
 
-def env_text(name: str, default: str | None = None) -> str | None:
+def env_text(name: str, default: str = "") -> str:
     """A text setting, stripped; empty counts as unset."""
     return os.environ.get(name, "").strip() or default
 
@@ -119,7 +119,7 @@ def _tokens() -> dict[str, Any]:
     issuer = env_text("JWT_ISSUER", "stores-api")
     audience = env_text("JWT_AUDIENCE", "stores-api")
     return {
-        "JWT_SECRET_KEY": env_text("JWT_SECRET_KEY"),
+        "JWT_SECRET_KEY": env_text("JWT_SECRET_KEY") or None,
         "JWT_ALGORITHM": "HS256",
         "JWT_DECODE_ALGORITHMS": ["HS256"],
         "JWT_ERROR_MESSAGE_KEY": "message",
@@ -159,12 +159,12 @@ def _cookies(production: bool) -> dict[str, Any]:
 def _revocation() -> dict[str, Any]:
     # Unset: memory in development; in production redis when REDIS_URL is set,
     # else database (derived below).
-    return {"BLOCKLIST_BACKEND": env_text("BLOCKLIST_BACKEND")}
+    return {"BLOCKLIST_BACKEND": env_text("BLOCKLIST_BACKEND") or None}
 
 
 def _redis() -> dict[str, Any]:
     return {
-        "REDIS_URL": env_text("REDIS_URL"),
+        "REDIS_URL": env_text("REDIS_URL") or None,
         "REDIS_KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "stores-api:"),
         "REDIS_SOCKET_TIMEOUT": 2.0,
     }
@@ -213,7 +213,7 @@ def _http() -> dict[str, Any]:
 def _logging(production: bool) -> dict[str, Any]:
     return {
         "LOG_FORMAT": env_text("LOG_FORMAT", "json" if production else "text"),
-        "LOG_LEVEL": (env_text("LOG_LEVEL") or "INFO").upper(),
+        "LOG_LEVEL": env_text("LOG_LEVEL", "INFO").upper(),
     }
 
 

@@ -3,16 +3,16 @@
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import g
-from sqlalchemy import Connection, Select, func
+from sqlalchemy import Connection, CursorResult, Executable, Select, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from core import Conflict, NotFound, db
+from core import Conflict, Model, NotFound, db
 
-M = TypeVar("M")
+M = TypeVar("M", bound=Model)
 
 
 def utcnow() -> datetime:
@@ -63,7 +63,7 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
         raise
 
 
-def not_found(model: type) -> NotFound:
+def not_found(model: type[Model]) -> NotFound:
     """The 404 for a row of `model` that does not exist ("Item not found.")."""
     return NotFound(f"{_noun(model).capitalize()} not found.")
 
@@ -76,15 +76,20 @@ def get_or_404(model: type[M], ident: int) -> M:
     return row
 
 
-def delete_or_404(model: type, ident: int) -> None:
+def delete_or_404(model: type[Model], ident: int) -> None:
     """Delete one row by primary key in one statement (the database cascades)."""
     with write(f"The {_noun(model)} could not be deleted."):
-        deleted = db.session.execute(db.delete(model).where(model.id == ident)).rowcount
+        deleted = rows_changed(db.delete(model).filter_by(id=ident))
     if not deleted:
         raise not_found(model)
 
 
-def _noun(model: type) -> str:
+def rows_changed(statement: Executable) -> int:
+    """Run an INSERT, UPDATE or DELETE in the session; how many rows it changed."""
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
+
+
+def _noun(model: type[Model]) -> str:
     """What one row of `model` is called: its table's name in the singular."""
     return model.__tablename__.removesuffix("s")
 

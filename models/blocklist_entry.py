@@ -3,10 +3,10 @@
 from sqlalchemy import Double, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import db
+from core import Model
 
 
-class BlocklistEntryModel(db.Model):
+class BlocklistEntryModel(Model):
     """A revoked token, revoked family, per-user mark or rotation mark."""
 
     __tablename__ = "token_blocklist"

@@ -1,16 +1,21 @@
 """Items for sale in a store."""
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, Select, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core import db
+from core import Model, db
 from models.base import not_found, read_connection
 from models.item_tag import items_tags
 
+if TYPE_CHECKING:
+    from models.store import StoreModel
+    from models.tag import TagModel
 
-class ItemModel(db.Model):
+
+class ItemModel(Model):
     """An item belongs to one store and carries tags of that store."""
 
     __tablename__ = "items"
@@ -25,8 +30,8 @@ class ItemModel(db.Model):
         ForeignKey("stores.id", ondelete="CASCADE"), index=True
     )
 
-    store: Mapped["StoreModel"] = relationship(back_populates="items")  # noqa: F821
-    tags: Mapped[list["TagModel"]] = relationship(  # noqa: F821
+    store: Mapped["StoreModel"] = relationship(back_populates="items")
+    tags: Mapped[list["TagModel"]] = relationship(
         secondary=items_tags, back_populates="items", order_by="TagModel.id"
     )
 

@@ -1,13 +1,19 @@
 """Tags: labels of one store, linked to that store's items."""
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core import db
+from core import Model
 from models.item_tag import items_tags
 
+if TYPE_CHECKING:
+    from models.item import ItemModel
+    from models.store import StoreModel
 
-class TagModel(db.Model):
+
+class TagModel(Model):
     """A tag name is unique within its store."""
 
     __tablename__ = "tags"
@@ -19,8 +25,8 @@ class TagModel(db.Model):
         ForeignKey("stores.id", ondelete="CASCADE"), index=True
     )
 
-    store: Mapped["StoreModel"] = relationship(back_populates="tags")  # noqa: F821
-    items: Mapped[list["ItemModel"]] = relationship(  # noqa: F821
+    store: Mapped["StoreModel"] = relationship(back_populates="tags")
+    items: Mapped[list["ItemModel"]] = relationship(
         secondary=items_tags, back_populates="tags", order_by="ItemModel.id"
     )
 

@@ -7,11 +7,11 @@ from typing import Protocol
 from sqlalchemy import DateTime, Index, Select, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import db
+from core import Model, db
 from models.base import read_connection, utcnow, write
 
 
-class UserModel(db.Model):
+class UserModel(Model):
     """A person who logs in; usernames are unique case-insensitively."""
 
     __tablename__ = "users"

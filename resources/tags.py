@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from auth import token_required
 from core import Conflict, NotFound, db
 from models import ItemModel, StoreModel, TagModel, items_tags
-from models.base import get_or_404, paginate, write
+from models.base import get_or_404, paginate, rows_changed, write
 from resources import link, links
 from schemas import MessageSchema, PlainTagSchema, TagAndItemSchema, TagSchema
 
@@ -106,11 +106,11 @@ class LinkTagsToItem(MethodView):
         """Unlink a tag from an item."""
         item, tag = _item_and_tag(item_id, tag_id)
         with write("The tag could not be unlinked."):
-            unlinked = db.session.execute(
+            unlinked = rows_changed(
                 db.delete(items_tags).where(
                     items_tags.c.item_id == item_id, items_tags.c.tag_id == tag_id
                 )
-            ).rowcount
+            )
         if not unlinked:
             raise NotFound("The tag is not linked to this item.")
         db.session.expire_all()

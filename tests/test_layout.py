@@ -1,0 +1,121 @@
+"""The layout's rules, checked: the tree is the architecture (README, Layout)."""
+
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.live import BIN, REPO
+
+TOP_LEVEL_MODULES = {"app.py", "schemas.py", "blocklist.py", "gunicorn.conf.py"}
+APPLICATION = ["app.py", "blocklist.py", "schemas.py", "auth", "core", "models"]
+
+
+def _tracked(pattern: str) -> list[str]:
+    result = subprocess.run(
+        ["git", "ls-files", pattern],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+def _modules(*roots: str) -> list[Path]:
+    paths: list[Path] = []
+    for root in roots:
+        path = REPO / root
+        paths.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return paths
+
+
+def test_the_top_level_holds_only_the_design_cards_modules():
+    tracked = _tracked("*.py")
+    if not tracked:
+        pytest.skip("not a git checkout")
+    assert {path for path in tracked if "/" not in path} == TOP_LEVEL_MODULES
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from flask_jwt_extended import jwt_required\n",
+        "import flask_jwt_extended\nflask_jwt_extended.jwt_required()\n",
+        "from flask_jwt_extended import verify_jwt_in_request\n",
+        "from flask_jwt_extended import current_user\n",
+    ],
+)
+def test_resources_cannot_use_flask_jwt_extendeds_decorators(source):
+    result = subprocess.run(
+        [
+            str(BIN / "ruff"),
+            "check",
+            "--select",
+            "TID251",
+            "--stdin-filename",
+            "resources/example.py",
+            "-",
+        ],
+        cwd=REPO,
+        input=source,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "TID251" in result.stdout and "is banned" in result.stdout
+
+
+def test_resources_import_the_token_layer_through_its_package_only():
+    for path in _modules("resources"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("auth."), (path.name, node.module)
+
+
+def _writes_config(node: ast.AST) -> bool:
+    """`x.config[...] = ...`, `x.config.update(...)` or `x.config.setdefault(...)`."""
+    if isinstance(node, ast.Assign | ast.AugAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(
+            isinstance(target, ast.Subscript) and _is_config(target.value)
+            for target in targets
+        )
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("update", "setdefault", "from_object", "from_mapping")
+        and _is_config(node.func.value)
+    )
+
+
+def _is_config(node: ast.AST) -> bool:
+    """`app.config`, `current_app.config`, or a mapping passed around as `config`."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "config"
+    return isinstance(node, ast.Name) and node.id == "config"
+
+
+def test_only_the_settings_pipeline_decides_settings():
+    """The factory copies the pipeline's result into app.config; nothing else
+    writes it."""
+    writers = {
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for path in _modules(*APPLICATION, "resources")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if _writes_config(node)
+    }
+    assert len(writers) == 1 and next(iter(writers)).startswith("app.py:"), writers
+
+
+def test_the_pre_commit_hooks_are_valid():
+    result = subprocess.run(
+        [str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
