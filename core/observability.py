@@ -79,16 +79,6 @@ def _configure_logging(log_format: str, level: str) -> None:
     default_handler.setFormatter(formatter)
 
 
-def request_id() -> str | None:
-    """The current request's id."""
-    return g.get("request_id")
-
-
-def client_address() -> str | None:
-    """The client's address (after the trusted proxies, see ProxyFix)."""
-    return request.remote_addr
-
-
 def current_user_id() -> str | None:
     """The user id of the verified token of this request, if any."""
     try:
@@ -107,8 +97,9 @@ def audit(
         message,
         extra={
             "event": event,
-            "client": client_address(),
-            "request_id": request_id(),
+            # The client's address as the trusted proxies give it (ProxyFix).
+            "client": request.remote_addr,
+            "request_id": g.get("request_id"),
             **fields,
         },
     )
@@ -141,7 +132,7 @@ def _finish_request(response: Response) -> Response:
             "duration_ms": None if duration_ms is None else round(duration_ms, 2),
             "request_id": g.get("request_id"),
             "user_id": current_user_id(),
-            "client": client_address(),
+            "client": request.remote_addr,
         },
     )
     return response
