@@ -2,7 +2,6 @@
 
 from dotenv import load_dotenv
 from flask import Flask
-from flask_smorest import Api
 from sqlalchemy import event
 
 import models  # noqa: F401  (registers the tables with the metadata)
@@ -10,7 +9,7 @@ from auth import init_claims_cache, passwords, register_jwt_callbacks
 from blocklist import init_blocklist
 from core import pages
 from core.commands import register_commands
-from core.errors import register_error_handlers
+from core.errors import EnvelopeApi, register_error_handlers
 from core.extensions import api, db, jwt, limiter, migrate
 from core.hardening import init_hardening
 from core.json_provider import ORJSONProvider
@@ -65,7 +64,7 @@ def _register_extensions(app: Flask) -> None:
     init_claims_cache(app)
 
 
-def _register_blueprints(app: Flask, api: Api) -> None:
+def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
     """The API's resources, with the `<id:...>` URL converter they share."""
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, id_parameter_schema)

@@ -7,7 +7,7 @@ callbacks, every token failure in the envelope), `decorators` (`token_required`,
 `limits` (rate limits of the auth routes) and `claims_cache`.
 """
 
-from auth.accounts import authenticate, change_password, register
+from auth.accounts import authenticate, change_password, register_user
 from auth.callbacks import register_jwt_callbacks
 from auth.claims_cache import init_claims_cache
 from auth.decorators import (
@@ -38,8 +38,8 @@ __all__ = [
     "passwords",
     "public",
     "rate_limited",
-    "register",
     "register_jwt_callbacks",
+    "register_user",
     "require_self_or_admin",
     "revoke_all_user_tokens",
     "revoke_session",

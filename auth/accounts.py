@@ -15,7 +15,7 @@ class InvalidCredentials(APIError):
     headers = {"WWW-Authenticate": 'Bearer realm="api"'}  # RFC 9110 §15.5.2
 
 
-def register(username: str, password: str, *, is_admin: bool = False) -> UserModel:
+def register_user(username: str, password: str, *, is_admin: bool = False) -> UserModel:
     """Create a user; a taken name (even under a race) is a 409."""
     user = UserModel(
         username=username, password_hash=passwords.hash(password), is_admin=is_admin

@@ -37,7 +37,7 @@ def measure(skip: list[str], requests: int, batches: int) -> float:
         patch for patch in core.patches.PATCHES if patch.name not in skip
     )
     from app import create_app
-    from auth import issue_tokens, register
+    from auth import issue_tokens, register_user
     from core import db
     from models import ItemModel, StoreModel
 
@@ -52,7 +52,7 @@ def measure(skip: list[str], requests: int, batches: int) -> float:
     )
     with app.app_context():
         db.create_all()
-        user = register("bench", "benchmark password")
+        user = register_user("bench", "benchmark password")
         store = StoreModel(name="Corner shop")
         db.session.add(store)
         db.session.flush()

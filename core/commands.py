@@ -4,7 +4,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from auth import register
+from auth import register_user
 from blocklist import get_blocklist
 from core.errors import APIError
 from core.extensions import db
@@ -49,7 +49,7 @@ def create_admin(username: str, password: str | None) -> None:
             click.echo(f"{field}: {' '.join(messages)}", err=True)
         raise SystemExit(1)
     try:
-        user = register(username, password, is_admin=True)
+        user = register_user(username, password, is_admin=True)
     except APIError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Created administrator {user.username!r} (id {user.id}).")

@@ -192,7 +192,7 @@ class RequestErrorsPlugin(BasePlugin):
             )
 
 
-class Api(flask_smorest.Api):
+class EnvelopeApi(flask_smorest.Api):
     """flask-smorest's Api, answering every HTTP error in the envelope."""
 
     ERROR_SCHEMA = ErrorSchema

@@ -11,7 +11,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from core.errors import Api, rate_limit_exceeded
+from core.errors import EnvelopeApi, rate_limit_exceeded
 
 # Deterministic constraint names keep migrations portable (SQLite batch mode).
 NAMING_CONVENTION = {
@@ -38,7 +38,7 @@ else:
     Model = db.Model
 migrate = Migrate()
 jwt = JWTManager()
-api = Api()
+api = EnvelopeApi()
 cors = CORS()
 # Keyed by client address (as ProxyFix resolves it) unless a limit says otherwise;
 # a breach is answered in the error envelope.

@@ -10,7 +10,7 @@ from auth import (
     issue_tokens,
     public,
     rate_limited,
-    register,
+    register_user,
     require_self_or_admin,
     revoke_all_user_tokens,
     sent_in_cookies,
@@ -53,7 +53,7 @@ class UserRegister(MethodView):
     )
     def post(self, user_data):
         """Create an account."""
-        user = register(user_data["username"], user_data["password"])
+        user = register_user(user_data["username"], user_data["password"])
         audit("register", "User registered", user_id=str(user.id))
         return user
 
