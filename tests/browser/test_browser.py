@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import live
-from tests.live import call, free_port
+from tests import servers
+from tests.servers import call, free_port
 
 ACCESS_LIFETIME = 3
 PASSWORD = "correct horse battery"
@@ -56,7 +56,7 @@ def _live_server(folder: Path, access_lifetime: int):
     }
     # Ready when /readyz answers 200, within 30 s (this server keeps gunicorn's
     # default control socket, as before).
-    with live.live_server(
+    with servers.live_server(
         env, folder / "server.log", ready_path="/readyz", args=(), deadline=30
     ) as base:
         yield base

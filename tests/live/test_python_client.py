@@ -30,9 +30,9 @@ from clients.python.api_client import (
     LoginFailed,
     LoginRequired,
 )
-from tests import live
+from tests import servers
 from tests.conftest import PASSWORD
-from tests.live import free_port
+from tests.servers import free_port
 
 HOST = "127.0.0.1"
 WORKERS = 2
@@ -69,7 +69,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "BLOCKLIST_BACKEND": "database",
     }
     log = tmp / "gunicorn.log"
-    with live.live_server(env, log, workers=WORKERS) as base_url:
+    with servers.live_server(env, log, workers=WORKERS) as base_url:
         yield Server(base_url, log)
 
 

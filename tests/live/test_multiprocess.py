@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests import live
+from tests import servers
 from tests.conftest import PASSWORD
-from tests.live import Reply, booted_workers, free_port, migrate, request
+from tests.servers import Reply, booted_workers, free_port, migrate, request
 from tests.services import postgres_database, redis_namespace
 
 HOST = "127.0.0.1"
@@ -99,7 +99,7 @@ def _wait_until_ready(server: Server) -> None:
         server.workers = booted_workers(server.error_log)
         return answered and len(server.workers) >= WORKERS
 
-    live.wait_until_ready(
+    servers.wait_until_ready(
         server.process,
         ready,
         lambda: (
@@ -126,7 +126,7 @@ def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
         "--access-logformat",
         "%(p)s %(s)s %(r)s",
     ]
-    with live.gunicorn(
+    with servers.gunicorn(
         env, tmp_path / f"{name}-stdout.log", error_log, args=args
     ) as process:
         server = Server(port, process, access_log, error_log)

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,11 +28,8 @@ from app import create_app
 from extensions import db
 from models import StoreModel
 from tests.helpers import assert_error, bearer, sign_up
-from tests.live import free_port
+from tests.servers import BIN, REPO, free_port
 from tests.services import POSTGRES_URL, postgres_database
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1) -> bool:
@@ -261,7 +257,7 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
-        [str(ROOT / "docker-entrypoint.sh")],
+        [str(REPO / "docker-entrypoint.sh")],
         cwd=tmp_path,  # the script finds its own folder
         env=env,
         stdout=log,
@@ -315,7 +311,7 @@ def _gunicorn_settings(monkeypatch, **env) -> dict:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings: dict = {}
-    exec((ROOT / "gunicorn.conf.py").read_text(), settings)
+    exec((REPO / "gunicorn.conf.py").read_text(), settings)
     return settings
 
 
@@ -381,7 +377,7 @@ def _stages(dockerfile: str) -> list[str]:
 
 
 def test_the_dockerfile_is_multi_stage_slim_and_non_root():
-    dockerfile = (ROOT / "Dockerfile").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
     stages = _stages(dockerfile)
     assert len(stages) == 2
     assert all(stage.startswith("python:3.12-slim") for stage in stages)
@@ -397,7 +393,7 @@ def test_the_dockerfile_is_multi_stage_slim_and_non_root():
 
 
 def test_the_compose_file_runs_the_app_on_postgres_and_redis():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
     assert set(services) == {"app", "db", "redis"}
     app = services["app"]

@@ -30,9 +30,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests import live
+from tests import servers
 from tests.conftest import PASSWORD
-from tests.live import Reply, free_port, migrate, request, stop
+from tests.servers import Reply, free_port, migrate, request, stop
 from tests.services import postgres_database, redis_namespace
 
 HOST = "127.0.0.1"
@@ -165,7 +165,7 @@ def _launch(stack: ExitStack, env: dict, port: int, tmp_path: Path, name: str):
     stderr_path = tmp_path / f"{name}-stderr.log"
     # Stopped at the end of the stack (a no-op once the pair was stopped together).
     process = stack.enter_context(
-        live.gunicorn({**env, "PORT": str(port)}, stdout_path, stderr_path)
+        servers.gunicorn({**env, "PORT": str(port)}, stdout_path, stderr_path)
     )
     return Instance(name, port, process, stdout_path, stderr_path)
 
