@@ -1,6 +1,9 @@
 """Assertion, header and request helpers shared by the test modules."""
 
 import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def bearer(token: str) -> dict:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
+
 BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
 HOST = "127.0.0.1"
 START_DEADLINE = 20.0
