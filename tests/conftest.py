@@ -1,7 +1,9 @@
-"""Fixtures: an app on a fresh database per test, a client, and `auth` helpers."""
+"""Fixtures: an app on a fresh database per test, a client, and `auth` helpers;
+and the marks by folder (live/, browser/, fuzz/; inprocess/ has none)."""
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -15,6 +17,21 @@ from tests.helpers import bearer, create_store
 from tests.services import postgres_database, redis_namespace
 
 PASSWORD = "correct horse battery"
+TESTS = Path(__file__).parent
+FOLDER_MARKS = {
+    "live": pytest.mark.live,
+    "browser": pytest.mark.browser,
+    "fuzz": pytest.mark.fuzz,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in tests/live/, tests/browser/ and tests/fuzz/ by its folder."""
+    for item in items:
+        if item.path.is_relative_to(TESTS):
+            mark = FOLDER_MARKS.get(item.path.relative_to(TESTS).parts[0])
+            if mark is not None:
+                item.add_marker(mark)
 
 
 @pytest.fixture
@@ -26,7 +43,12 @@ def app_config(tmp_path) -> dict:
     }
 
 
-BACKENDS = ["memory", "database-sqlite", "database-postgresql", "redis"]
+BACKENDS = [
+    "memory",
+    "database-sqlite",
+    pytest.param("database-postgresql", marks=pytest.mark.live),
+    pytest.param("redis", marks=pytest.mark.live),
+]
 SHARED_BACKENDS = BACKENDS[1:]
 
 

@@ -13,7 +13,7 @@ from tests.services import postgres_database
 TABLES = {"users", "stores", "items", "tags", "items_tags", "token_blocklist"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.live)])
 def database_url(request, tmp_path):
     """An empty database of each supported kind."""
     if request.param == "sqlite":

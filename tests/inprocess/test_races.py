@@ -13,7 +13,7 @@ from tests.services import postgres_database
 THREADS = 8
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.live)])
 def app_config(request, app_config):
     if request.param == "sqlite":
         yield app_config

@@ -152,6 +152,7 @@ def test_a_broken_database_store_refuses_with_503(database_store):
 # --- expiry ---------------------------------------------------------------------
 
 
+@pytest.mark.live
 def test_redis_keys_expire_with_the_tokens_remaining_lifetime():
     with redis_namespace() as (_url, prefix, client):
         store = RedisBlocklist(client, prefix=prefix)
@@ -174,6 +175,7 @@ def test_redis_keys_expire_with_the_tokens_remaining_lifetime():
         assert client.ttl(f"{prefix}user:7") >= 2995
 
 
+@pytest.mark.live
 def test_a_revoked_access_token_expires_from_redis_with_the_token(app_config, auth):
     """The key lives as long as the token has left, not a fixed access lifetime."""
     with redis_namespace() as (url, prefix, client):
