@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests import servers
+from tests.helpers import PASSWORD
 from tests.servers import call, free_port
 
 ACCESS_LIFETIME = 3
-PASSWORD = "correct horse battery"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

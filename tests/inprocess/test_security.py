@@ -12,8 +12,7 @@ import pytest
 
 from extensions import passwords
 from observability import JSONFormatter
-from tests.conftest import PASSWORD
-from tests.helpers import assert_error, bearer
+from tests.helpers import NEW_PASSWORD, PASSWORD, assert_error, bearer
 
 # Small limits, switched on: rate-limit tests exhaust them in a few requests.
 LIMITS = {
@@ -26,7 +25,6 @@ LIMITS = {
 ALLOWED_ORIGIN = "https://app.example.com"
 CORS = {"CORS_ORIGINS": [ALLOWED_ORIGIN]}
 WRONG_PASSWORD = "wrong horse battery"
-NEW_PASSWORD = "a brand new passphrase"
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 INVALID_CREDENTIALS = {

@@ -10,8 +10,7 @@ from sqlalchemy import func
 
 from extensions import db
 from models import UserModel
-from tests.conftest import PASSWORD
-from tests.helpers import assert_error, bearer
+from tests.helpers import PASSWORD, assert_error, bearer
 
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
 USERNAME_RULE = "Use 3 to 80 letters, digits, '_', '.' or '-'."

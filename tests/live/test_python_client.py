@@ -31,7 +31,7 @@ from clients.python.api_client import (
     LoginRequired,
 )
 from tests import servers
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.servers import free_port
 
 HOST = "127.0.0.1"

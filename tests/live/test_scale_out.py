@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests import servers
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.servers import Reply, free_port, migrate, request, stop
 from tests.services import postgres_database, redis_namespace
 
