@@ -71,14 +71,6 @@ def link(client, headers, item_id: int, tag_id: int) -> None:
     assert response.status_code == 201, response.get_json()
 
 
-def sign_up(client, username: str = "alice", password: str = "long enough password"):
-    """POST /register, then POST /login with the same credentials, asserting
-    nothing: (the registration response, the login response's JSON)."""
-    body = {"username": username, "password": password}
-    registered = client.post("/register", json=body)
-    return registered, client.post("/login", json=body).get_json()
-
-
 class AuthActions:
     """Register, log in and mint tokens the way a client (or an attacker) would."""
 

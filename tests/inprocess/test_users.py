@@ -209,8 +209,7 @@ def test_login_returns_a_bearer_token_pair_that_must_not_be_cached(auth, client)
 
 
 def test_login_access_token_is_fresh_and_names_the_user_as_a_string(app, auth):
-    user_id = auth.register("alice").get_json()["id"]
-    tokens = auth.login("alice")
+    user_id, tokens = auth.user("alice")
 
     access = claims(app, tokens["access_token"])
     assert access["type"] == "access"
@@ -223,8 +222,7 @@ def test_login_access_token_is_fresh_and_names_the_user_as_a_string(app, auth):
 
 
 def test_login_refresh_token_is_a_refresh_token_for_the_user(app, auth):
-    user_id = auth.register("alice").get_json()["id"]
-    tokens = auth.login("alice")
+    user_id, tokens = auth.user("alice")
 
     refresh = claims(app, tokens["refresh_token"])
     access = claims(app, tokens["access_token"])

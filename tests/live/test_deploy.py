@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from extensions import db
 from models import StoreModel
-from tests.helpers import assert_error, bearer, sign_up
+from tests.helpers import AuthActions, assert_error, bearer
 from tests.servers import BIN, REPO, free_port
 from tests.services import POSTGRES_URL, postgres_database
 
@@ -100,7 +100,7 @@ def test_readyz_follows_redis_going_away_and_coming_back(app_config, private_red
     with app.app_context():
         db.create_all()
     client = app.test_client()
-    _, tokens = sign_up(client)
+    _, tokens = AuthActions(app, client).user()
     try:
         assert client.get("/readyz").status_code == 200
 
@@ -171,11 +171,11 @@ def flaky_postgres(app_config):
             flaky.dispose()
 
 
-def test_a_database_that_goes_away_mid_run(flaky_postgres, auth_for):
+def test_a_database_that_goes_away_mid_run(flaky_postgres):
     """503 in the envelope while it is gone, nothing half-written, and recovery."""
     app, flaky = flaky_postgres
     client = app.test_client()
-    headers = auth_for(app, client)
+    headers = bearer(AuthActions(app, client).user()[1]["access_token"])
     assert (
         client.post("/store", json={"name": "Before"}, headers=headers).status_code
         == 201
@@ -204,18 +204,6 @@ def test_a_database_that_goes_away_mid_run(flaky_postgres, auth_for):
     with app.app_context():
         names = db.session.scalars(db.select(StoreModel.name)).all()
     assert names == ["Before"]
-
-
-@pytest.fixture
-def auth_for():
-    """Register and log in on a given app; return the Authorization header."""
-
-    def login(app, client) -> dict:
-        registered, tokens = sign_up(client)
-        assert registered.status_code == 201
-        return bearer(tokens["access_token"])
-
-    return login
 
 
 # --- the entrypoint -------------------------------------------------------------
