@@ -367,7 +367,7 @@ def test_refresh_issues_a_non_fresh_access_token_and_rotates_the_refresh_token(
 
 
 def test_a_retry_within_the_grace_window_gets_a_new_pair(auth):
-    """Rotation and reuse detection in depth: tests/test_sessions.py."""
+    """Rotation and reuse detection in depth: tests/inprocess/test_sessions.py."""
     _, tokens = auth.user("alice")
     rotated = auth.refresh(tokens["refresh_token"]).get_json()
 
