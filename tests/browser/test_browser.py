@@ -18,7 +18,7 @@ import pytest
 
 from tests import servers
 from tests.helpers import PASSWORD
-from tests.servers import call, free_port
+from tests.servers import free_port, request
 
 ACCESS_LIFETIME = 3
 
@@ -148,20 +148,14 @@ def user(server):
 
 def _create_user_with_an_item(server: str) -> str:
     username = f"user_{secrets.token_hex(4)}"
-    assert (
-        call(server, "POST", "/register", {"username": username, "password": PASSWORD})[
-            0
-        ]
-        == 201
-    )
-    _, tokens = call(
-        server, "POST", "/login", {"username": username, "password": PASSWORD}
-    )
+    _, tokens = servers.sign_up(server, username)
     token = tokens["access_token"]
-    status, store = call(server, "POST", "/store", {"name": f"shop-{username}"}, token)
-    assert status == 201
-    body = {"name": "Chair", "price": 15.99, "store_id": store["id"]}
-    assert call(server, "POST", "/item", body, token)[0] == 201
+    store = request(
+        server, "POST", "/store", token=token, body={"name": f"shop-{username}"}
+    )
+    assert store.status == 201
+    body = {"name": "Chair", "price": 15.99, "store_id": store.body["id"]}
+    assert request(server, "POST", "/item", token=token, body=body).status == 201
     return username
 
 
@@ -169,8 +163,7 @@ def test_swagger_ui_works_offline_and_try_it_out_succeeds(
     browser, swagger_server, tmp_path
 ):
     username = _create_user_with_an_item(swagger_server)
-    login = {"username": username, "password": PASSWORD}
-    _, tokens = call(swagger_server, "POST", "/login", login)
+    tokens = servers.login(swagger_server, username)
     page = Page(browser, swagger_server, tmp_path)
     p = page.page
     p.goto(swagger_server + "/swagger-ui")

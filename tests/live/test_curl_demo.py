@@ -25,10 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-from tests.servers import BIN, REPO, free_port
+from tests.servers import BIN, HOST, REPO, free_port
 
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
-HOST = "127.0.0.1"
 STOP_TIMEOUT = 15.0
 DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
 STEP_COUNT = 13

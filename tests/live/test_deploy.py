@@ -15,8 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,9 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from extensions import db
 from models import StoreModel
+from tests import servers
 from tests.helpers import AuthActions, assert_error, bearer
-from tests.servers import BIN, REPO, free_port
+from tests.servers import BIN, REPO, base_url, free_port, request
 from tests.services import POSTGRES_URL, postgres_database
 
 
@@ -230,16 +229,12 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-
-        def ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{port}/readyz"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    return response.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        assert wait_until(ready, timeout=30), (tmp_path / "server.log").read_text()
+        servers.wait_until_ready(
+            process,
+            lambda: request(base_url(port), "GET", "/readyz", timeout=1).status == 200,
+            lambda: (tmp_path / "server.log").read_text(),
+            deadline=30,
+        )
         engine = create_engine(f"sqlite:///{database}")
         with engine.connect() as connection:
             version = connection.execute(
