@@ -15,52 +15,31 @@ absolute numbers across runs.
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
+# The live tests' HTTP helpers (after the path is set).
+from tests import servers  # noqa: E402
+
 SECRET = secrets.token_urlsafe(48)
 USERNAME, PASSWORD = "bench", "benchmark password"
 BIG_LIMIT = "1000000 per minute"  # the limits stay on, but never bite
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def call(base: str, method: str, path: str, body=None, token=None) -> tuple[int, dict]:
-    """One HTTP request with the standard library; (status, JSON body)."""
-    request = urllib.request.Request(base + path, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-        request.data = json.dumps(body).encode()
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read() or b"{}")
 
 
 class Server:
@@ -72,7 +51,7 @@ class Server:
         self.base = ""
 
     def start(self, ready_path: str) -> "Server":
-        port = free_port()
+        port = servers.free_port()
         self.log = (self.folder / f"{self.name}.log").open("w")
         self.process = subprocess.Popen(
             [
@@ -91,8 +70,8 @@ class Server:
         self.base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if call(self.base, "GET", ready_path)[0] == 200:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if servers.request(self.base, "GET", ready_path).status == 200:
                     return self
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not start: see {self.log.name}")
@@ -141,7 +120,6 @@ def run_wrk(url: str, args, options: list[str], script_args: list[str]) -> dict:
 
 def run_python_load(url: str, args, method: str, body, slices: list[list[str]]):
     """Without wrk: one thread per connection, bounded by time and count."""
-    import http.client
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -306,19 +284,19 @@ class Bench:
 def seed_through_api(base: str, items: int) -> tuple[str, dict, dict]:
     """Register and log in the bench user, create a store and `items` items in it:
     (the user's access token, the store, the user)."""
-    credentials = {"username": USERNAME, "password": PASSWORD}
-    status, body = call(base, "POST", "/register", credentials)
-    assert status == 201, body
-    access = call(base, "POST", "/login", credentials)[1]["access_token"]
-    status, store = call(base, "POST", "/store", {"name": "Bench shop"}, access)
-    assert status == 201, store
+    _, tokens = servers.sign_up(base, USERNAME, PASSWORD)
+    access = tokens["access_token"]
+    store = servers.request(
+        base, "POST", "/store", token=access, body={"name": "Bench shop"}
+    )
+    assert store.status == 201, store.body
     for i in range(items):
-        item = {"name": f"seeded {i}", "price": 9.99, "store_id": store["id"]}
-        status, body = call(base, "POST", "/item", item, access)
-        assert status == 201, body
-    status, me = call(base, "GET", "/me", token=access)
-    assert status == 200, me
-    return access, store, me
+        item = {"name": f"seeded {i}", "price": 9.99, "store_id": store.body["id"]}
+        reply = servers.request(base, "POST", "/item", token=access, body=item)
+        assert reply.status == 201, reply.body
+    me = servers.request(base, "GET", "/me", token=access)
+    assert me.status == 200, me.body
+    return access, store.body, me.body
 
 
 def seed_items(database: Path, store_id: int, total: int) -> None:
@@ -443,16 +421,11 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     big_server = bench.start(
         "project-100k", "app:create_app()", bench.project_env("memory", big), "/readyz"
     )
-    access = {}
-    for backend, server in projects.items():
-        _, pair = call(
-            server.base, "POST", "/login", {"username": USERNAME, "password": PASSWORD}
-        )
-        access[backend] = pair["access_token"]
-    _, pair = call(
-        big_server.base, "POST", "/login", {"username": USERNAME, "password": PASSWORD}
-    )
-    big_access = pair["access_token"]
+    access = {
+        backend: servers.login(server.base, USERNAME, PASSWORD)["access_token"]
+        for backend, server in projects.items()
+    }
+    big_access = servers.login(big_server.base, USERNAME, PASSWORD)["access_token"]
     first = projects[backends[0]]
     page = "/item?page=1&page_size=20"
     bare_url = bare.base + "/item/1"

@@ -1,21 +1,33 @@
-"""Fixtures: an app on a fresh database per test, a client, and `auth` helpers."""
+"""Fixtures: an app on a fresh database per test, a client, and `auth` helpers;
+and the marks by folder (live/, browser/, fuzz/; inprocess/ has none)."""
 
 from collections.abc import Iterator
-from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app import create_app
 from core import db
-from models import UserModel
-from tests.helpers import bearer, create_store
+from tests.helpers import TEST_SETTINGS, AuthActions, bearer, create_store
 from tests.services import postgres_database, redis_namespace
-from tests.settings import TEST_SETTINGS
 
-PASSWORD = "correct horse battery"
+TESTS = Path(__file__).parent
+FOLDER_MARKS = {
+    "live": pytest.mark.live,
+    "browser": pytest.mark.browser,
+    "fuzz": pytest.mark.fuzz,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in tests/live/, tests/browser/ and tests/fuzz/ by its folder."""
+    for item in items:
+        if item.path.is_relative_to(TESTS):
+            mark = FOLDER_MARKS.get(item.path.relative_to(TESTS).parts[0])
+            if mark is not None:
+                item.add_marker(mark)
 
 
 @pytest.fixture
@@ -27,7 +39,12 @@ def app_config(tmp_path) -> dict:
     }
 
 
-BACKENDS = ["memory", "database-sqlite", "database-postgresql", "redis"]
+BACKENDS = [
+    "memory",
+    "database-sqlite",
+    pytest.param("database-postgresql", marks=pytest.mark.live),
+    pytest.param("redis", marks=pytest.mark.live),
+]
 SHARED_BACKENDS = BACKENDS[1:]
 
 
@@ -78,59 +95,6 @@ def app(app_config) -> Flask:
 def client(app) -> FlaskClient:
     """A test client for `app`."""
     return app.test_client()
-
-
-class AuthActions:
-    """Register, log in and mint tokens the way a client (or an attacker) would."""
-
-    def __init__(self, app: Flask, client: FlaskClient) -> None:
-        self._app = app
-        self._client = client
-
-    def register(self, username: str = "alice", password: str = PASSWORD):
-        """POST /register and return the response."""
-        return self._client.post(
-            "/register", json={"username": username, "password": password}
-        )
-
-    def login(self, username: str = "alice", password: str = PASSWORD) -> dict:
-        """POST /login, asserting success, and return the token pair."""
-        response = self._client.post(
-            "/login", json={"username": username, "password": password}
-        )
-        assert response.status_code == 200, response.get_json()
-        return response.get_json()
-
-    def user(
-        self, username: str = "alice", *, admin: bool = False, password: str = PASSWORD
-    ) -> tuple[int, dict]:
-        """Register (optionally as an admin) and log in: (user id, token pair)."""
-        response = self.register(username, password)
-        assert response.status_code == 201, response.get_json()
-        user_id = response.get_json()["id"]
-        if admin:
-            with self._app.app_context():
-                db.session.get(UserModel, user_id).is_admin = True
-                db.session.commit()
-        return user_id, self.login(username, password)
-
-    def refresh(self, refresh_token: str):
-        """POST /refresh with a refresh token and return the response."""
-        return self._client.post("/refresh", headers=bearer(refresh_token))
-
-    def access_token(self, identity: str, **kwargs) -> str:
-        """Mint an access token directly (e.g. expires_delta=timedelta(-1))."""
-        with self._app.app_context():
-            return create_access_token(identity=identity, **kwargs)
-
-    def refresh_token(self, identity: str, **kwargs) -> str:
-        """Mint a refresh token directly."""
-        with self._app.app_context():
-            return create_refresh_token(identity=identity, **kwargs)
-
-    def expired_access_token(self, identity: str) -> str:
-        """An access token that expired a minute ago (no sleeping)."""
-        return self.access_token(identity, expires_delta=timedelta(minutes=-1))
 
 
 @pytest.fixture

@@ -1,6 +1,33 @@
-"""Assertion, header and request helpers shared by the test modules."""
+"""Constants, assertion, header and request helpers shared by the test modules,
+and `AuthActions` (the `auth` fixture) for the Flask test client."""
 
 import json
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_jwt_extended import create_access_token, create_refresh_token
+
+from core import db
+from models import UserModel
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+NEW_PASSWORD = "a brand new passphrase"  # what a password change sets
+
+# What every in-process test app starts from (test-only, so never in the app's own
+# settings): a fixed key, cheap hashing, rate limits off.
+TEST_SETTINGS = {
+    "APP_ENV": "development",
+    "TESTING": True,
+    "JWT_SECRET_KEY": "testing-only-jwt-secret-key-0123456789abcdef",
+    # Cheap hashing keeps the suite fast; production uses the OWASP parameters.
+    "PASSWORD_ARGON2_MEMORY_COST": 1024,
+    "PASSWORD_ARGON2_TIME_COST": 1,
+    # The rate-limit tests switch it on; other tests log in as often as they like.
+    "RATELIMIT_ENABLED": False,
+}
 
 
 def bearer(token: str) -> dict:
@@ -57,9 +84,58 @@ def link(client, headers, item_id: int, tag_id: int) -> None:
     assert response.status_code == 201, response.get_json()
 
 
-def sign_up(client, username: str = "alice", password: str = "long enough password"):
-    """POST /register, then POST /login with the same credentials, asserting
-    nothing: (the registration response, the login response's JSON)."""
-    body = {"username": username, "password": password}
-    registered = client.post("/register", json=body)
-    return registered, client.post("/login", json=body).get_json()
+class AuthActions:
+    """Register, log in and mint tokens the way a client (or an attacker) would."""
+
+    def __init__(self, app: Flask, client: FlaskClient) -> None:
+        self._app = app
+        self._client = client
+
+    def register(self, username: str = "alice", password: str = PASSWORD):
+        """POST /register and return the response."""
+        return self._client.post(
+            "/register", json={"username": username, "password": password}
+        )
+
+    def login(self, username: str = "alice", password: str = PASSWORD) -> dict:
+        """POST /login, asserting success, and return the token pair."""
+        response = self._client.post(
+            "/login", json={"username": username, "password": password}
+        )
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def make_admin(self, user_id: int) -> None:
+        """Give a user the administrator flag, straight in the database."""
+        with self._app.app_context():
+            db.session.get(UserModel, user_id).is_admin = True
+            db.session.commit()
+
+    def user(
+        self, username: str = "alice", *, admin: bool = False, password: str = PASSWORD
+    ) -> tuple[int, dict]:
+        """Register (optionally as an admin) and log in: (user id, token pair)."""
+        response = self.register(username, password)
+        assert response.status_code == 201, response.get_json()
+        user_id = response.get_json()["id"]
+        if admin:
+            self.make_admin(user_id)
+        return user_id, self.login(username, password)
+
+    def refresh(self, refresh_token: str):
+        """POST /refresh with a refresh token and return the response."""
+        return self._client.post("/refresh", headers=bearer(refresh_token))
+
+    def access_token(self, identity: str, **kwargs) -> str:
+        """Mint an access token directly (e.g. expires_delta=timedelta(-1))."""
+        with self._app.app_context():
+            return create_access_token(identity=identity, **kwargs)
+
+    def refresh_token(self, identity: str, **kwargs) -> str:
+        """Mint a refresh token directly."""
+        with self._app.app_context():
+            return create_refresh_token(identity=identity, **kwargs)
+
+    def expired_access_token(self, identity: str) -> str:
+        """An access token that expired a minute ago (no sleeping)."""
+        return self.access_token(identity, expires_delta=timedelta(minutes=-1))

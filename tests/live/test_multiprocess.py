@@ -24,12 +24,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests import live
-from tests.conftest import PASSWORD
-from tests.live import Reply, booted_workers, free_port, migrate, request
+from tests import servers
+from tests.servers import HOST, Reply, booted_workers, free_port, migrate, request
 from tests.services import postgres_database, redis_namespace
 
-HOST = "127.0.0.1"
 WORKERS = 4
 THREADS = 8
 BATCH = 40  # replays per batch, half GET /me, half POST /refresh
@@ -72,6 +70,10 @@ class Server:
     error_log: Path
     workers: set[str] = field(default_factory=set)
 
+    @property
+    def base(self) -> str:
+        return servers.base_url(self.port)
+
     def log_tail(self) -> str:
         return self.error_log.read_text(errors="replace")[-3000:]
 
@@ -95,11 +97,11 @@ def _wait_until_ready(server: Server) -> None:
     def ready() -> bool:
         nonlocal answered
         if not answered:
-            answered = request(server.port, "GET", "/openapi.json").status == 200
+            answered = request(server.base, "GET", "/openapi.json").status == 200
         server.workers = booted_workers(server.error_log)
         return answered and len(server.workers) >= WORKERS
 
-    live.wait_until_ready(
+    servers.wait_until_ready(
         server.process,
         ready,
         lambda: (
@@ -126,7 +128,7 @@ def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
         "--access-logformat",
         "%(p)s %(s)s %(r)s",
     ]
-    with live.gunicorn(
+    with servers.gunicorn(
         env, tmp_path / f"{name}-stdout.log", error_log, args=args
     ) as process:
         server = Server(port, process, access_log, error_log)
@@ -157,8 +159,10 @@ def _replay_batch(server: Server, tokens: dict, count: int) -> list[Reply]:
 
     def one(i: int) -> Reply:
         if i % 2:
-            return request(server.port, "POST", "/refresh", tokens["refresh_token"])
-        return request(server.port, "GET", "/me", tokens["access_token"])
+            return request(
+                server.base, "POST", "/refresh", token=tokens["refresh_token"]
+            )
+        return request(server.base, "GET", "/me", token=tokens["access_token"])
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         return list(pool.map(one, range(count)))
@@ -195,17 +199,6 @@ def replay(server: Server, tokens: dict, minimum: int) -> Replays:
         if result.sent >= minimum and result.pids >= server.workers:
             break
     return result
-
-
-def login(server: Server, username: str) -> dict:
-    reply = request(
-        server.port,
-        "POST",
-        "/login",
-        body={"username": username, "password": PASSWORD},
-    )
-    assert reply.status == 200, reply.body
-    return reply.body
 
 
 @contextmanager
@@ -271,17 +264,12 @@ def test_revoked_tokens_refused_by_every_worker_and_after_restart(
         env["GUNICORN_PRELOAD"] = "1" if preload else "0"
         migrate(env)
         with gunicorn(env, tmp_path, "first") as server:
-            reply = request(
-                server.port,
-                "POST",
-                "/register",
-                body={"username": "alice", "password": PASSWORD},
-            )
-            assert reply.status == 201, reply.body
-            tokens = login(server, "alice")
-            me = request(server.port, "GET", "/me", tokens["access_token"])
+            _, tokens = servers.sign_up(server.base, "alice")
+            me = request(server.base, "GET", "/me", token=tokens["access_token"])
             assert me.status == 200, me.body
-            reply = request(server.port, "POST", "/logout", tokens["access_token"])
+            reply = request(
+                server.base, "POST", "/logout", token=tokens["access_token"]
+            )
             assert reply.status == 200, reply.body
             assert stored_revocations() > 0, "the revocation is not in the store"
 
@@ -293,8 +281,8 @@ def test_revoked_tokens_refused_by_every_worker_and_after_restart(
             assert not server.workers & first_workers, "not a fresh set of workers"
             after = replay(server, tokens, RESTART_REPLAYS)
             _assert_all_refused(after, server, "after restart")
-            fresh = login(server, "alice")
-            me = request(server.port, "GET", "/me", fresh["access_token"])
+            fresh = servers.login(server.base, "alice")
+            me = request(server.base, "GET", "/me", token=fresh["access_token"])
             assert me.status == 200, me.body
 
     print(

@@ -20,12 +20,6 @@ def app_config(app_config):
         yield {**app_config, "SQLALCHEMY_DATABASE_URI": url}
 
 
-@pytest.fixture
-def headers(auth):
-    _, tokens = auth.user("alice")
-    return bearer(tokens["access_token"])
-
-
 def test_the_app_runs_on_postgresql(app):
     with app.app_context():
         assert db.engine.dialect.name == "postgresql"

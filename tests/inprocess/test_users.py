@@ -10,8 +10,7 @@ from sqlalchemy import func
 
 from core import db
 from models import UserModel
-from tests.conftest import PASSWORD
-from tests.helpers import assert_error, bearer
+from tests.helpers import PASSWORD, assert_error, bearer
 
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
 USERNAME_RULE = "Use 3 to 80 letters, digits, '_', '.' or '-'."
@@ -210,8 +209,7 @@ def test_login_returns_a_bearer_token_pair_that_must_not_be_cached(auth, client)
 
 
 def test_login_access_token_is_fresh_and_names_the_user_as_a_string(app, auth):
-    user_id = auth.register("alice").get_json()["id"]
-    tokens = auth.login("alice")
+    user_id, tokens = auth.user("alice")
 
     access = claims(app, tokens["access_token"])
     assert access["type"] == "access"
@@ -224,8 +222,7 @@ def test_login_access_token_is_fresh_and_names_the_user_as_a_string(app, auth):
 
 
 def test_login_refresh_token_is_a_refresh_token_for_the_user(app, auth):
-    user_id = auth.register("alice").get_json()["id"]
-    tokens = auth.login("alice")
+    user_id, tokens = auth.user("alice")
 
     refresh = claims(app, tokens["refresh_token"])
     access = claims(app, tokens["access_token"])
@@ -370,7 +367,7 @@ def test_refresh_issues_a_non_fresh_access_token_and_rotates_the_refresh_token(
 
 
 def test_a_retry_within_the_grace_window_gets_a_new_pair(auth):
-    """Rotation and reuse detection in depth: tests/test_sessions.py."""
+    """Rotation and reuse detection in depth: tests/inprocess/test_sessions.py."""
     _, tokens = auth.user("alice")
     rotated = auth.refresh(tokens["refresh_token"]).get_json()
 

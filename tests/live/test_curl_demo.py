@@ -14,7 +14,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import live
-from tests.live import free_port
+from tests import servers
+from tests.servers import BIN, HOST, REPO, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
-BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
-HOST = "127.0.0.1"
 STOP_TIMEOUT = 15.0
 DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
 STEP_COUNT = 13
@@ -128,7 +124,7 @@ def live_server(tmp_path: Path) -> Iterator[int]:
         "BLOCKLIST_BACKEND": "database",
         "REDIS_URL": "",
     }
-    with live.live_server(env, tmp_path / "gunicorn.log"):
+    with servers.live_server(env, tmp_path / "gunicorn.log"):
         yield port
 
 

@@ -1,7 +1,9 @@
-"""Live-server helpers: free ports, plain HTTP calls, migrations and gunicorn.
+"""Live-server helpers: free ports, one HTTP helper (and signing a user up with
+it), migrations and gunicorn.
 
 For the tests that run the production entry point (`gunicorn "app:create_app()"`)
-as a subprocess on loopback and talk to it with the standard library.
+as a subprocess on loopback and talk to it with the standard library; bench/ uses
+the same helpers.
 """
 
 import http.client
@@ -11,16 +13,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import PASSWORD, REPO
+
 BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
 HOST = "127.0.0.1"
 START_DEADLINE = 20.0
@@ -39,8 +41,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def base_url(port: int) -> str:
+    """The base URL of a server on loopback at `port`."""
+    return f"http://{HOST}:{port}"
+
+
 @dataclass
 class Reply:
+    """What a server answered: the status, the parsed body and the headers."""
+
     status: int
     body: object
     headers: dict[str, str]
@@ -51,15 +60,17 @@ class Reply:
 
 
 def request(
-    port: int,
+    base: str,
     method: str,
     path: str,
-    token=None,
-    body=None,
     *,
+    token: str | None = None,
+    body=None,
     timeout: float = REQUEST_TIMEOUT,
 ) -> Reply:
-    """One request on its own connection (Connection: close, no keep-alive).
+    """One request to `base` (http://host:port) + `path` on its own connection
+    (Connection: close, no keep-alive), with `token` as the bearer token and
+    `body` sent as JSON.
 
     The body is parsed as JSON (None when empty, {"unparsed": ...} when not JSON);
     the headers are keyed in lower case.
@@ -71,7 +82,8 @@ def request(
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    url = urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
         connection.request(method, path, body=data, headers=headers)
         response = connection.getresponse()
@@ -87,22 +99,25 @@ def request(
     return Reply(status, parsed, reply_headers)
 
 
-def call(
-    base: str, method: str, path: str, body=None, token=None, timeout: float = 10
-) -> tuple[int, dict]:
-    """One request with urllib to `base` + `path`: (status, JSON body or {})."""
-    req = urllib.request.Request(base + path, method=method)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-        req.data = json.dumps(body).encode()
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read() or b"{}")
+def register(base: str, username: str, password: str = PASSWORD) -> dict:
+    """POST /register, asserting 201; the user as answered."""
+    body = {"username": username, "password": password}
+    reply = request(base, "POST", "/register", body=body)
+    assert reply.status == 201, f"POST /register: {reply.status} {reply.body}"
+    return reply.body
+
+
+def login(base: str, username: str, password: str = PASSWORD) -> dict:
+    """POST /login, asserting 200; the token pair."""
+    body = {"username": username, "password": password}
+    reply = request(base, "POST", "/login", body=body)
+    assert reply.status == 200, f"POST /login: {reply.status} {reply.body}"
+    return reply.body
+
+
+def sign_up(base: str, username: str, password: str = PASSWORD) -> tuple[dict, dict]:
+    """Register and log in: (the user, the token pair)."""
+    return register(base, username, password), login(base, username, password)
 
 
 def booted_workers(log: Path) -> set[str]:
@@ -201,11 +216,11 @@ def live_server(
     """Migrate, run gunicorn on env["PORT"] (stdout and stderr to `log`), wait
     until `ready_path` answers 200 and `workers` workers have booted; yield the
     base URL. The server is always stopped."""
-    port = int(env["PORT"])
+    base = base_url(int(env["PORT"]))
     migrate(env)
 
     def ready() -> bool:
-        if request(port, "GET", ready_path, timeout=2).status != 200:
+        if request(base, "GET", ready_path, timeout=2).status != 200:
             return False
         return len(booted_workers(log)) >= workers
 
@@ -213,4 +228,4 @@ def live_server(
         wait_until_ready(
             process, ready, lambda: log.read_text(errors="replace")[-3000:], deadline
         )
-        yield f"http://{HOST}:{port}"
+        yield base

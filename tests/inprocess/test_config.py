@@ -129,7 +129,7 @@ def test_overrides_win_over_the_environment(monkeypatch):
 
 
 def test_there_is_no_testing_environment(monkeypatch):
-    """Test-only settings live in tests/settings.py, not in the application."""
+    """Test-only settings live in tests/helpers.py, not in the application."""
     monkeypatch.setenv("APP_ENV", "testing")
     with pytest.raises(ConfigError, match="one of development, production"):
         _app()

@@ -8,13 +8,13 @@ from sqlalchemy import inspect
 
 from app import create_app
 from core import db
+from tests.helpers import TEST_SETTINGS
 from tests.services import postgres_database
-from tests.settings import TEST_SETTINGS
 
 TABLES = {"users", "stores", "items", "tags", "items_tags", "token_blocklist"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.live)])
 def database_url(request, tmp_path):
     """An empty database of each supported kind."""
     if request.param == "sqlite":

@@ -10,7 +10,7 @@ from flask_jwt_extended import decode_token
 from app import create_app
 from blocklist import DatabaseBlocklist, RedisBlocklist, Rotation
 from core import db
-from tests.helpers import assert_error, bearer, sign_up
+from tests.helpers import AuthActions, assert_error, bearer
 from tests.services import redis_namespace
 
 REVOKED = "The token has been revoked."
@@ -108,8 +108,7 @@ def test_an_unreachable_redis_refuses_protected_requests_with_503(unreachable_re
         with app.app_context():
             db.create_all()
         client = app.test_client()
-        registered, tokens = sign_up(client)
-        assert registered.status_code == 201
+        _, tokens = AuthActions(app, client).user()
 
         for response in (
             client.get("/me", headers=bearer(tokens["access_token"])),
@@ -138,7 +137,7 @@ def test_a_broken_database_store_refuses_with_503(database_store):
     with app.app_context():
         db.create_all()
     client = app.test_client()
-    _, tokens = sign_up(client)
+    _, tokens = AuthActions(app, client).user()
     with app.app_context():
         db.session.execute(db.text("DROP TABLE token_blocklist"))
         db.session.commit()
@@ -152,6 +151,7 @@ def test_a_broken_database_store_refuses_with_503(database_store):
 # --- expiry ---------------------------------------------------------------------
 
 
+@pytest.mark.live
 def test_redis_keys_expire_with_the_tokens_remaining_lifetime():
     with redis_namespace() as (_url, prefix, client):
         store = RedisBlocklist(client, prefix=prefix)
@@ -174,6 +174,7 @@ def test_redis_keys_expire_with_the_tokens_remaining_lifetime():
         assert client.ttl(f"{prefix}user:7") >= 2995
 
 
+@pytest.mark.live
 def test_a_revoked_access_token_expires_from_redis_with_the_token(app_config, auth):
     """The key lives as long as the token has left, not a fixed access lifetime."""
     with redis_namespace() as (url, prefix, client):
@@ -188,7 +189,7 @@ def test_a_revoked_access_token_expires_from_redis_with_the_token(app_config, au
             with app.app_context():
                 db.create_all()
             http = app.test_client()
-            _, tokens = sign_up(http)
+            _, tokens = AuthActions(app, http).user()
             with app.app_context():
                 claims = decode_token(tokens["access_token"])
             http.post("/logout", headers=bearer(tokens["access_token"]))

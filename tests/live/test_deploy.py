@@ -1,5 +1,7 @@
-"""Deployment: probes, outages of the database and of Redis, the entrypoint,
-gunicorn's settings, the Dockerfile and the compose file.
+"""Deployment, live: the readiness probe through outages of the database and of
+Redis, and the entrypoint (migrate, then gunicorn, then a graceful stop). The
+probes' answers, gunicorn's settings, the Dockerfile and the compose file are
+checked in process, in tests/inprocess/test_deploy.py.
 
 Outages are real: a private redis-server on a spare port is stopped and started
 again, and a throw-away PostgreSQL database refuses connections for a while.
@@ -7,33 +9,25 @@ again, and a throw-away PostgreSQL database refuses connections for a while.
 
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
 from core import db
 from models import StoreModel
-from tests.helpers import assert_error, bearer, sign_up
-from tests.live import free_port
+from tests import servers
+from tests.helpers import AuthActions, assert_error, bearer
+from tests.servers import BIN, REPO, base_url, free_port, request
 from tests.services import POSTGRES_URL, postgres_database
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1) -> bool:
@@ -43,27 +37,6 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return False
-
-
-# --- probes ---------------------------------------------------------------------
-
-
-def test_healthz_is_public_and_checks_nothing(client):
-    response = client.get("/healthz")
-
-    assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
-    assert response.headers["X-Request-ID"]
-
-
-def test_readyz_reports_each_dependency(client):
-    response = client.get("/readyz")
-
-    assert response.status_code == 200
-    assert response.get_json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "blocklist": "ok"},
-    }
 
 
 class PrivateRedis:
@@ -126,7 +99,7 @@ def test_readyz_follows_redis_going_away_and_coming_back(app_config, private_red
     with app.app_context():
         db.create_all()
     client = app.test_client()
-    _, tokens = sign_up(client)
+    _, tokens = AuthActions(app, client).user()
     try:
         assert client.get("/readyz").status_code == 200
 
@@ -197,11 +170,11 @@ def flaky_postgres(app_config):
             flaky.dispose()
 
 
-def test_a_database_that_goes_away_mid_run(flaky_postgres, auth_for):
+def test_a_database_that_goes_away_mid_run(flaky_postgres):
     """503 in the envelope while it is gone, nothing half-written, and recovery."""
     app, flaky = flaky_postgres
     client = app.test_client()
-    headers = auth_for(app, client)
+    headers = bearer(AuthActions(app, client).user()[1]["access_token"])
     assert (
         client.post("/store", json={"name": "Before"}, headers=headers).status_code
         == 201
@@ -232,19 +205,7 @@ def test_a_database_that_goes_away_mid_run(flaky_postgres, auth_for):
     assert names == ["Before"]
 
 
-@pytest.fixture
-def auth_for():
-    """Register and log in on a given app; return the Authorization header."""
-
-    def login(app, client) -> dict:
-        registered, tokens = sign_up(client)
-        assert registered.status_code == 201
-        return bearer(tokens["access_token"])
-
-    return login
-
-
-# --- the entrypoint and gunicorn ------------------------------------------------
+# --- the entrypoint -------------------------------------------------------------
 
 
 def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
@@ -261,23 +222,19 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
     }
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
-        [str(ROOT / "docker-entrypoint.sh")],
+        [str(REPO / "docker-entrypoint.sh")],
         cwd=tmp_path,  # the script finds its own folder
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-
-        def ready() -> bool:
-            try:
-                url = f"http://127.0.0.1:{port}/readyz"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    return response.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        assert wait_until(ready, timeout=30), (tmp_path / "server.log").read_text()
+        servers.wait_until_ready(
+            process,
+            lambda: request(base_url(port), "GET", "/readyz", timeout=1).status == 200,
+            lambda: (tmp_path / "server.log").read_text(),
+            deadline=30,
+        )
         engine = create_engine(f"sqlite:///{database}")
         with engine.connect() as connection:
             version = connection.execute(
@@ -301,113 +258,3 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
         entry["level"] == "INFO" and entry["logger"].startswith("gunicorn")
         for entry in entries
     ), output
-
-
-def _gunicorn_settings(monkeypatch, **env) -> dict:
-    for name in (
-        "WEB_CONCURRENCY",
-        "GUNICORN_THREADS",
-        "PORT",
-        "HOST",
-        "GUNICORN_PRELOAD",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings: dict = {}
-    exec((ROOT / "gunicorn.conf.py").read_text(), settings)
-    return settings
-
-
-def test_gunicorn_settings_come_from_the_environment(monkeypatch):
-    settings = _gunicorn_settings(
-        monkeypatch, WEB_CONCURRENCY="3", GUNICORN_THREADS="4", PORT="9000"
-    )
-    assert settings["workers"] == 3
-    assert settings["threads"] == 4
-    assert settings["bind"] == "0.0.0.0:9000"
-    assert settings["graceful_timeout"] == 30
-    assert settings["timeout"] == 30
-
-
-def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
-    settings = _gunicorn_settings(monkeypatch)
-    assert settings["workers"] == min(2 * os.cpu_count() + 1, 8)
-    assert settings["threads"] == 1
-    assert settings["bind"] == "0.0.0.0:8000"
-
-
-def test_the_app_is_built_in_every_worker_unless_preloading_is_asked_for(monkeypatch):
-    assert _gunicorn_settings(monkeypatch)["preload_app"] is False
-    assert _gunicorn_settings(monkeypatch, GUNICORN_PRELOAD="1")["preload_app"] is True
-
-
-def test_a_forked_worker_opens_its_own_database_connections(monkeypatch, app):
-    """post_fork drops the connections the worker inherited (without closing them:
-    they belong to the parent) so the worker opens its own."""
-    post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
-    with app.app_context():
-        with db.engine.connect() as connection:
-            inherited = connection.connection.dbapi_connection
-        server = SimpleNamespace(
-            app=SimpleNamespace(wsgi=lambda: app), cfg=SimpleNamespace(preload_app=True)
-        )
-
-        post_fork(server, worker=None)
-
-        with db.engine.connect() as connection:
-            assert connection.connection.dbapi_connection is not inherited
-        inherited.execute("SELECT 1")  # the parent's connection is still open
-
-
-def test_post_fork_leaves_other_apps_alone(monkeypatch):
-    """The bench's bare app runs under the same settings, with no database."""
-    from flask import Flask
-
-    post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
-    server = SimpleNamespace(
-        app=SimpleNamespace(wsgi=lambda: Flask("bare")),
-        cfg=SimpleNamespace(preload_app=True),
-    )
-
-    post_fork(server, worker=None)
-
-
-# --- Dockerfile and compose ------------------------------------------------------
-
-
-def _stages(dockerfile: str) -> list[str]:
-    return re.split(r"(?m)^FROM ", dockerfile)[1:]
-
-
-def test_the_dockerfile_is_multi_stage_slim_and_non_root():
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    stages = _stages(dockerfile)
-    assert len(stages) == 2
-    assert all(stage.startswith("python:3.12-slim") for stage in stages)
-    final = stages[-1]
-    assert re.search(r"(?m)^USER app$", final)
-    assert "useradd" in final
-    assert re.search(r"(?m)^HEALTHCHECK .*", final)
-    assert "/healthz" in final
-    assert 'ENTRYPOINT ["./docker-entrypoint.sh"]' in final
-    for tool in ("apt-get", "gcc", "build-essential", "pip install"):
-        assert tool not in final, tool
-    assert "COPY --from=build /opt/venv /opt/venv" in final
-
-
-def test_the_compose_file_runs_the_app_on_postgres_and_redis():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert set(services) == {"app", "db", "redis"}
-    app = services["app"]
-    assert app["environment"]["DATABASE_URL"].startswith("postgresql://")
-    assert app["environment"]["REDIS_URL"].startswith("redis://redis:")
-    assert app["environment"]["APP_ENV"] == "production"
-    assert "JWT_SECRET_KEY" in app["environment"]
-    for dependency in ("db", "redis"):
-        assert app["depends_on"][dependency] == {"condition": "service_healthy"}
-    for name, service in services.items():
-        assert "healthcheck" in service, name
-    assert services["db"]["volumes"] and services["redis"]["volumes"]
-    assert set(compose["volumes"]) == {"postgres-data", "redis-data"}

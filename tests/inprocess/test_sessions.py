@@ -9,11 +9,9 @@ import threading
 import pytest
 from flask_jwt_extended import decode_token
 
-from tests.conftest import PASSWORD
-from tests.helpers import assert_error, bearer
+from tests.helpers import NEW_PASSWORD, PASSWORD, assert_error, bearer
 
 REVOKED = "The token has been revoked."
-NEW_PASSWORD = "a brand new passphrase"
 INVALID = "validation_error"
 NO_GRACE = pytest.mark.parametrize(
     "app_config", [{"REFRESH_REUSE_GRACE_SECONDS": 0}], indirect=True

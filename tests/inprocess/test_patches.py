@@ -14,8 +14,7 @@ import core.patches
 from app import create_app
 from core import limiter
 from core.patches import PATCHES, PatchError, check_versions
-from tests.live import REPO
-from tests.settings import TEST_SETTINGS
+from tests.helpers import REPO, TEST_SETTINGS
 
 SETTINGS = {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": "sqlite://"}
 

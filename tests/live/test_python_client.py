@@ -30,11 +30,10 @@ from clients.python.api_client import (
     LoginFailed,
     LoginRequired,
 )
-from tests import live
-from tests.conftest import PASSWORD
-from tests.live import free_port
+from tests import servers
+from tests.helpers import PASSWORD
+from tests.servers import HOST, free_port
 
-HOST = "127.0.0.1"
 WORKERS = 2
 ACCESS_LIFETIME = 2  # seconds
 THREADS = 8
@@ -69,7 +68,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "BLOCKLIST_BACKEND": "database",
     }
     log = tmp / "gunicorn.log"
-    with live.live_server(env, log, workers=WORKERS) as base_url:
+    with servers.live_server(env, log, workers=WORKERS) as base_url:
         yield Server(base_url, log)
 
 
@@ -129,12 +128,7 @@ def make_client(server) -> Iterator[Callable[..., tuple[ApiClient, CountingSessi
 def username(server) -> str:
     """A newly registered user (its own, so no test sees another's sessions)."""
     name = f"client-{uuid.uuid4().hex[:12]}"
-    response = requests.post(
-        f"{server.base_url}/register",
-        json={"username": name, "password": PASSWORD},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
+    servers.register(server.base_url, name)
     return name
 
 
@@ -386,13 +380,8 @@ def test_logout_forgets_the_tokens_and_later_requests_get_the_servers_401(
     # The server revoked the login's tokens, the refresh token included.
     for path, token in (("/me", access), ("/refresh", refresh)):
         method = "GET" if path == "/me" else "POST"
-        old = requests.request(
-            method,
-            server.base_url + path,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
-        assert (old.status_code, old.json()["error"]) == (401, "token_revoked")
+        old = servers.request(server.base_url, method, path, token=token)
+        assert (old.status, old.error) == (401, "token_revoked")
     # Public endpoints work without a login.
     assert client.get("/healthz").status_code == 200
 

@@ -30,12 +30,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests import live
-from tests.conftest import PASSWORD
-from tests.live import Reply, free_port, migrate, request, stop
+from tests import servers
+from tests.helpers import PASSWORD
+from tests.servers import HOST, Reply, free_port, migrate, request, stop
 from tests.services import postgres_database, redis_namespace
 
-HOST = "127.0.0.1"
 WORKERS_PER_INSTANCE = 2
 START_DEADLINE = 20.0
 REQUEST_TIMEOUT = 30.0
@@ -70,9 +69,15 @@ class Instance:
                 parts.append(path.read_text(errors="replace")[-size:])
         return "".join(parts)
 
+    @property
+    def base(self) -> str:
+        return servers.base_url(self.port)
+
     def call(self, method: str, path: str, token=None, body=None) -> Reply:
         """One request on its own connection (Connection: close)."""
-        return request(self.port, method, path, token, body, timeout=REQUEST_TIMEOUT)
+        return request(
+            self.base, method, path, token=token, body=body, timeout=REQUEST_TIMEOUT
+        )
 
     def expect(self, status: int, method: str, path: str, token=None, body=None):
         """The request, asserting its status (with this server's log on a miss)."""
@@ -82,14 +87,6 @@ class Instance:
             f"{self.log_tail()}"
         )
         return reply
-
-    def login(self, username: str, password: str = PASSWORD) -> dict:
-        credentials = {"username": username, "password": password}
-        return self.expect(200, "POST", "/login", body=credentials).body
-
-    def register(self, username: str, password: str = PASSWORD) -> dict:
-        credentials = {"username": username, "password": password}
-        return self.expect(201, "POST", "/register", body=credentials).body
 
 
 @dataclass
@@ -165,7 +162,7 @@ def _launch(stack: ExitStack, env: dict, port: int, tmp_path: Path, name: str):
     stderr_path = tmp_path / f"{name}-stderr.log"
     # Stopped at the end of the stack (a no-op once the pair was stopped together).
     process = stack.enter_context(
-        live.gunicorn({**env, "PORT": str(port)}, stdout_path, stderr_path)
+        servers.gunicorn({**env, "PORT": str(port)}, stdout_path, stderr_path)
     )
     return Instance(name, port, process, stdout_path, stderr_path)
 
@@ -264,8 +261,7 @@ def test_data_written_through_one_instance_is_read_through_the_other(start_clust
     cluster = start_cluster()
     a, b = cluster.a, cluster.b
 
-    user = a.register("alice")
-    tokens = a.login("alice")
+    user, tokens = servers.sign_up(a.base, "alice")
     store = a.expect(
         201, "POST", "/store", tokens["access_token"], {"name": "Corner shop"}
     ).body
@@ -289,7 +285,7 @@ def test_data_written_through_one_instance_is_read_through_the_other(start_clust
     listed = b.expect(200, "GET", "/store", tokens["access_token"]).body
     assert listed == [store]
 
-    on_b = b.login("alice")
+    on_b = servers.login(b.base, "alice")
     me = b.expect(200, "GET", "/me", on_b["access_token"]).body
     assert me == {"id": user["id"], "username": "alice", "is_admin": False}
     me_on_a = a.expect(200, "GET", "/me", on_b["access_token"]).body
@@ -305,22 +301,20 @@ def test_revocations_on_one_instance_are_refused_by_the_other(start_cluster):
     session created on A are refused on A."""
     cluster = start_cluster()
     a, b = cluster.a, cluster.b
-    a.register("alice")
-
-    first = a.login("alice")
+    _, first = servers.sign_up(a.base, "alice")
     b.expect(200, "GET", "/me", first["access_token"])  # valid on B before
     a.expect(200, "POST", "/logout", first["access_token"])
     after_logout = _replay(b, first)
     _assert_revoked(after_logout, "logged out on A, presented to B")
 
-    on_a = a.login("alice")
-    on_b = b.login("alice")
+    on_a = servers.login(a.base, "alice")
+    on_b = servers.login(b.base, "alice")
     a.expect(200, "GET", "/me", on_a["access_token"])  # valid on A before
     b.expect(200, "POST", "/logout/all", on_b["access_token"])
     after_logout_all = _replay(a, on_a) + _replay(a, on_b)
     _assert_revoked(after_logout_all, "logged out everywhere on B, presented to A")
 
-    fresh = a.login("alice")  # a login right after the mark still works
+    fresh = servers.login(a.base, "alice")  # a login right after the mark still works
     b.expect(200, "GET", "/me", fresh["access_token"])
     replies = after_logout + after_logout_all
     accepted = sum(reply.status < 400 for reply in replies)
@@ -337,8 +331,7 @@ def test_refresh_reuse_detected_across_instances(start_cluster):
     token_revoked, and the new tokens from A's refresh are refused on A too."""
     cluster = start_cluster(REFRESH_REUSE_GRACE_SECONDS="0")
     a, b = cluster.a, cluster.b
-    a.register("alice")
-    login = a.login("alice")
+    _, login = servers.sign_up(a.base, "alice")
     rotated = a.expect(200, "POST", "/refresh", login["refresh_token"]).body
     b.expect(200, "GET", "/me", rotated["access_token"])  # the new pair works on B
 
@@ -355,7 +348,7 @@ def test_refresh_reuse_detected_across_instances(start_cluster):
     assert "refresh_token_reuse" in log, b.log_tail()
     assert login["refresh_token"] not in log and rotated["refresh_token"] not in log
 
-    other = b.login("alice")  # the user's other sessions are untouched
+    other = servers.login(b.base, "alice")  # the user's other sessions are untouched
     a.expect(200, "GET", "/me", other["access_token"])
     accepted = sum(reply.status < 400 for reply in family)
     print(
@@ -378,7 +371,7 @@ def test_login_rate_limit_counts_across_instances(start_cluster):
         RATELIMIT_LOGIN="6 per minute", RATELIMIT_LOGIN_USERNAME="100 per minute"
     )
     a, b = cluster.a, cluster.b
-    a.register("alice")
+    servers.register(a.base, "alice")  # no login yet: it would count against the limit
 
     allowed = [_login_attempt(cluster.instances[i % 2]) for i in range(6)]
     assert [reply.status for reply in allowed] == [200] * 6, [
@@ -480,8 +473,8 @@ def test_parallel_item_creations_lose_nothing(start_cluster):
     distinct ids, exactly 200 rows in the items table, each as answered."""
     cluster = start_cluster()
     a, b = cluster.a, cluster.b
-    a.register("alice")
-    tokens = [a.login("alice")["access_token"], b.login("alice")["access_token"]]
+    servers.register(a.base, "alice")
+    tokens = [servers.login(x.base, "alice")["access_token"] for x in (a, b)]
     store = a.expect(201, "POST", "/store", tokens[0], {"name": "Warehouse"}).body
     count = 200
 

@@ -7,13 +7,13 @@ import pytest
 
 from core import db
 from models import StoreModel, TagModel, UserModel, items_tags
-from tests.helpers import bearer, create_item, create_store, create_tag
+from tests.helpers import create_item, create_store, create_tag
 from tests.services import postgres_database
 
 THREADS = 8
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.live)])
 def app_config(request, app_config):
     if request.param == "sqlite":
         yield app_config
@@ -42,12 +42,6 @@ def at_once(app, method: str, path: str, headers: dict, body=None) -> list:
     for thread in threads:
         thread.join(timeout=30)
     return responses
-
-
-@pytest.fixture
-def headers(auth):
-    _, tokens = auth.user("alice")
-    return bearer(tokens["access_token"])
 
 
 def count(app, model) -> int:

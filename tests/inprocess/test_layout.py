@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import BIN, REPO
+from tests.helpers import REPO
+from tests.servers import BIN
 
 TOP_LEVEL_MODULES = {"app.py", "schemas.py", "blocklist.py", "gunicorn.conf.py"}
 APPLICATION = ["app.py", "blocklist.py", "schemas.py", "auth", "core", "models"]

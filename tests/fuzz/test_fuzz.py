@@ -32,9 +32,7 @@ from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
 
 from app import create_app
 from core import db
-from models import UserModel
-from tests.helpers import bearer
-from tests.settings import TEST_SETTINGS
+from tests.helpers import TEST_SETTINGS, AuthActions, bearer
 
 
 def explicitly_documented_status(ctx, response, case):
@@ -97,6 +95,7 @@ class Fuzzer:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.client = app.test_client()
+        self.auth = AuthActions(app, self.client)
         self.accounts = itertools.count(1)
         self.username = ""
         self.password = ""
@@ -108,9 +107,7 @@ class Fuzzer:
             if response.status_code == 200:
                 return response.get_json()
         self._register()
-        response = self._login()
-        assert response.status_code == 200, response.get_json()
-        return response.get_json()
+        return self.auth.login(self.username, self.password)
 
     def reset(self) -> None:
         """Empty the database and seed it: each operation and scenario starts here."""
@@ -125,6 +122,8 @@ class Fuzzer:
         self._seed()
 
     def _login(self):
+        """A login attempt: the fuzzer may have deleted the account or changed
+        its password."""
         return self.client.post(
             "/login", json={"username": self.username, "password": self.password}
         )
@@ -133,15 +132,11 @@ class Fuzzer:
         self.password = secrets.token_urlsafe(24)
         while True:  # the fuzzer may have taken the name
             self.username = f"fuzzer-{next(self.accounts)}"
-            response = self.client.post(
-                "/register", json={"username": self.username, "password": self.password}
-            )
+            response = self.auth.register(self.username, self.password)
             if response.status_code != 409:
                 break
         assert response.status_code == 201, response.get_json()
-        with self.app.app_context():
-            db.session.get(UserModel, response.get_json()["id"]).is_admin = True
-            db.session.commit()
+        self.auth.make_admin(response.get_json()["id"])
 
     def _seed(self) -> None:
         """A store with an item and a tag linked to it, so small ids exist."""

@@ -5,8 +5,7 @@ Header mode keeps working beside it.
 
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.helpers import assert_error, bearer
+from tests.helpers import PASSWORD, assert_error, bearer
 
 COOKIE_LOGIN = {"username": "alice", "password": PASSWORD, "token_delivery": "cookie"}
 

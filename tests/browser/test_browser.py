@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import live
-from tests.live import call, free_port
+from tests import servers
+from tests.helpers import PASSWORD
+from tests.servers import free_port, request
 
 ACCESS_LIFETIME = 3
-PASSWORD = "correct horse battery"
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -56,7 +56,7 @@ def _live_server(folder: Path, access_lifetime: int):
     }
     # Ready when /readyz answers 200, within 30 s (this server keeps gunicorn's
     # default control socket, as before).
-    with live.live_server(
+    with servers.live_server(
         env, folder / "server.log", ready_path="/readyz", args=(), deadline=30
     ) as base:
         yield base
@@ -148,20 +148,14 @@ def user(server):
 
 def _create_user_with_an_item(server: str) -> str:
     username = f"user_{secrets.token_hex(4)}"
-    assert (
-        call(server, "POST", "/register", {"username": username, "password": PASSWORD})[
-            0
-        ]
-        == 201
-    )
-    _, tokens = call(
-        server, "POST", "/login", {"username": username, "password": PASSWORD}
-    )
+    _, tokens = servers.sign_up(server, username)
     token = tokens["access_token"]
-    status, store = call(server, "POST", "/store", {"name": f"shop-{username}"}, token)
-    assert status == 201
-    body = {"name": "Chair", "price": 15.99, "store_id": store["id"]}
-    assert call(server, "POST", "/item", body, token)[0] == 201
+    store = request(
+        server, "POST", "/store", token=token, body={"name": f"shop-{username}"}
+    )
+    assert store.status == 201
+    body = {"name": "Chair", "price": 15.99, "store_id": store.body["id"]}
+    assert request(server, "POST", "/item", token=token, body=body).status == 201
     return username
 
 
@@ -169,8 +163,7 @@ def test_swagger_ui_works_offline_and_try_it_out_succeeds(
     browser, swagger_server, tmp_path
 ):
     username = _create_user_with_an_item(swagger_server)
-    login = {"username": username, "password": PASSWORD}
-    _, tokens = call(swagger_server, "POST", "/login", login)
+    tokens = servers.login(swagger_server, username)
     page = Page(browser, swagger_server, tmp_path)
     p = page.page
     p.goto(swagger_server + "/swagger-ui")

@@ -1,0 +1,146 @@
+"""Deployment, in process: the probes, gunicorn's settings (gunicorn.conf.py), the
+Dockerfile and the compose file. The outages and the entrypoint are in
+tests/live/test_deploy.py.
+"""
+
+import os
+import re
+from types import SimpleNamespace
+
+import yaml
+
+from core import db
+from tests.helpers import REPO
+
+# --- probes ---------------------------------------------------------------------
+
+
+def test_healthz_is_public_and_checks_nothing(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["X-Request-ID"]
+
+
+def test_readyz_reports_each_dependency(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "blocklist": "ok"},
+    }
+
+
+# --- gunicorn -------------------------------------------------------------------
+
+
+def _gunicorn_settings(monkeypatch, **env) -> dict:
+    for name in (
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+        "PORT",
+        "HOST",
+        "GUNICORN_PRELOAD",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings: dict = {}
+    exec((REPO / "gunicorn.conf.py").read_text(), settings)
+    return settings
+
+
+def test_gunicorn_settings_come_from_the_environment(monkeypatch):
+    settings = _gunicorn_settings(
+        monkeypatch, WEB_CONCURRENCY="3", GUNICORN_THREADS="4", PORT="9000"
+    )
+    assert settings["workers"] == 3
+    assert settings["threads"] == 4
+    assert settings["bind"] == "0.0.0.0:9000"
+    assert settings["graceful_timeout"] == 30
+    assert settings["timeout"] == 30
+
+
+def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
+    settings = _gunicorn_settings(monkeypatch)
+    assert settings["workers"] == min(2 * os.cpu_count() + 1, 8)
+    assert settings["threads"] == 1
+    assert settings["bind"] == "0.0.0.0:8000"
+
+
+def test_the_app_is_built_in_every_worker_unless_preloading_is_asked_for(monkeypatch):
+    assert _gunicorn_settings(monkeypatch)["preload_app"] is False
+    assert _gunicorn_settings(monkeypatch, GUNICORN_PRELOAD="1")["preload_app"] is True
+
+
+def test_a_forked_worker_opens_its_own_database_connections(monkeypatch, app):
+    """post_fork drops the connections the worker inherited (without closing them:
+    they belong to the parent) so the worker opens its own."""
+    post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
+    with app.app_context():
+        with db.engine.connect() as connection:
+            inherited = connection.connection.dbapi_connection
+        server = SimpleNamespace(
+            app=SimpleNamespace(wsgi=lambda: app), cfg=SimpleNamespace(preload_app=True)
+        )
+
+        post_fork(server, worker=None)
+
+        with db.engine.connect() as connection:
+            assert connection.connection.dbapi_connection is not inherited
+        inherited.execute("SELECT 1")  # the parent's connection is still open
+
+
+def test_post_fork_leaves_other_apps_alone(monkeypatch):
+    """The bench's bare app runs under the same settings, with no database."""
+    from flask import Flask
+
+    post_fork = _gunicorn_settings(monkeypatch)["post_fork"]
+    server = SimpleNamespace(
+        app=SimpleNamespace(wsgi=lambda: Flask("bare")),
+        cfg=SimpleNamespace(preload_app=True),
+    )
+
+    post_fork(server, worker=None)
+
+
+# --- Dockerfile and compose -----------------------------------------------------
+
+
+def _stages(dockerfile: str) -> list[str]:
+    return re.split(r"(?m)^FROM ", dockerfile)[1:]
+
+
+def test_the_dockerfile_is_multi_stage_slim_and_non_root():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    stages = _stages(dockerfile)
+    assert len(stages) == 2
+    assert all(stage.startswith("python:3.12-slim") for stage in stages)
+    final = stages[-1]
+    assert re.search(r"(?m)^USER app$", final)
+    assert "useradd" in final
+    assert re.search(r"(?m)^HEALTHCHECK .*", final)
+    assert "/healthz" in final
+    assert 'ENTRYPOINT ["./docker-entrypoint.sh"]' in final
+    for tool in ("apt-get", "gcc", "build-essential", "pip install"):
+        assert tool not in final, tool
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+
+
+def test_the_compose_file_runs_the_app_on_postgres_and_redis():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"app", "db", "redis"}
+    app = services["app"]
+    assert app["environment"]["DATABASE_URL"].startswith("postgresql://")
+    assert app["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert app["environment"]["APP_ENV"] == "production"
+    assert "JWT_SECRET_KEY" in app["environment"]
+    for dependency in ("db", "redis"):
+        assert app["depends_on"][dependency] == {"condition": "service_healthy"}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+    assert services["db"]["volumes"] and services["redis"]["volumes"]
+    assert set(compose["volumes"]) == {"postgres-data", "redis-data"}
