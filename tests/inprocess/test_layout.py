@@ -120,3 +120,25 @@ def test_the_pre_commit_hooks_are_valid():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readmes_layout_stays_true():
+    """Every entry of the README's Layout tree exists, and every top-level module
+    and folder of the project is in it."""
+    readme = (REPO / "README.md").read_text()
+    tree = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    listed = {line.split()[0] for line in tree.strip().splitlines()}
+    for entry in listed:
+        assert (REPO / entry).exists(), entry
+    tracked = _tracked("*")
+    if not tracked:
+        pytest.skip("not a git checkout")
+    top_level = {
+        path.split("/")[0] + ("/" if "/" in path else "")
+        for path in tracked
+        if not path.startswith(".")
+    }
+    code = {
+        entry for entry in top_level if entry.endswith("/") or entry.endswith(".py")
+    }
+    assert code <= listed, code - listed
