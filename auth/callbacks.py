@@ -1,8 +1,9 @@
 """Flask-JWT-Extended's callbacks: every token failure in the error envelope.
 
-Every token failure is a 401 in the error envelope with a machine-readable
-`error` (what a client does next depends on it: `token_expired` -> refresh;
-anything else -> log in again) and a `WWW-Authenticate` header (RFC 6750 §3).
+Each is a 401 with a machine-readable `error` (what a client does next depends on
+it: `token_expired` -> refresh; anything else -> log in again) and a
+`WWW-Authenticate` header (RFC 6750 §3). The revocation and user checks of every
+protected request are callbacks too.
 """
 
 from flask import Response, g, request
