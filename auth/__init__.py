@@ -2,9 +2,9 @@
 
 Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
 callbacks, every token failure in the envelope), `decorators` (`token_required`,
-`public`, the token's user), `sessions` (issuing, rotating and revoking tokens),
-`accounts` and `passwords` (credentials), `delivery` (body or cookies),
-`limits` (rate limits of the auth routes) and `claims_cache`.
+`public`, the token's user), `sessions` (sessions and their tokens: log in,
+rotate, revoke, list), `accounts` and `passwords` (credentials), `delivery` (body
+or cookies), `limits` (rate limits of the auth routes) and `claims_cache`.
 """
 
 from auth.accounts import authenticate, change_password, register_user
@@ -21,19 +21,27 @@ from auth.delivery import clear_token_cookies, sent_in_cookies, token_answer
 from auth.limits import failed_login, login_username_key, rate_limited
 from auth.passwords import passwords
 from auth.sessions import (
-    issue_tokens,
-    revoke_all_user_tokens,
-    revoke_session,
+    end_all_sessions,
+    end_other_sessions,
+    end_session,
+    end_session_by_id,
+    list_sessions,
+    revoke_token,
     rotate_refresh_token,
+    start_session,
 )
 
 __all__ = [
     "authenticate",
     "change_password",
     "clear_token_cookies",
+    "end_all_sessions",
+    "end_other_sessions",
+    "end_session",
+    "end_session_by_id",
     "failed_login",
     "init_claims_cache",
-    "issue_tokens",
+    "list_sessions",
     "login_username_key",
     "passwords",
     "public",
@@ -41,10 +49,10 @@ __all__ = [
     "register_jwt_callbacks",
     "register_user",
     "require_self_or_admin",
-    "revoke_all_user_tokens",
-    "revoke_session",
+    "revoke_token",
     "rotate_refresh_token",
     "sent_in_cookies",
+    "start_session",
     "token_answer",
     "token_required",
     "token_subject",

@@ -1,24 +1,39 @@
-"""Issuing, rotating and revoking tokens (no HTTP here).
+"""Sessions and their tokens: log in, rotate, revoke (no HTTP here, but the request's
+client address and user agent are recorded on the session).
 
-Every login starts a *family* (the `fam` claim), carried by every access and
-refresh token descended from that login. `/refresh` rotates within the family:
-each refresh token is traded once. A refresh token presented again is a retry
-when it is the family's immediately previous one and was rotated less than
-REFRESH_REUSE_GRACE_SECONDS ago (two tabs, a lost response); anything else is a
-replay, and the whole family is revoked (RFC 9700 §4.14.2).
+Every login starts a *session*: a token family (the `fam` claim, carried by every
+access and refresh token descended from that login) and a row in `sessions`, listed
+to its user until the session ends. Each token also carries `auth_time`, the login
+time, copied unchanged by every rotation: no token outlives
+`auth_time + SESSION_MAX_AGE`, however often it is refreshed, and a session not
+refreshed for `JWT_REFRESH_TOKEN_EXPIRES` (the idle timeout) ends too.
+
+`/refresh` rotates within the family: each refresh token is traded once. A refresh
+token presented again is a retry when it is the family's immediately previous one
+and was rotated less than REFRESH_REUSE_GRACE_SECONDS ago (two tabs, a lost
+response): the retry gets a refresh token with the same `jti` as the winner's, so
+the family stays one chain. Anything else is a replay, and the whole family is
+revoked (RFC 9700 §4.14.2).
 """
 
 import logging
 import time
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from flask import current_app
-from flask_jwt_extended import create_access_token, create_refresh_token
+from flask import current_app, has_request_context, request
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt import PyJWTError
 
-from auth.callbacks import REVOKED, www_authenticate
+from auth.callbacks import REVOKED, token_user_id, www_authenticate
 from blocklist import Rotation, get_blocklist
-from core import APIError, audit
+from core import APIError, NotFound, audit
+from models import SessionModel
 from models.user import TokenSubject
+
+SESSION_ENDED = "The session has ended: log in again."
 
 
 class RefreshTokenReused(APIError):
@@ -29,43 +44,38 @@ class RefreshTokenReused(APIError):
     headers = {"WWW-Authenticate": www_authenticate("invalid_token", REVOKED)}
 
 
-def issue_tokens(
-    user: TokenSubject, *, fresh: bool, family: str | None = None, refresh_jti=None
-) -> dict:
-    """A new access token (fresh only straight after a login) and refresh token.
+class SessionExpired(APIError):
+    """The session is past its absolute lifetime: only a new login continues."""
 
-    `family` is None for a login (a new family starts); `iat` is kept to the
-    microsecond so per-user marks ("issued before T") are exact.
-    """
-    claims = {
-        # Read from the database at every issue, never copied from an old token.
-        "is_admin": user.is_admin,
-        "fam": family or uuid.uuid4().hex,
-        "iat": time.time(),
-    }
-    refresh_claims = dict(claims, jti=refresh_jti or str(uuid.uuid4()))
-    identity = str(user.id)
-    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
-    return {
-        "access_token": create_access_token(
-            identity=identity, fresh=fresh, additional_claims=claims
-        ),
-        "refresh_token": create_refresh_token(
-            identity=identity, additional_claims=refresh_claims
-        ),
-        "token_type": "Bearer",
-        "expires_in": int(lifetime.total_seconds()),
-    }
+    status_code = 401
+    error = "token_expired"
+    headers = {"WWW-Authenticate": www_authenticate("invalid_token", SESSION_ENDED)}
+
+
+def start_session(user: TokenSubject) -> dict:
+    """Log in: a new session, a fresh access token and a refresh token."""
+    family = uuid.uuid4().hex
+    tokens, ends_at = _issue(
+        user, fresh=True, auth_time=int(time.time()), family=family
+    )
+    SessionModel.start(family, user.id, ends_at, *_client())
+    return tokens
 
 
 def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     """Trade a refresh token for a non-fresh access token and a new refresh token."""
     blocklist = get_blocklist()
     family = claims["fam"]
+    # Tokens minted before sessions had an absolute lifetime count from their iat.
+    auth_time = int(claims.get("auth_time", claims["iat"]))
+    if _session_end(auth_time) <= time.time():
+        # Inside the decode leeway a token past its cap still decodes: the session
+        # is over all the same, and no new token is minted for it.
+        raise SessionExpired(SESSION_ENDED)
     replacement = str(uuid.uuid4())
     rotation = Rotation(blocklist.now(), replacement)
     if blocklist.mark_rotated(claims["jti"], rotation, claims["exp"]):
-        return issue_tokens(user, fresh=False, family=family, refresh_jti=replacement)
+        return _refreshed(user, auth_time, family, replacement)
 
     previous = blocklist.get_rotation(claims["jti"])
     grace = current_app.config["REFRESH_REUSE_GRACE_SECONDS"]
@@ -76,9 +86,12 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
         and max(0.0, blocklist.now() - previous.rotated_at) < grace
         and blocklist.get_rotation(previous.replaced_by) is None
     ):
-        return issue_tokens(user, fresh=False, family=family)
+        # The winner's successor `jti`: whichever copy is rotated first makes the
+        # other one a used token, so one chain goes on, never two.
+        return _refreshed(user, auth_time, family, previous.replaced_by)
 
-    revoke_family(family)
+    _revoke_family(family)
+    SessionModel.end(int(claims["sub"]), [family])
     audit(
         "refresh_token_reuse",
         "Refresh token reuse detected: family revoked",
@@ -89,24 +102,144 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     raise RefreshTokenReused(REVOKED)
 
 
-def revoke_family(family: str) -> None:
-    """Refuse every token of one login, the newest refresh token included."""
-    get_blocklist().revoke_family(family, _latest_possible_expiry())
-
-
-def revoke_session(claims: dict) -> None:
-    """Log out: this token and its whole family (RFC 7009 §2.1)."""
+def end_session(claims: dict) -> None:
+    """Log out: this token and its whole session (RFC 7009 §2.1)."""
     get_blocklist().revoke(claims["jti"], claims["exp"])
     if "fam" in claims:
-        revoke_family(claims["fam"])
+        _revoke_family(claims["fam"])
+        user_id = token_user_id(claims)
+        if user_id is not None:
+            SessionModel.end(user_id, [claims["fam"]])
 
 
-def revoke_all_user_tokens(user_id: int | str) -> float:
+def end_all_sessions(user_id: int) -> float:
     """Refuse every token of the user issued until now; return the mark."""
     blocklist = get_blocklist()
     mark = blocklist.now()
     blocklist.revoke_user(str(user_id), mark, _latest_possible_expiry())
+    SessionModel.end_all(user_id)
     return mark
+
+
+def list_sessions(user_id: int, current: str | None) -> list[dict]:
+    """The user's sessions that have not ended, newest first; `current` is the
+    calling token's session."""
+    return [
+        {
+            "id": row.id,
+            "created_at": row.created_at,
+            "last_used_at": row.last_used_at,
+            "expires_at": row.expires_at,
+            "user_agent": row.user_agent,
+            "ip_address": row.ip_address,
+            "current": row.id == current,
+        }
+        for row in SessionModel.of_user(user_id)
+    ]
+
+
+def end_session_by_id(user_id: int, session_id: str) -> None:
+    """End one of the user's sessions; 404 for any other id (never says whose)."""
+    if not any(row.id == session_id for row in SessionModel.of_user(user_id)):
+        raise NotFound("Session not found.")
+    _end_families(user_id, [session_id])
+
+
+def end_other_sessions(user_id: int, current: str | None) -> int:
+    """End every session of the user but `current`; how many ended."""
+    others = [row.id for row in SessionModel.of_user(user_id) if row.id != current]
+    _end_families(user_id, others)
+    return len(others)
+
+
+def revoke_token(token: str) -> dict | None:
+    """RFC 7009 §2.1: end the session of any token of ours, access or refresh, that
+    is presented; the claims of the token, or None for one that is not ours.
+
+    Holding a token is the right to revoke it, so no other credential is asked
+    for. An expired token still names its session, which is ended all the same.
+    """
+    try:
+        claims = decode_token(token, allow_expired=True)
+    except (PyJWTError, JWTExtendedException):
+        return None  # unknown, malformed or not signed by us: nothing to revoke
+    end_session(claims)
+    return claims
+
+
+def _issue(
+    user: TokenSubject, *, fresh: bool, auth_time: int, family: str, refresh_jti=None
+) -> tuple[dict, datetime]:
+    """A new access token and refresh token of the session `family`, and when the
+    session ends at the latest (the refresh token's expiry).
+
+    Neither outlives `auth_time + SESSION_MAX_AGE`. `iat` is kept to the
+    microsecond so per-user marks ("issued before T") are exact.
+    """
+    config = current_app.config
+    now = time.time()
+    left = _session_end(auth_time) - now
+    access = min(config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds(), left)
+    refresh = min(config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds(), left)
+    if refresh <= 0:
+        raise SessionExpired(SESSION_ENDED)
+    claims = {
+        # Read from the database at every issue, never copied from an old token.
+        "is_admin": user.is_admin,
+        "fam": family,
+        "auth_time": auth_time,
+        "iat": now,
+    }
+    identity = str(user.id)
+    tokens = {
+        "access_token": create_access_token(
+            identity=identity,
+            fresh=fresh,
+            additional_claims=claims,
+            expires_delta=timedelta(seconds=access),
+        ),
+        "refresh_token": create_refresh_token(
+            identity=identity,
+            additional_claims=dict(claims, jti=refresh_jti or str(uuid.uuid4())),
+            expires_delta=timedelta(seconds=refresh),
+        ),
+        "token_type": "Bearer",
+        "expires_in": int(access),
+    }
+    return tokens, datetime.fromtimestamp(now + refresh, UTC)
+
+
+def _refreshed(user: TokenSubject, auth_time: int, family: str, refresh_jti: str):
+    """The pair a refresh answers, and the session row moved on (one UPDATE)."""
+    tokens, ends_at = _issue(
+        user, fresh=False, auth_time=auth_time, family=family, refresh_jti=refresh_jti
+    )
+    SessionModel.touch(family, ends_at, *_client())
+    return tokens
+
+
+def _end_families(user_id: int, families: Sequence[str]) -> None:
+    for family in families:
+        _revoke_family(family)
+    SessionModel.end(user_id, families)
+
+
+def _client() -> tuple[str | None, str | None]:
+    """The user agent and address of this request (after the trusted proxies);
+    none outside a request (tokens minted by a command or a script)."""
+    if not has_request_context():
+        return None, None
+    return request.user_agent.string or None, request.remote_addr
+
+
+def _session_end(auth_time: int) -> float:
+    """When a session that logged in at `auth_time` ends, however it is refreshed."""
+    return auth_time + current_app.config["SESSION_MAX_AGE"].total_seconds()
+
+
+def _revoke_family(family: str) -> None:
+    """Refuse every token of one login, the newest refresh token included."""
+    get_blocklist().revoke_family(family, _latest_possible_expiry())
 
 
 def _latest_possible_expiry() -> float:

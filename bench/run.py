@@ -322,7 +322,7 @@ def seed_items(database: Path, store_id: int, total: int) -> None:
 def mint_refresh_tokens(env: dict, user_id: int, count: int) -> list[str]:
     """Valid refresh tokens, each of a login of its own, signed with the bench's key."""
     from app import create_app
-    from auth import issue_tokens
+    from auth import start_session
     from core import db
     from models import UserModel
 
@@ -335,9 +335,7 @@ def mint_refresh_tokens(env: dict, user_id: int, count: int) -> list[str]:
         os.environ.update(saved)
     with app.app_context():
         user = db.session.get(UserModel, user_id)
-        minted = [
-            issue_tokens(user, fresh=False)["refresh_token"] for _ in range(count)
-        ]
+        minted = [start_session(user)["refresh_token"] for _ in range(count)]
         db.engine.dispose()
     return minted
 

@@ -128,9 +128,13 @@ def _tokens() -> dict[str, Any]:
         "JWT_ENCODE_AUDIENCE": audience,
         "JWT_DECODE_AUDIENCE": audience,
         "JWT_ACCESS_TOKEN_EXPIRES": env_seconds("JWT_ACCESS_TOKEN_EXPIRES", 900),
+        # The idle timeout: a session not refreshed for this long ends.
         "JWT_REFRESH_TOKEN_EXPIRES": env_seconds(
-            "JWT_REFRESH_TOKEN_EXPIRES", 30 * 24 * 3600
+            "JWT_REFRESH_TOKEN_EXPIRES", 14 * 24 * 3600
         ),
+        # The absolute lifetime: however often it is refreshed, a session ends this
+        # long after its login (OWASP ASVS 3.3: re-authentication).
+        "SESSION_MAX_AGE": env_seconds("SESSION_MAX_AGE", 30 * 24 * 3600),
         "REFRESH_REUSE_GRACE_SECONDS": env_int("REFRESH_REUSE_GRACE_SECONDS", 10),
         # Tokens verified recently skip the signature check (expiry and revocation
         # are still checked on every request); 0 switches the cache off.
@@ -327,6 +331,8 @@ def validate(values: Mapping[str, Any]) -> None:
         )
     if backend == "redis" and not values.get("REDIS_URL"):
         raise ConfigError("BLOCKLIST_BACKEND=redis needs REDIS_URL.")
+    if not values["SESSION_MAX_AGE"]:
+        raise ConfigError("SESSION_MAX_AGE must be at least one second.")
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError("LOG_FORMAT must be json or text.")
 

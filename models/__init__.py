@@ -3,6 +3,7 @@
 from models.blocklist_entry import BlocklistEntryModel
 from models.item import ItemModel
 from models.item_tag import items_tags
+from models.session import SessionModel
 from models.store import StoreModel
 from models.tag import TagModel
 from models.user import UserModel
@@ -10,6 +11,7 @@ from models.user import UserModel
 __all__ = [
     "BlocklistEntryModel",
     "ItemModel",
+    "SessionModel",
     "StoreModel",
     "TagModel",
     "UserModel",

@@ -7,15 +7,15 @@ from flask_smorest import Blueprint
 from auth import (
     authenticate,
     clear_token_cookies,
+    end_all_sessions,
+    end_session,
     failed_login,
-    issue_tokens,
     login_username_key,
     public,
     rate_limited,
-    revoke_all_user_tokens,
-    revoke_session,
     rotate_refresh_token,
     sent_in_cookies,
+    start_session,
     token_answer,
     token_required,
     token_subject,
@@ -43,7 +43,7 @@ class UserLogin(MethodView):
     def post(self, credentials):
         """Log in: a fresh access token and a refresh token."""
         user = authenticate(credentials["username"], credentials["password"])
-        tokens = issue_tokens(user, fresh=True)
+        tokens = start_session(user)
         return token_answer(
             tokens, as_cookies=credentials["token_delivery"] == "cookie"
         )
@@ -67,7 +67,7 @@ class UserLogout(MethodView):
     @blp.response(200, MessageSchema)
     def post(self):
         """Log out: revoke this login's tokens, the refresh token included."""
-        revoke_session(get_jwt())
+        end_session(get_jwt())
         audit("logout", "Logged out", family=get_jwt().get("fam"))
         clear_token_cookies()
         return {"message": "Successfully logged out."}
@@ -79,7 +79,7 @@ class UserLogoutAll(MethodView):
     @blp.response(200, MessageSchema)
     def post(self):
         """Log out everywhere: revoke every token of the user."""
-        revoke_all_user_tokens(token_subject().id)
+        end_all_sessions(token_subject().id)
         audit("logout_all", "Logged out of every session")
         clear_token_cookies()
         return {"message": "Logged out of every session."}

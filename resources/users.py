@@ -7,13 +7,13 @@ from flask_smorest import Blueprint
 from auth import (
     change_password,
     clear_token_cookies,
-    issue_tokens,
+    end_all_sessions,
     public,
     rate_limited,
     register_user,
     require_self_or_admin,
-    revoke_all_user_tokens,
     sent_in_cookies,
+    start_session,
     token_answer,
     token_required,
     token_user,
@@ -77,9 +77,9 @@ class UserPassword(MethodView):
         """Change the password: other sessions end; answers a new fresh pair."""
         user = token_user()
         change_password(user, passwords["current_password"], passwords["new_password"])
-        revoke_all_user_tokens(user.id)
+        end_all_sessions(user.id)
         audit("password_change", "Password changed; other sessions revoked")
-        tokens = issue_tokens(user, fresh=True)
+        tokens = start_session(user)
         return token_answer(tokens, as_cookies=sent_in_cookies())
 
 
@@ -102,7 +102,7 @@ class User(MethodView):
         """Delete a user (yourself, or anyone as an admin); needs a fresh token."""
         require_self_or_admin(user_id)
         user = get_or_404(UserModel, user_id)
-        revoke_all_user_tokens(user.id)
+        end_all_sessions(user.id)
         user.delete()
         audit("account_deletion", "Account deleted", deleted_user_id=str(user_id))
         if get_jwt()["sub"] == str(user_id):

@@ -27,6 +27,7 @@ def clean_environment(monkeypatch, tmp_path):
         "JWT_SECRET_KEY",
         "JWT_ACCESS_TOKEN_EXPIRES",
         "JWT_REFRESH_TOKEN_EXPIRES",
+        "SESSION_MAX_AGE",
         "REFRESH_REUSE_GRACE_SECONDS",
         "BLOCKLIST_BACKEND",
         "RATELIMIT_ENABLED",
@@ -89,7 +90,8 @@ def test_lifetimes_and_settings_come_from_the_environment(monkeypatch):
 def test_defaults(monkeypatch):
     app = _app()
     assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=900)
-    assert app.config["JWT_REFRESH_TOKEN_EXPIRES"] == timedelta(days=30)
+    assert app.config["JWT_REFRESH_TOKEN_EXPIRES"] == timedelta(days=14)
+    assert app.config["SESSION_MAX_AGE"] == timedelta(days=30)
     assert app.config["REFRESH_REUSE_GRACE_SECONDS"] == 10
     assert app.config["BLOCKLIST_BACKEND"] == "memory"
     assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024
@@ -110,6 +112,7 @@ def test_default_database_is_sqlite_under_instance(monkeypatch):
     [
         ("JWT_ACCESS_TOKEN_EXPIRES", "soon", "whole number"),
         ("JWT_ACCESS_TOKEN_EXPIRES", "-5", "must not be negative"),
+        ("SESSION_MAX_AGE", "0", "SESSION_MAX_AGE must be at least one second"),
         ("RATELIMIT_ENABLED", "maybe", "true or false"),
         ("APP_ENV", "staging", "APP_ENV must be one of"),
         ("BLOCKLIST_BACKEND", "memcached", "BLOCKLIST_BACKEND must be one of"),

@@ -11,7 +11,15 @@ from core import db
 from tests.helpers import TEST_SETTINGS
 from tests.services import postgres_database
 
-TABLES = {"users", "stores", "items", "tags", "items_tags", "token_blocklist"}
+TABLES = {
+    "users",
+    "stores",
+    "items",
+    "tags",
+    "items_tags",
+    "token_blocklist",
+    "sessions",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.live)])

@@ -1,0 +1,120 @@
+"""Sessions: one row a login, listed to its user until the session ends.
+
+The id is the session's token family (the `fam` claim of every token of that
+login). Rows are written at login and at each refresh, one statement each; the
+revocation check of a request never reads them (that is the revocation store's).
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core import Model, db
+from models.base import rows_changed, utcnow
+
+USER_AGENT_LENGTH = 256
+
+
+class SessionModel(Model):
+    """A user's login, as long as its tokens can be refreshed."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When it ends at the latest: idle timeout or absolute cap, whichever is first.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
+    # As the trusted proxies give it; an IPv6 address has at most 45 characters.
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+
+    def __repr__(self) -> str:
+        return f"<SessionModel {self.id} user {self.user_id}>"
+
+    @classmethod
+    def start(
+        cls,
+        session_id: str,
+        user_id: int,
+        expires_at: datetime,
+        user_agent: str | None,
+        ip_address: str | None,
+    ) -> None:
+        """Record a new session (a login); committed at once."""
+        now = utcnow()
+        db.session.add(
+            cls(
+                id=session_id,
+                user_id=user_id,
+                created_at=now,
+                last_used_at=now,
+                expires_at=expires_at,
+                user_agent=_truncated(user_agent),
+                ip_address=ip_address,
+            )
+        )
+        db.session.commit()
+
+    @classmethod
+    def touch(
+        cls,
+        session_id: str,
+        expires_at: datetime,
+        user_agent: str | None,
+        ip_address: str | None,
+    ) -> bool:
+        """A refresh: when it was last used, from where, and its new end; one
+        UPDATE, committed. False when there is no such row (it ended meanwhile)."""
+        changed = rows_changed(
+            db.update(cls)
+            .where(cls.id == session_id)
+            .values(
+                last_used_at=utcnow(),
+                expires_at=expires_at,
+                user_agent=_truncated(user_agent),
+                ip_address=ip_address,
+            )
+        )
+        db.session.commit()
+        return changed > 0
+
+    @classmethod
+    def of_user(cls, user_id: int) -> Sequence["SessionModel"]:
+        """The user's sessions that have not ended, newest first."""
+        return db.session.scalars(
+            db.select(cls)
+            .where(cls.user_id == user_id, cls.expires_at > utcnow())
+            .order_by(cls.created_at.desc(), cls.id)
+        ).all()
+
+    @classmethod
+    def end(cls, user_id: int, session_ids: Sequence[str]) -> None:
+        """Forget these sessions of the user (their tokens are revoked elsewhere)."""
+        if session_ids:
+            rows_changed(
+                db.delete(cls).where(cls.user_id == user_id, cls.id.in_(session_ids))
+            )
+            db.session.commit()
+
+    @classmethod
+    def end_all(cls, user_id: int) -> None:
+        """Forget every session of the user."""
+        rows_changed(db.delete(cls).where(cls.user_id == user_id))
+        db.session.commit()
+
+    @classmethod
+    def purge_expired(cls) -> int:
+        """Delete the rows of sessions that ended by expiry; how many went."""
+        purged = rows_changed(db.delete(cls).where(cls.expires_at <= utcnow()))
+        db.session.commit()
+        return purged
+
+
+def _truncated(user_agent: str | None) -> str | None:
+    return user_agent[:USER_AGENT_LENGTH] if user_agent else None
