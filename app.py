@@ -20,6 +20,7 @@ from models.base import close_read_connection
 from resources import IdConverter, id_parameter_schema
 from resources.health import blp as health_blp
 from resources.items import blp as items_blp
+from resources.sessions import blp as sessions_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
 from resources.tokens import blp as tokens_blp
@@ -68,7 +69,15 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
     """The API's resources, with the `<id:...>` URL converter they share."""
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, id_parameter_schema)
-    for blp in (tokens_blp, users_blp, stores_blp, items_blp, tags_blp, health_blp):
+    for blp in (
+        tokens_blp,
+        users_blp,
+        sessions_blp,
+        stores_blp,
+        items_blp,
+        tags_blp,
+        health_blp,
+    ):
         api.register_blueprint(blp)
 
 

@@ -1,8 +1,16 @@
 """Request and response schemas (marshmallow); unknown fields are refused (422)."""
 
 import re
+from datetime import UTC, datetime
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
 MAX_PRICE = 9_999_999_999.99
 MAX_DESCRIPTION_LENGTH = 2000
@@ -273,6 +281,63 @@ class MessageSchema(Schema):
     """A plain confirmation."""
 
     message = fields.String(required=True)
+
+
+class RevocationSchema(Schema):
+    """An RFC 7009 §2.1 revocation request (form-encoded, or JSON)."""
+
+    class Meta:
+        # RFC 6749 §3.2: unrecognized request parameters (client_id, ...) are
+        # ignored, so off-the-shelf OAuth clients can call it.
+        unknown = EXCLUDE
+
+    token = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=8192),
+        metadata={"description": "The access or refresh token to revoke"},
+    )
+    token_type_hint = fields.String(
+        validate=validate.Length(max=64),
+        metadata={
+            "description": "refresh_token or access_token; any other value is "
+            "ignored (RFC 7009 §2.1), and the token is looked up either way",
+            "example": "refresh_token",
+        },
+    )
+
+
+class UTCDateTime(fields.DateTime):
+    """A moment, ISO 8601 with its UTC offset (SQLite hands it back naive)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+def timestamp_field() -> UTCDateTime:
+    """A read-only moment in UTC."""
+    return UTCDateTime(dump_only=True)
+
+
+class SessionSchema(Schema):
+    """One of the caller's sessions (one login and the refreshes that followed)."""
+
+    id = fields.String(
+        dump_only=True, metadata={"description": "Opaque; the key to end it"}
+    )
+    created_at = timestamp_field()
+    last_used_at = timestamp_field()
+    expires_at = timestamp_field()
+    user_agent = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "At the last use"}
+    )
+    ip_address = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "At the last use"}
+    )
+    current = fields.Boolean(
+        dump_only=True, metadata={"description": "The session of the calling token"}
+    )
 
 
 class HealthSchema(Schema):

@@ -4,7 +4,8 @@ Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
 callbacks, every token failure in the envelope), `decorators` (`token_required`,
 `public`, the token's user), `sessions` (sessions and their tokens: log in,
 rotate, revoke, list), `accounts` and `passwords` (credentials), `delivery` (body
-or cookies), `limits` (rate limits of the auth routes) and `claims_cache`.
+or cookies), `limits` (rate limits of the auth routes), `oauth` (form-encoded requests)
+and `claims_cache`.
 """
 
 from auth.accounts import authenticate, change_password, register_user
@@ -19,6 +20,7 @@ from auth.decorators import (
 )
 from auth.delivery import clear_token_cookies, sent_in_cookies, token_answer
 from auth.limits import failed_login, login_username_key, rate_limited
+from auth.oauth import form_body_doc, form_parameters
 from auth.passwords import passwords
 from auth.sessions import (
     end_all_sessions,
@@ -40,6 +42,8 @@ __all__ = [
     "end_session",
     "end_session_by_id",
     "failed_login",
+    "form_body_doc",
+    "form_parameters",
     "init_claims_cache",
     "list_sessions",
     "login_username_key",

@@ -178,9 +178,10 @@ def _issue(
     """
     config = current_app.config
     now = time.time()
-    left = _session_end(auth_time) - now
-    access = min(config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds(), left)
-    refresh = min(config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds(), left)
+    cap = _session_end(auth_time)
+    ends = min(now + config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds(), cap)
+    access = min(now + config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds(), cap) - now
+    refresh = ends - now
     if refresh <= 0:
         raise SessionExpired(SESSION_ENDED)
     claims = {
@@ -206,7 +207,7 @@ def _issue(
         "token_type": "Bearer",
         "expires_in": int(access),
     }
-    return tokens, datetime.fromtimestamp(now + refresh, UTC)
+    return tokens, datetime.fromtimestamp(ends, UTC)
 
 
 def _refreshed(user: TokenSubject, auth_time: int, family: str, refresh_jti: str):

@@ -8,7 +8,7 @@ from auth import register_user
 from blocklist import get_blocklist
 from core.errors import APIError
 from core.extensions import db
-from models import UserModel
+from models import SessionModel, UserModel
 from schemas import UserRegisterSchema
 
 users_cli = AppGroup("users", help="Manage user accounts.")
@@ -17,9 +17,11 @@ blocklist_cli = AppGroup("blocklist", help="Maintain the revocation store.")
 
 @blocklist_cli.command("purge")
 def purge_blocklist() -> None:
-    """Delete revocation entries whose tokens have expired anyway."""
+    """Delete revocation entries whose tokens have expired anyway, and the rows of
+    sessions that ended by expiry."""
     purged = get_blocklist().purge_expired()
     click.echo(f"Purged {purged} expired entries.")
+    click.echo(f"Purged {SessionModel.purge_expired()} expired sessions.")
 
 
 @users_cli.command("create-admin")

@@ -79,9 +79,12 @@ class APIError(Exception):
     error = "bad_request"
     headers: dict[str, str] = {}
 
-    def __init__(self, message: str, error: str | None = None) -> None:
+    def __init__(
+        self, message: str, error: str | None = None, errors: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.errors = errors
         if error:
             self.error = error
 
@@ -237,7 +240,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def handle_api_error(exc: APIError) -> Response:
         return error_response(
-            exc.status_code, exc.message, exc.error, headers=exc.headers
+            exc.status_code, exc.message, exc.error, exc.errors, headers=exc.headers
         )
 
     @app.errorhandler(SQLAlchemyError)

@@ -1,4 +1,4 @@
-"""Tokens: log in, refresh, log out (one session, or every session)."""
+"""Tokens: log in, refresh, log out (one session, or every session), revoke."""
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
@@ -10,9 +10,12 @@ from auth import (
     end_all_sessions,
     end_session,
     failed_login,
+    form_body_doc,
+    form_parameters,
     login_username_key,
     public,
     rate_limited,
+    revoke_token,
     rotate_refresh_token,
     sent_in_cookies,
     start_session,
@@ -22,7 +25,7 @@ from auth import (
 )
 from core import ErrorSchema, audit
 from resources import DATABASE_UNAVAILABLE
-from schemas import MessageSchema, TokenSchema, UserLoginSchema
+from schemas import MessageSchema, RevocationSchema, TokenSchema, UserLoginSchema
 
 blp = Blueprint("tokens", __name__, description="Log in, refresh and log out")
 
@@ -83,3 +86,30 @@ class UserLogoutAll(MethodView):
         audit("logout_all", "Logged out of every session")
         clear_token_cookies()
         return {"message": "Logged out of every session."}
+
+
+@blp.route("/revoke")
+class TokenRevocation(MethodView):
+    @public
+    @rate_limited("RATELIMIT_REFRESH")
+    @blp.doc(requestBody=form_body_doc(RevocationSchema))
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(
+        400,
+        schema=ErrorSchema,
+        description="invalid_request: no `token` parameter (RFC 7009 §2.1)",
+    )
+    def post(self):
+        """Revoke a token (RFC 7009): its whole session ends; no other credential."""
+        parameters = form_parameters(RevocationSchema())
+        claims = revoke_token(parameters["token"])
+        if claims is not None:
+            audit(
+                "token_revocation",
+                "Session revoked with one of its tokens",
+                user_id=claims.get("sub"),
+                family=claims.get("fam"),
+            )
+        # RFC 7009 §2.2: the same answer for a token that was unknown, malformed,
+        # expired or revoked already, so a prober learns nothing.
+        return {"message": "The token is revoked."}

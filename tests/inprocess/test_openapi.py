@@ -7,6 +7,7 @@ import pytest
 PUBLIC_OPERATIONS = {
     ("post", "/register"),
     ("post", "/login"),
+    ("post", "/revoke"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 }
@@ -15,6 +16,9 @@ OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/logout"),
     ("post", "/logout/all"),
     ("get", "/me"),
+    ("get", "/me/sessions"),
+    ("delete", "/me/sessions"),
+    ("delete", "/me/sessions/{session_id}"),
     ("put", "/user/password"),
     ("get", "/user/{user_id}"),
     ("delete", "/user/{user_id}"),
@@ -108,3 +112,33 @@ def test_swagger_ui_loads_its_assets_from_the_app(client):
         assert asset.status_code == 200, source
         assert len(asset.data) > 200, source
         asset.close()
+
+
+def test_revocation_takes_form_or_json_and_documents_invalid_request(spec):
+    operation = spec["paths"]["/revoke"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {"application/x-www-form-urlencoded", "application/json"}
+    schema = spec["components"]["schemas"]["Revocation"]
+    assert schema["required"] == ["token"]
+    assert set(schema["properties"]) == {"token", "token_type_hint"}
+    assert {"200", "400", "413", "429"} <= set(operation["responses"])
+
+
+def test_the_session_operations_document_their_answers(spec):
+    listing = spec["paths"]["/me/sessions"]["get"]["responses"]["200"]
+    assert listing["content"]["application/json"]["schema"]["items"] == {
+        "$ref": "#/components/schemas/Session"
+    }
+    session = spec["components"]["schemas"]["Session"]["properties"]
+    assert set(session) == {
+        "id",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "user_agent",
+        "ip_address",
+        "current",
+    }
+    assert session["expires_at"]["format"] == "date-time"
+    end_one = spec["paths"]["/me/sessions/{session_id}"]["delete"]["responses"]
+    assert {"200", "401", "404", "503"} <= set(end_one)
