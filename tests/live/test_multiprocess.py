@@ -289,3 +289,66 @@ def test_revoked_tokens_refused_by_every_worker_and_after_restart(
         f"\n{store}: replays {_figures(before)}; after restart {_figures(after)}; "
         "a fresh login after restart works (200)"
     )
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_sessions_are_the_same_on_every_worker_and_end_on_every_worker(store, tmp_path):
+    """The session list is read from the database by whichever worker answers; a
+    session ended on one worker (DELETE /me/sessions/{id}, or POST /revoke with
+    one of its tokens) is refused by every worker."""
+    with store_env(store, tmp_path) as (env, _stored):
+        migrate(env)
+        with gunicorn(env, tmp_path, "sessions") as server:
+            _, current = servers.sign_up(server.base, "alice")
+            phone = servers.login(server.base, "alice")
+            laptop = servers.login(server.base, "alice")
+
+            listings = _listings(server, current, 3 * WORKERS)
+            assert len({tuple(ids) for ids in listings}) == 1, listings
+            assert len(listings[0]) == 3
+
+            phone_id = next(
+                entry["id"]
+                for entry in request(
+                    server.base, "GET", "/me/sessions", token=phone["access_token"]
+                ).body
+                if entry["current"]
+            )
+            ended = request(
+                server.base,
+                "DELETE",
+                f"/me/sessions/{phone_id}",
+                token=current["access_token"],
+            )
+            assert ended.status == 200, ended.body
+            _assert_all_refused(
+                replay(server, phone, FIRST_REPLAYS), server, "ended session"
+            )
+
+            revoked = request(
+                server.base, "POST", "/revoke", body={"token": laptop["refresh_token"]}
+            )
+            assert (revoked.status, revoked.body) == (
+                200,
+                {"message": "The token is revoked."},
+            )
+            _assert_all_refused(
+                replay(server, laptop, FIRST_REPLAYS), server, "revoked session"
+            )
+
+            after = _listings(server, current, 2 * WORKERS)
+            assert {len(ids) for ids in after} == {1}, after
+
+
+def _listings(server: Server, tokens: dict, count: int) -> list[list[str]]:
+    """GET /me/sessions `count` times from THREADS: the ids each answer listed."""
+
+    def one(_: int) -> list[str]:
+        reply = request(
+            server.base, "GET", "/me/sessions", token=tokens["access_token"]
+        )
+        assert reply.status == 200, reply.body
+        return [entry["id"] for entry in reply.body]
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return list(pool.map(one, range(count)))
