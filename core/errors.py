@@ -185,14 +185,19 @@ class RequestErrorsPlugin(BasePlugin):
     def operation_helper(self, path=None, operations=None, **kwargs) -> None:
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
-            if "requestBody" in operation:
-                responses.setdefault(
-                    "400", error_response_doc("The request body is not valid JSON.")
+            # Keep an operation's own answer; its decorators key them by int.
+            if "requestBody" in operation and not _documents(responses, 400):
+                responses["400"] = error_response_doc(
+                    "The request body is not valid JSON."
                 )
-            responses.setdefault(
-                "413",
-                error_response_doc("The request body is over the size limit (1 MiB)."),
-            )
+            if not _documents(responses, 413):
+                responses["413"] = error_response_doc(
+                    "The request body is over the size limit (1 MiB)."
+                )
+
+
+def _documents(responses: dict, status: int) -> bool:
+    return status in responses or str(status) in responses
 
 
 class EnvelopeApi(flask_smorest.Api):

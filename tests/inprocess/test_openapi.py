@@ -122,6 +122,7 @@ def test_revocation_takes_form_or_json_and_documents_invalid_request(spec):
     assert schema["required"] == ["token"]
     assert set(schema["properties"]) == {"token", "token_type_hint"}
     assert {"200", "400", "413", "429"} <= set(operation["responses"])
+    assert "invalid_request" in operation["responses"]["400"]["description"]
 
 
 def test_the_session_operations_document_their_answers(spec):
