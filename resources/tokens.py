@@ -99,6 +99,12 @@ class TokenRevocation(MethodView):
         schema=ErrorSchema,
         description="invalid_request: no `token` parameter (RFC 7009 §2.1)",
     )
+    @blp.alt_response(
+        503,
+        schema=ErrorSchema,
+        description="The revocation store or the database is unavailable; retry "
+        "later (a token is never reported revoked unless it is).",
+    )
     def post(self):
         """Revoke a token (RFC 7009): its whole session ends; no other credential."""
         parameters = form_parameters(RevocationSchema())

@@ -121,7 +121,7 @@ def test_revocation_takes_form_or_json_and_documents_invalid_request(spec):
     schema = spec["components"]["schemas"]["Revocation"]
     assert schema["required"] == ["token"]
     assert set(schema["properties"]) == {"token", "token_type_hint"}
-    assert {"200", "400", "413", "429"} <= set(operation["responses"])
+    assert {"200", "400", "413", "429", "503"} <= set(operation["responses"])
     assert "invalid_request" in operation["responses"]["400"]["description"]
 
 

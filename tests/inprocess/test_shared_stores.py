@@ -115,6 +115,9 @@ def test_an_unreachable_redis_refuses_protected_requests_with_503(unreachable_re
             client.get("/store", headers=bearer(tokens["access_token"])),
             client.post("/refresh", headers=bearer(tokens["refresh_token"])),
             client.post("/logout", headers=bearer(tokens["access_token"])),
+            # Never "200, revoked" when the revocation could not be stored.
+            client.post("/revoke", data={"token": tokens["refresh_token"]}),
+            client.get("/me/sessions", headers=bearer(tokens["access_token"])),
         ):
             assert_error(
                 response,
