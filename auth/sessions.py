@@ -74,11 +74,13 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
         raise SessionExpired(SESSION_ENDED)
     replacement = str(uuid.uuid4())
     rotation = Rotation(blocklist.now(), replacement)
-    if blocklist.mark_rotated(claims["jti"], rotation, claims["exp"]):
+    grace = current_app.config["REFRESH_REUSE_GRACE_SECONDS"]
+    # A grace copy of this token (same jti) was minted at most `grace` seconds
+    # after it, so it may expire that much later: the mark must outlive both.
+    if blocklist.mark_rotated(claims["jti"], rotation, claims["exp"] + grace):
         return _refreshed(user, auth_time, family, replacement)
 
     previous = blocklist.get_rotation(claims["jti"])
-    grace = current_app.config["REFRESH_REUSE_GRACE_SECONDS"]
     # Read the clock now: a concurrent winner may have rotated after we started.
     # Clocks of several instances may disagree a little: never count below zero.
     if (

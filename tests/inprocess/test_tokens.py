@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import jwt
 import pytest
+from flask_jwt_extended import decode_token
 
 from tests.helpers import assert_error, bearer
 
@@ -537,3 +538,18 @@ def test_a_user_deleted_after_the_token_check_is_still_refused(
     response = client.get("/me", headers=bearer(tokens["access_token"]))
 
     assert_token_refused(response, "invalid_token", USER_GONE)
+
+
+def test_a_rotation_mark_outlives_every_grace_copy_of_the_token(app, auth):
+    """A retry's copy shares the jti of the winner's successor and is minted up to
+    REFRESH_REUSE_GRACE_SECONDS later, so it may expire that much later: the
+    rotation mark must still be there when that copy could be replayed."""
+    _, tokens = auth.user("alice")
+    with app.app_context():
+        claims = decode_token(tokens["refresh_token"])
+    assert auth.refresh(tokens["refresh_token"]).status_code == 200
+
+    store = app.extensions["blocklist"]
+    expires_at, _ = store._entries[("rotation", claims["jti"])]
+    grace = app.config["REFRESH_REUSE_GRACE_SECONDS"]
+    assert expires_at >= claims["exp"] + grace
