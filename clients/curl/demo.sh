@@ -8,7 +8,10 @@
 #   2. on 401 token_expired, POST /refresh          -> a non-fresh access token and a
 #      new refresh token (rotation); repeat the request -> 200
 #   3. on any other 401 (here fresh_token_required from POST /item), log in again
-# then logs out and checks that the session's tokens answer 401 token_revoked.
+# then logs out and checks that the session's tokens answer 401 token_revoked, and
+# ends two more sessions with POST /revoke (RFC 7009: the token in a form body, no
+# Authorization header): one with its refresh token (a new login), and the first
+# login's with its long-expired access token.
 # Each step prints one numbered line: the request, the status, the relevant part of
 # the body, OK or FAIL. Tokens are shortened, never printed whole.
 #
@@ -18,8 +21,9 @@
 # That is practical only against a server with a short access-token lifetime, e.g.
 #     JWT_ACCESS_TOKEN_EXPIRES=3 ./scripts/serve.sh
 # When expires_in is longer than DEMO_MAX_WAIT the script says so and stops (exit 3).
-# (A run registers once and logs in twice: the default rate limits, RATELIMIT_REGISTER
-# "5 per minute" first, allow about five runs a minute from one address.)
+# (A run registers once and logs in three times: the default rate limits,
+# RATELIMIT_REGISTER "5 per minute" first, allow about five runs a minute from one
+# address.)
 #
 # Environment:
 #   DEMO_MAX_WAIT  the longest access-token lifetime worth waiting for, seconds (30)
@@ -211,28 +215,42 @@ fail() {
   exit 1
 }
 
-# send METHOD PATH [TOKEN] [JSON]: one request; sets STATUS and the answer's fields.
-# No answer at all (refused, timed out) fails the step.
+# transmit METHOD PATH SHOWN [CURL_ARGS...]: one request, shown as SHOWN; sets
+# STATUS and the answer's fields. No answer at all (refused, timed out) fails the step.
+transmit() {
+  local method=$1 path=$2
+  REQUEST=$3
+  shift 3
+  STEP=$((STEP + 1))
+  : >"$BODY"
+  : >"$HEADERS"
+  if ! STATUS=$(curl -sS --max-time 10 -o "$BODY" -D "$HEADERS" -w '%{http_code}' \
+    -X "$method" -H 'Accept: application/json' "$@" "$BASE_URL$path"); then
+    STATUS=000
+    parse_answer
+    fail "an HTTP answer" "any" "none (curl failed, see above)"
+  fi
+  parse_answer
+}
+
+# send METHOD PATH [TOKEN] [JSON]: TOKEN as the bearer token, JSON as the body.
 send() {
   local method=$1 path=$2 token=${3:-} data=${4:-}
-  local args=(-sS --max-time 10 -o "$BODY" -D "$HEADERS" -w '%{http_code}'
-    -X "$method" -H 'Accept: application/json')
+  local args=()
   if [[ -n $token ]]; then
     args+=(-H "Authorization: Bearer $token")
   fi
   if [[ -n $data ]]; then
     args+=(-H 'Content-Type: application/json' --data-binary "$data")
   fi
-  STEP=$((STEP + 1))
-  REQUEST="$method $path${token:+ [$(short "$token")]}"
-  : >"$BODY"
-  : >"$HEADERS"
-  if ! STATUS=$(curl "${args[@]}" "$BASE_URL$path"); then
-    STATUS=000
-    parse_answer
-    fail "an HTTP answer" "any" "none (curl failed, see above)"
-  fi
-  parse_answer
+  transmit "$method" "$path" "$method $path${token:+ [$(short "$token")]}" "${args[@]}"
+}
+
+# revoke TOKEN HINT: POST /revoke as RFC 7009 has it, the token (and its type, HINT)
+# form-encoded and no Authorization header: holding a token is the right to revoke it.
+revoke() {
+  transmit POST /revoke "POST /revoke token=$(short "$1")" \
+    --data-urlencode "token=$1" --data-urlencode "token_type_hint=$2"
 }
 
 expect_status() {
@@ -399,5 +417,38 @@ ok "$(answer): logged out"
 send POST /refresh "$FRESH_REFRESH"
 expect_token_error token_revoked
 ok "$(answer): the refresh token of that login too"
+
+# -- Revoke (RFC 7009): any token of a session ends it, no other credential ----------
+REVOKED='The token is revoked.' # the answer for any token, so a prober learns nothing
+
+send POST /login "" "$CREDENTIALS"
+expect_tokens true
+OTHER=$(field access_token)
+OTHER_REFRESH=$(field refresh_token)
+ok "access=$(short "$OTHER") refresh=$(short "$OTHER_REFRESH") (a new session)"
+
+revoke "$OTHER_REFRESH" refresh_token
+expect_status 200
+expect_field message "$REVOKED"
+ok "message=\"$(field message)\" (what a client sends at logout)"
+
+send GET /me "$OTHER"
+expect_token_error token_revoked
+ok "$(answer): its access token too"
+
+send POST /refresh "$OTHER_REFRESH"
+expect_token_error token_revoked
+ok "$(answer): that session is over"
+
+# The first login's session is still alive (refreshed once above); its access token
+# from /login expired long ago, and still names the session.
+revoke "$ACCESS" access_token
+expect_status 200
+expect_field message "$REVOKED"
+ok "message=\"$(field message)\" (an expired access token)"
+
+send POST /refresh "$NEW_REFRESH"
+expect_token_error token_revoked
+ok "$(answer): the expired token ended its session"
 
 printf '\nAll %d steps passed.\n' "$STEP"

@@ -15,6 +15,10 @@
 //   - "cookie": the server keeps them in HttpOnly cookies that page JavaScript
 //     cannot read; state-changing requests carry the CSRF double-submit header.
 //
+// Logging out ends the server's session whatever state the access token is in
+// (see logout()), and sessions(), endSession(id) and endOtherSessions() wrap the
+// /me/sessions API.
+//
 //   import { AuthClient } from "/demo/auth-client.js";
 //   const api = new AuthClient({ mode: "cookie", onLoginRequired: askForLogin });
 //   await api.login("alice", "correct horse battery");
@@ -34,6 +38,16 @@ export class LoginRequiredError extends Error {
   constructor(code, message) {
     super(message || code);
     this.name = "LoginRequiredError";
+    this.code = code;
+  }
+}
+
+/** An answer the API refused: `status`, and the envelope's `error` (`code`). */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(`${status} ${code}: ${message}`);
+    this.name = "ApiError";
+    this.status = status;
     this.code = code;
   }
 }
@@ -58,13 +72,15 @@ export class AuthClient {
     this._refreshToken = null;
     this._refreshing = null; // the one refresh in flight, shared
     this._loggingIn = null; // the one login prompt open, shared
-    this._generation = 0; // bumped at every login and refresh
+    this._generation = 0; // bumped at every login, refresh and logout
+    this._cookieSession = false; // cookie mode: a login happened, no logout since
+    this._loggingOut = false;
     this.refreshCount = 0;
   }
 
   /** Whether a login happened (the tokens themselves may have expired since). */
   get loggedIn() {
-    return this.mode === "cookie" ? this._generation > 0 : this._accessToken !== null;
+    return this.mode === "cookie" ? this._cookieSession : this._accessToken !== null;
   }
 
   async login(username, password) {
@@ -84,21 +100,70 @@ export class AuthClient {
     return data;
   }
 
+  /**
+   * End the server's session, then forget it here (whatever the server said, and
+   * even if the request failed). The access token's state does not matter:
+   *   - header mode: POST /revoke (RFC 7009) with the refresh token, form-encoded;
+   *     it needs no access token and ends the whole session. Resolves to that
+   *     response, or null when no refresh token is held (nothing to end).
+   *   - cookie mode: the refresh cookie is HttpOnly and sent to /refresh only, so
+   *     it cannot be handed to /revoke. POST /logout goes through the usual path
+   *     instead: on 401 token_expired it refreshes once with the cookie and repeats
+   *     /logout, which then clears the cookies. It never asks for a login (a login
+   *     to log out makes no sense): a refused refresh means the session is over
+   *     already. Resolves to the last /logout response.
+   */
   async logout() {
-    try {
-      return await this.fetch("/logout", { method: "POST" }, { retry: false });
-    } finally {
-      this._accessToken = null;
-      this._refreshToken = null;
-      this._generation = 0;
+    if (this.mode === "header") {
+      const refreshToken = this._refreshToken;
+      this._forget(); // first: no request sends the dying tokens any more
+      if (!refreshToken) return null;
+      return this._fetch(this._url("/revoke"), {
+        method: "POST",
+        body: new URLSearchParams({
+          token: refreshToken,
+          token_type_hint: "refresh_token",
+        }),
+        credentials: this._credentials(),
+      });
     }
+    // fetch() refreshes only for a logged-in client; here the cookies are what
+    // count, and they outlive this object (a page reload).
+    this._cookieSession = true;
+    this._loggingOut = true;
+    try {
+      return await this.fetch("/logout", { method: "POST" }, { relogin: false });
+    } finally {
+      this._loggingOut = false;
+      this._forget();
+    }
+  }
+
+  /** GET /me/sessions: the user's sessions, newest first (`current`: this one). */
+  async sessions() {
+    return expectOk(await this.fetch("/me/sessions"));
+  }
+
+  /**
+   * DELETE /me/sessions/{id}: end one session (its tokens are refused from now).
+   * Ending this client's own session is a logout: use logout() for that.
+   */
+  async endSession(id) {
+    const path = `/me/sessions/${encodeURIComponent(id)}`;
+    return expectOk(await this.fetch(path, { method: "DELETE" }));
+  }
+
+  /** DELETE /me/sessions: end every session of the user but this one. */
+  async endOtherSessions() {
+    return expectOk(await this.fetch("/me/sessions", { method: "DELETE" }));
   }
 
   /**
    * fetch(path, options) with the token. A request is repeated at most once after
-   * a refresh and at most once after a new login.
+   * a refresh and at most once after a new login. `retry: false` returns the first
+   * answer as it is; `relogin: false` still refreshes but never asks for a login.
    */
-  async fetch(path, options = {}, { retry = true } = {}) {
+  async fetch(path, options = {}, { retry = true, relogin = true } = {}) {
     let refreshed = false;
     let loggedInAgain = false;
     for (;;) {
@@ -115,7 +180,12 @@ export class AuthClient {
         if (refreshError === null) continue;
         error = refreshError; // the refresh token is refused: only a login helps
       }
-      if (loggedInAgain || !LOGIN_FIXES.has(error)) return response;
+      if (loggedInAgain || !relogin || !LOGIN_FIXES.has(error)) return response;
+      // Refused because of a logout (running, or done since it was sent): a prompt
+      // would undo the logout.
+      if (this._loggingOut || (!this.loggedIn && generation !== this._generation)) {
+        return response;
+      }
       loggedInAgain = true;
       if (!(await this._loginOnce(error))) return response;
     }
@@ -153,6 +223,7 @@ export class AuthClient {
   }
 
   async _refresh() {
+    const generation = this._generation;
     const headers = {};
     if (this.mode === "header") {
       if (!this._refreshToken) return "authorization_required";
@@ -168,6 +239,8 @@ export class AuthClient {
     });
     const data = await readJson(response);
     if (!response.ok) return data.error || "token_revoked";
+    // A logout or login while this refresh was on its way wins: its answer is stale.
+    if (generation !== this._generation) return null;
     this._store(data);
     this.refreshCount += 1;
     if (this.onRefresh) this.onRefresh(this.refreshCount);
@@ -191,7 +264,16 @@ export class AuthClient {
     if (this.mode === "header") {
       this._accessToken = data.access_token;
       this._refreshToken = data.refresh_token;
+    } else {
+      this._cookieSession = true;
     }
+    this._generation += 1;
+  }
+
+  _forget() {
+    this._accessToken = null;
+    this._refreshToken = null;
+    this._cookieSession = false;
     this._generation += 1;
   }
 
@@ -210,6 +292,16 @@ async function readJson(response) {
   } catch {
     return {};
   }
+}
+
+/** The JSON body of a 2xx answer; an ApiError for any other. */
+async function expectOk(response) {
+  const data = await readJson(response);
+  if (!response.ok) {
+    const code = data.error || `http_${response.status}`;
+    throw new ApiError(response.status, code, data.message || response.statusText);
+  }
+  return data;
 }
 
 function readCookie(name) {

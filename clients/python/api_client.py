@@ -224,22 +224,31 @@ class ApiClient:
         return data
 
     def logout(self) -> requests.Response | None:
-        """``POST /logout`` (revokes this login's tokens) and forget the tokens.
+        """End this login's session on the server and forget the tokens.
 
-        The tokens are forgotten locally whatever happens. Returns the server's
-        answer: 200, or the 401 that shows the session had already ended (a
-        refused refresh does not raise here, and ``reauthenticate`` is not
-        called). Returns None, without a request, when not logged in.
+        Sends ``POST /revoke`` (RFC 7009) with the refresh token, form-encoded and
+        without an ``Authorization`` header: it ends the whole session (every
+        access and refresh token of this login) whatever state the access token
+        is in, expired included, and needs no refresh first. The tokens are
+        forgotten locally before the request is sent, whatever happens next, so
+        a concurrent request or refresh never uses or brings them back.
+
+        Returns the server's answer: ``200`` for any token (also one whose
+        session had already ended: RFC 7009 answers the same), or whatever else
+        came back (429, 5xx: the session may then still be alive on the server).
+        Never raises for an answer and never calls ``reauthenticate``; a network
+        error (``requests.RequestException``) propagates, the tokens forgotten
+        all the same. Returns None, without a request, when no refresh token is
+        held (not logged in, or logged out by another thread meanwhile).
         """
-        if not self.logged_in:
-            self._forget()
+        refresh_token = self._forget()
+        if refresh_token is None:
             return None
-        try:
-            return self._request("POST", "/logout", {}, may_reauthenticate=False)
-        except LoginRequired as refused:
-            return refused.response
-        finally:
-            self._forget()
+        return self.session.post(
+            self.url("/revoke"),
+            data={"token": refresh_token, "token_type_hint": "refresh_token"},
+            timeout=self.timeout,
+        )
 
     def refresh(self) -> None:
         """Trade the refresh token now (shared with concurrent refreshes).
@@ -445,8 +454,12 @@ class ApiClient:
             self._fresh = fresh
             self._refused = None
 
-    def _forget(self) -> None:
+    def _forget(self) -> str | None:
+        """Drop the token pair; the refresh token that was held, if any (one
+        caller gets it, however many forget at the same time)."""
         with self._lock:
+            refresh_token = self._refresh_token
             self._access_token = self._refresh_token = None
             self._fresh = False
             self._refused = None
+        return refresh_token

@@ -1,24 +1,31 @@
 """End to end in a real browser: Debian's chromium driven by Playwright.
 
-A live gunicorn serves the app with 2-second access tokens. Swagger UI must work
+A live gunicorn serves the app with 3-second access tokens. Swagger UI must work
 offline (every request outside 127.0.0.1 is blocked and counted), and the /demo
 page must refresh silently — once for several requests in flight — and ask for a
-login when a fresh token is needed, in header mode and in cookie mode.
+login when a fresh token is needed, log out with an expired access token so that
+the session ends on the server, and list the user's sessions and end one, in
+header mode and in cookie mode.
 Screenshots of the key steps go to the test's temporary folder.
 """
 
+import base64
 import contextlib
+import http.client
+import json
 import os
 import secrets
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests import servers
 from tests.helpers import PASSWORD
-from tests.servers import free_port, request
+from tests.servers import REQUEST_TIMEOUT, free_port, request
 
 ACCESS_LIFETIME = 3
 
@@ -97,7 +104,8 @@ def browser():
 
 
 class Page:
-    """A fresh browser context: blocks the outside world, counts /refresh."""
+    """A fresh browser context: blocks the outside world, records the API calls
+    (and counts /refresh)."""
 
     def __init__(self, browser, server: str, shots: Path) -> None:
         self.context = browser.new_context()
@@ -106,8 +114,11 @@ class Page:
         self.server = server
         self.shots = shots
         self.outside: list[str] = []
+        self.calls: list[tuple[str, str, int]] = []  # method, path, status
         self.refreshes: list[int] = []
         self.token_bodies: list[str] = []
+        self.refresh_cookies: list[str] = []  # as Set-Cookie delivered them
+        self.revocations: list[tuple[str | None, str | None]] = []  # type, body
         self.context.route("**/*", self._only_loopback)
         self.page.on("response", self._watch)
 
@@ -120,10 +131,20 @@ class Page:
 
     def _watch(self, response) -> None:
         path = response.url[len(self.server) :].split("?")[0]
+        if response.request.resource_type == "fetch":
+            self.calls.append((response.request.method, path, response.status))
         if path == "/refresh":
             self.refreshes.append(response.status)
         if path in ("/login", "/refresh"):
             self.token_bodies.append(response.text())
+            for cookie in response.header_values("set-cookie"):
+                name, _, rest = cookie.partition("=")
+                value = rest.split(";")[0]
+                if name == "refresh_token_cookie" and value:
+                    self.refresh_cookies.append(value)
+        if path == "/revoke":
+            sent = response.request
+            self.revocations.append((sent.headers.get("content-type"), sent.post_data))
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
@@ -266,3 +287,175 @@ def test_demo_cookie_mode_keeps_tokens_away_from_javascript(page, user):
     p.wait_for_selector("#status:has-text('Logged out.')")
     names = {c["name"] for c in page.context.cookies()}
     assert not names & {"access_token_cookie", "refresh_token_cookie"}
+
+
+def _claims(token: str) -> dict:
+    """A JWT's payload, not verified (the server checks the signature)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def _page_tokens(page: Page, mode: str) -> tuple[str, str]:
+    """The page's (access, refresh) tokens now: from its last token answer in
+    header mode, from the HttpOnly cookies in cookie mode (Playwright reads them;
+    page JavaScript cannot)."""
+    if mode == "header":
+        body = json.loads(page.token_bodies[-1])
+        return body["access_token"], body["refresh_token"]
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    return cookies["access_token_cookie"], cookies["refresh_token_cookie"]
+
+
+def _assert_revoked(server: str, *refresh_tokens: str, access: str | None = None):
+    """Each refresh token (and the access token) now answers 401 token_revoked."""
+    checks = [("POST", "/refresh", token) for token in refresh_tokens]
+    if access is not None:
+        checks.append(("GET", "/me", access))
+    for method, path, token in checks:
+        reply = request(server, method, path, token=token)
+        assert (reply.status, reply.error) == (401, "token_revoked"), (path, reply)
+        assert reply.body["message"] == "The token has been revoked."
+
+
+@pytest.mark.parametrize("mode", ["header", "cookie"])
+def test_demo_logout_with_an_expired_access_token_ends_the_session(page, user, mode):
+    _log_in(page, user, mode)
+    p = page.page
+    _, refresh = _page_tokens(page, mode)
+    time.sleep(ACCESS_LIFETIME + 0.5)  # the access token expires in the browser
+    before = len(page.calls)
+
+    p.click("#logout-button")
+    p.wait_for_selector("#status:has-text('Logged out.')")
+    page.shot(f"{mode}-logged-out-after-expiry")
+
+    assert not p.is_visible("#relogin"), "a logout never asks for a login"
+    assert p.is_visible("#login-section") and not p.is_visible("#app-section")
+    calls = page.calls[before:]
+    if mode == "header":
+        # RFC 7009 with the refresh token it holds: no access token, no refresh.
+        assert calls == [("POST", "/revoke", 200)]
+        [(content_type, body)] = page.revocations
+        assert content_type.startswith("application/x-www-form-urlencoded")
+        assert body == f"token={refresh}&token_type_hint=refresh_token"
+        refresh_tokens = [refresh]
+    else:
+        # The refresh cookie goes to /refresh only: refresh once, repeat /logout.
+        assert calls == [
+            ("POST", "/logout", 401),
+            ("POST", "/refresh", 200),
+            ("POST", "/logout", 200),
+        ]
+        assert page.revocations == []
+        names = {c["name"] for c in page.context.cookies()}
+        assert not names & {"access_token_cookie", "refresh_token_cookie"}
+        # The cookie read before the logout, and the one its refresh set.
+        refresh_tokens = [refresh, page.refresh_cookies[-1]]
+        assert refresh_tokens[1] != refresh
+    _assert_revoked(page.server, *refresh_tokens)
+
+
+OTHER_DEVICE = "stores-cli/1.0 (another device)"
+
+
+def _log_in_elsewhere(server: str, username: str) -> dict:
+    """POST /login as another device would (its own User-Agent): the token pair."""
+    url = urlsplit(server)
+    connection = http.client.HTTPConnection(
+        url.hostname, url.port, timeout=REQUEST_TIMEOUT
+    )
+    try:
+        connection.request(
+            "POST",
+            "/login",
+            body=json.dumps({"username": username, "password": PASSWORD}),
+            headers={"Content-Type": "application/json", "User-Agent": OTHER_DEVICE},
+        )
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+    assert status == 200, body
+    return body
+
+
+def _rows(p) -> list[str]:
+    """The session ids the panel lists, in its order."""
+    return [
+        row.get_attribute("data-session-id") for row in p.locator("#sessions li").all()
+    ]
+
+
+@pytest.mark.parametrize("mode", ["header", "cookie"])
+def test_demo_lists_the_sessions_and_ends_another(page, user, mode):
+    other = _log_in_elsewhere(page.server, user)
+    # The other device's list: its own session and the user fixture's login.
+    listed = request(page.server, "GET", "/me/sessions", token=other["access_token"])
+    assert listed.status == 200 and len(listed.body) == 2, listed.body
+    [other_id] = [row["id"] for row in listed.body if row["current"]]
+    _log_in(page, user, mode)
+    p = page.page
+    this_id = _claims(_page_tokens(page, mode)[0])["fam"]
+    p.wait_for_selector("#sessions li >> nth=2")
+    # Newest first: this page, the other device, the fixture's login.
+    assert _rows(p) == [this_id, *(row["id"] for row in listed.body)]
+    current = p.locator("#sessions li.current")
+    assert current.count() == 1
+    assert current.get_attribute("data-session-id") == this_id
+    assert "this device" in current.inner_text()
+    assert "HeadlessChrome on Linux" in current.inner_text()
+    assert current.locator("button.end-session").inner_text() == "Log out"
+    another = p.locator(f"#sessions li[data-session-id='{other_id}']")
+    assert OTHER_DEVICE in another.inner_text()
+    assert "this device" not in another.inner_text()
+    assert another.locator("button.end-session").inner_text() == "End"
+    assert p.locator("#sessions .this-device").count() == 1
+    page.shot(f"{mode}-sessions-listed")
+
+    # A silent refresh moves this session's "last used", and the panel shows it.
+    used = current.locator("time.last-used").get_attribute("datetime")
+    time.sleep(ACCESS_LIFETIME + 0.5)
+    p.click("#load-button")
+    p.wait_for_selector("#refresh-indicator[data-count='1']")
+    p.wait_for_selector(f"#sessions li.current time:not([datetime='{used}'])")
+    moved = current.locator("time.last-used").get_attribute("datetime")
+    assert datetime.fromisoformat(moved) > datetime.fromisoformat(used)
+    assert page.refreshes == [200]
+    page.shot(f"{mode}-sessions-after-refresh")
+
+    # End the other device's session: gone from the panel, its tokens refused.
+    # (A live pair of it first: its access token from /login has expired.)
+    renewed = request(page.server, "POST", "/refresh", token=other["refresh_token"])
+    assert renewed.status == 200, renewed.body
+    before = len(page.calls)
+    another.locator("button.end-session").click()
+    p.wait_for_selector("#status:has-text('Session ended.')")
+    another.wait_for(state="detached")
+    # (Had this page's 3-second access token expired meanwhile, a 401 and a
+    # /refresh would come in between: left out.)
+    ended = [c for c in page.calls[before:] if c[1] != "/refresh" and c[2] != 401]
+    assert ended == [
+        ("DELETE", f"/me/sessions/{other_id}", 200),
+        ("GET", "/me/sessions", 200),
+    ]
+    assert other_id not in _rows(p) and this_id in _rows(p) and len(_rows(p)) == 2
+    _assert_revoked(
+        page.server,
+        renewed.body["refresh_token"],
+        other["refresh_token"],
+        access=renewed.body["access_token"],
+    )
+    page.shot(f"{mode}-session-ended")
+
+    # End all the others (the fixture's login and a new one): only this one stays.
+    third = _log_in_elsewhere(page.server, user)
+    p.click("#end-others-button")
+    p.wait_for_selector("#status:has-text('Ended 2 other session(s).')")
+    p.wait_for_selector("#sessions li >> nth=1", state="detached")
+    assert _rows(p) == [this_id]
+    _assert_revoked(page.server, third["refresh_token"])
+    # This session lives on.
+    p.click("#load-button")
+    p.wait_for_selector("#status:has-text('Loaded ')")
+    assert not p.is_visible("#relogin")
+    page.shot(f"{mode}-other-sessions-ended")

@@ -2,8 +2,9 @@
 
 The script runs against a live server (gunicorn, two workers, the database
 revocation store, two-second access tokens, so it waits about 8 s for a token to
-expire) and against a stub server that breaks the contract in one place at a time:
-it must then stop at that step, print FAIL with expected and actual, and exit 1.
+expire) and against a stub server that breaks the contract in one place at a time
+(a /revoke that ends nothing, for one): it must then stop at that step, print FAIL
+with expected and actual, and exit 1.
 """
 
 import base64
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -30,7 +32,7 @@ from tests.servers import BIN, HOST, REPO, free_port
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
 STOP_TIMEOUT = 15.0
 DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
-STEP_COUNT = 13
+STEP_COUNT = 19
 
 # The live run, step by step: (request, status, what the line must show).
 LIVE_STEPS = [
@@ -47,6 +49,12 @@ LIVE_STEPS = [
     ("POST /logout", 200, "Successfully logged out."),
     ("GET /me", 401, "error=token_revoked"),
     ("POST /refresh", 401, "error=token_revoked"),
+    ("POST /login", 200, "(a new session)"),
+    ("POST /revoke token=", 200, 'message="The token is revoked." (what a client'),
+    ("GET /me", 401, "error=token_revoked"),
+    ("POST /refresh", 401, "error=token_revoked"),
+    ("POST /revoke token=", 200, "(an expired access token)"),
+    ("POST /refresh", 401, "the expired token ended its session"),
 ]
 
 
@@ -170,8 +178,9 @@ def fake_jwt(**claims) -> str:
     return f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}.c2lnbmF0dXJl"
 
 
-def token_pair(*, fresh: bool, expires_in: int = 0, refresh_jti: str = "r1") -> dict:
-    family = "stub-family"
+def token_pair(
+    *, fresh: bool, family: str, expires_in: int = 0, refresh_jti: str = "r1"
+) -> dict:
     return {
         "access_token": fake_jwt(
             type="access", fresh=fresh, fam=family, jti=secrets.token_hex(4)
@@ -182,35 +191,59 @@ def token_pair(*, fresh: bool, expires_in: int = 0, refresh_jti: str = "r1") -> 
     }
 
 
-EXPIRED = {
-    "code": 401,
-    "status": "Unauthorized",
-    "message": "The token has expired.",
-    "error": "token_expired",
+def claims_of(token: str) -> dict:
+    """The payload of a fake_jwt (empty for anything else)."""
+    try:
+        part = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+def token_error(error: str, message: str) -> dict:
+    return {"code": 401, "status": "Unauthorized", "message": message, "error": error}
+
+
+EXPIRED = token_error("token_expired", "The token has expired.")
+REVOKED = token_error("token_revoked", "The token has been revoked.")
+NOT_FRESH = token_error("fresh_token_required", "The token is not fresh.")
+CHALLENGE = {
+    "WWW-Authenticate": 'Bearer realm="api", error="invalid_token", '
+    'error_description="x"'
 }
-CHALLENGE = 'Bearer realm="api", error="invalid_token", error_description="x"'
 
 
 class StubAPI:
-    """Answers like the API up to /refresh, but breaks it where `broken` says."""
+    """Answers like the API (each login a session of its own, ended by /logout and
+    /revoke), but breaks it where `broken` says."""
 
     def __init__(self, broken: str) -> None:
         self.broken = broken
         self.me_calls = 0
+        self.logins = 0
+        self.ended: set[str] = set()  # the sessions (families) that ended
         self.refresh_token = ""
         self.username = ""
         self.lock = threading.Lock()
 
-    def answer(self, method: str, path: str, body: dict) -> tuple:
-        """(status, JSON body, extra headers) for one request."""
+    def answer(self, method: str, path: str, token: str, body: dict) -> tuple:
+        """(status, JSON body, extra headers) for one request; `token` is the
+        bearer token sent, `body` the JSON or form parameters."""
+        family = claims_of(token).get("fam")
+        with self.lock:
+            if family is not None and family in self.ended and path != "/revoke":
+                return 401, REVOKED, CHALLENGE
         if (method, path) == ("POST", "/register"):
             if self.broken == "register_500":
                 return 500, {"code": 500, "error": "internal_error"}, {}
             self.username = body.get("username", "")
             return 201, {"id": 1, "username": self.username}, {}
         if (method, path) == ("POST", "/login"):
+            with self.lock:
+                self.logins += 1
+                family = f"stub-family-{self.logins}"
             expires_in = 900 if self.broken == "long_lifetime" else 0
-            pair = token_pair(fresh=True, expires_in=expires_in)
+            pair = token_pair(fresh=True, family=family, expires_in=expires_in)
             self.refresh_token = pair["refresh_token"]
             return 200, pair, {}
         if (method, path) == ("GET", "/me"):
@@ -218,16 +251,36 @@ class StubAPI:
                 self.me_calls += 1
                 calls = self.me_calls
             if calls == 2:  # the token "expired" in between
-                headers = {}
-                if self.broken != "no_challenge":
-                    headers["WWW-Authenticate"] = CHALLENGE
-                return 401, EXPIRED, headers
+                return 401, EXPIRED, {} if self.broken == "no_challenge" else CHALLENGE
             return 200, {"id": 1, "username": self.username, "is_admin": False}, {}
         if (method, path) == ("POST", "/refresh"):
-            pair = token_pair(fresh=self.broken == "refresh_fresh", refresh_jti="r2")
+            pair = token_pair(
+                fresh=self.broken == "refresh_fresh", family=family, refresh_jti="r2"
+            )
             if self.broken == "refresh_not_rotated":
                 pair["refresh_token"] = self.refresh_token
             return 200, pair, {}
+        if (method, path) == ("POST", "/store"):
+            return 201, {"id": 7, "name": body.get("name")}, {}
+        if (method, path) == ("POST", "/item"):
+            if not claims_of(token).get("fresh"):
+                return 401, NOT_FRESH, CHALLENGE
+            item = {"id": 1, "name": body.get("name"), "price": 1.5, "store": {"id": 7}}
+            return 201, item, {}
+        if (method, path) == ("POST", "/logout"):
+            with self.lock:
+                self.ended.add(family)
+            return 200, {"message": "Successfully logged out."}, {}
+        if (method, path) == ("POST", "/revoke"):
+            revoked = claims_of(body.get("token", ""))
+            ignored = {
+                "revoke_ignored": True,
+                "revoke_ignores_access_tokens": revoked.get("type") == "access",
+            }.get(self.broken, False)
+            if not ignored and "fam" in revoked:
+                with self.lock:
+                    self.ended.add(revoked.get("fam"))
+            return 200, {"message": "The token is revoked."}, {}
         return 404, {"code": 404, "error": "not_found"}, {}
 
 
@@ -240,8 +293,13 @@ def stub_server(broken: str) -> Iterator[int]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else {}
-            status, payload, headers = api.answer(self.command, self.path, body)
+            if self.headers.get_content_type() == "application/x-www-form-urlencoded":
+                body = dict(parse_qsl(raw.decode()))
+            else:
+                body = json.loads(raw) if raw else {}
+            authorization = self.headers.get("Authorization", "")
+            token = authorization.removeprefix("Bearer ")
+            status, payload, headers = api.answer(self.command, self.path, token, body)
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -289,6 +347,14 @@ def stub_server(broken: str) -> Iterator[int]:
             "expected refresh_token: a new refresh token (rotation)",
             "actual   refresh_token: the one that was sent",
         ),
+        # /revoke says 200 for any token, so only the tokens afterwards tell.
+        ("revoke_ignored", 16, "expected status: 401", "actual   status: 200"),
+        (
+            "revoke_ignores_access_tokens",
+            19,
+            "expected status: 401",
+            "actual   status: 200",
+        ),
     ],
 )
 def test_demo_fails_where_the_contract_is_broken(
@@ -308,6 +374,17 @@ def test_demo_fails_where_the_contract_is_broken(
     assert actual in output
     assert f"FAILED at step {step} ({step - 1} passed before it)." in output
     assert "steps passed" not in output
+
+
+def test_demo_passes_against_the_stub_when_nothing_is_broken(tmp_path):
+    """The stub keeps the contract unless told otherwise: the failures above are
+    the breaks', not the stub's."""
+    with stub_server("") as port:
+        run = run_demo(tmp_path, f"http://{HOST}:{port}", DEMO_LEEWAY="0")
+
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert len(step_lines(run.stdout)) == STEP_COUNT
+    assert f"All {STEP_COUNT} steps passed." in run.stdout
 
 
 def test_demo_stops_when_the_access_lifetime_is_too_long_to_wait_for(tmp_path):

@@ -386,6 +386,73 @@ def test_logout_forgets_the_tokens_and_later_requests_get_the_servers_401(
     assert client.get("/healthz").status_code == 200
 
 
+def test_logout_with_an_expired_access_token_ends_the_session(
+    make_client, username, server
+):
+    """logout() revokes with the refresh token (RFC 7009): no refresh first, and
+    the whole session ends, the refresh token included."""
+    reauthenticate = Reauthenticator(username)
+    client, session = make_client(reauthenticate=reauthenticate)
+    client.login(username, PASSWORD)
+    access, refresh = client.access_token, client.refresh_token
+    sleep_until_expired(access)
+
+    response = client.logout()
+
+    assert response is not None
+    assert response.status_code == 200, response.text
+    assert response.json() == {"message": "The token is revoked."}
+    sent = response.request
+    assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert "Authorization" not in sent.headers
+    assert sent.body == f"token={refresh}&token_type_hint=refresh_token"
+    assert session.statuses("POST", "/revoke") == [200]
+    assert session.count("POST", "/logout") == 0
+    assert session.refreshes() == 0
+    assert reauthenticate.calls == 0
+    assert not client.logged_in and client.refresh_token is None
+    old = servers.request(server.base_url, "POST", "/refresh", token=refresh)
+    assert (old.status, old.error) == (401, "token_revoked")
+
+
+def test_logout_after_the_session_ended_elsewhere_forgets_and_does_not_raise(
+    make_client, username, server
+):
+    reauthenticate = Reauthenticator(username)
+    client, session = make_client(reauthenticate=reauthenticate)
+    client.login(username, PASSWORD)
+    refresh = client.refresh_token
+    elsewhere, _ = make_client()
+    elsewhere.login(username, PASSWORD)
+    assert elsewhere.post("/logout/all").status_code == 200
+
+    response = client.logout()
+
+    # RFC 7009 §2.2: the same answer for a token whose session had already ended.
+    assert response is not None and response.status_code == 200, response
+    assert response.json() == {"message": "The token is revoked."}
+    assert client.access_token is None and client.refresh_token is None
+    assert reauthenticate.calls == 0
+    assert session.refreshes() == 0
+    assert client.logout() is None  # nothing held any more: no request
+    assert session.count("POST", "/revoke") == 1
+    old = servers.request(server.base_url, "POST", "/refresh", token=refresh)
+    assert (old.status, old.error) == (401, "token_revoked")
+
+
+def test_concurrent_logouts_send_one_revocation(make_client, username):
+    client, session = make_client()
+    client.login(username, PASSWORD)
+
+    results = _run_together(THREADS, client.logout)
+
+    answered = [result for result in results if result is not None]
+    assert len(answered) == 1, results
+    assert answered[0].status_code == 200
+    assert session.statuses("POST", "/revoke") == [200]
+    assert not client.logged_in
+
+
 # 6. -------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const mode = params.get("mode") === "cookie" ? "cookie" : "header";
 let username = "";
+let loggingOut = false;
 
 const api = new AuthClient({
   mode,
@@ -12,6 +13,9 @@ const api = new AuthClient({
     const indicator = $("refresh-indicator");
     indicator.dataset.count = String(count);
     indicator.textContent = `silently refreshed ${count} time${count === 1 ? "" : "s"}`;
+    // This session's "last used" has just moved (unless the refresh was for a
+    // logout: cookie mode refreshes to log out with an expired access token).
+    if (!loggingOut) showSessions();
   },
   onLoginRequired: askToLogInAgain,
 });
@@ -47,6 +51,7 @@ function askToLogInAgain(code) {
         try {
           await api.login(username, $("relogin-password").value);
           status("Logged in again.");
+          showSessions(); // a login is a new session
           resolve(true);
         } catch (error) {
           status(`Login failed: ${error.message}`, true);
@@ -63,7 +68,102 @@ async function showApp() {
   $("whoami").textContent = me.username;
   $("login-section").hidden = true;
   $("app-section").hidden = false;
+  showSessions();
   await loadItems();
+}
+
+function showLogin(text) {
+  $("app-section").hidden = true;
+  $("login-section").hidden = false;
+  $("sessions").replaceChildren();
+  status(text);
+}
+
+// "HeadlessChrome/120 ... (X11; Linux x86_64)" -> "HeadlessChrome on Linux"; a user
+// agent it does not know is shown as it is.
+const BROWSERS = ["Edg", "OPR", "Firefox", "HeadlessChrome", "Chrome", "Safari"];
+const SYSTEMS = [
+  ["Windows", "Windows"],
+  ["Android", "Android"],
+  ["iPhone", "iOS"],
+  ["Mac OS X", "macOS"],
+  ["CrOS", "ChromeOS"],
+  ["Linux", "Linux"],
+];
+
+function device(userAgent) {
+  if (!userAgent) return "Unknown device";
+  const browser = BROWSERS.find((name) => userAgent.includes(`${name}/`));
+  if (!browser) return userAgent.length > 60 ? `${userAgent.slice(0, 60)}…` : userAgent;
+  const system = SYSTEMS.find(([mark]) => userAgent.includes(mark));
+  return system ? `${browser} on ${system[1]}` : browser;
+}
+
+function sessionItem(session) {
+  const li = document.createElement("li");
+  li.dataset.sessionId = session.id;
+  li.classList.toggle("current", session.current);
+  const name = document.createElement("strong");
+  name.className = "device";
+  name.textContent = device(session.user_agent);
+  name.title = session.user_agent || "";
+  const used = document.createElement("time");
+  used.className = "last-used";
+  used.dateTime = session.last_used_at;
+  used.textContent = new Date(session.last_used_at).toLocaleString();
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "end-session";
+  // Ending this device's own session is a logout.
+  button.textContent = session.current ? "Log out" : "End";
+  button.addEventListener("click", () =>
+    (session.current ? logOut() : endSession(session.id)).catch((error) =>
+      status(error.message, true),
+    ),
+  );
+  li.append(name);
+  if (session.current) {
+    const mark = document.createElement("span");
+    mark.className = "this-device";
+    mark.textContent = "this device";
+    li.append(" (", mark, ")");
+  }
+  const address = session.ip_address || "unknown address";
+  li.append(" · last used ", used, ` · ${address} `, button);
+  return li;
+}
+
+let sessionsAsked = 0;
+
+// Several may be on their way (a refresh during a login...): the last one asked wins.
+async function loadSessions() {
+  const asked = ++sessionsAsked;
+  const sessions = await api.sessions();
+  if (asked !== sessionsAsked || $("app-section").hidden) return;
+  $("sessions").replaceChildren(...sessions.map(sessionItem));
+}
+
+function showSessions() {
+  loadSessions().catch((error) => {
+    // Refused after a logout is no news.
+    if (!$("app-section").hidden) status(`Sessions: ${error.message}`, true);
+  });
+}
+
+async function endSession(id) {
+  await api.endSession(id);
+  await loadSessions();
+  status("Session ended.");
+}
+
+async function logOut() {
+  loggingOut = true;
+  try {
+    await api.logout();
+  } finally {
+    loggingOut = false;
+    showLogin("Logged out.");
+  }
 }
 
 async function loadItems() {
@@ -149,9 +249,16 @@ $("item-form").addEventListener("submit", async (event) => {
   }
 });
 
-$("logout-button").addEventListener("click", async () => {
-  await api.logout();
-  $("app-section").hidden = true;
-  $("login-section").hidden = false;
-  status("Logged out.");
+$("end-others-button").addEventListener("click", async () => {
+  try {
+    const { message } = await api.endOtherSessions();
+    await loadSessions();
+    status(message);
+  } catch (error) {
+    status(error.message, true);
+  }
 });
+
+$("logout-button").addEventListener("click", () =>
+  logOut().catch((error) => status(`Logged out here, but: ${error.message}`, true)),
+);
