@@ -10,7 +10,7 @@ import pytest
 from flask_jwt_extended import decode_token
 
 from tests.helpers import assert_error, bearer
-from tests.inprocess.test_sessions import assert_revoked, refresh_in_threads, works
+from tests.inprocess.test_sessions import assert_revoked, works
 
 SESSION_ENDED = "The session has ended: log in again."
 
@@ -171,20 +171,6 @@ def test_once_one_copy_is_rotated_the_other_is_a_used_token(app, auth, client):
     assert_revoked(replay)
     assert not works(client, newest)
     assert_revoked(auth.refresh(newest["refresh_token"]))
-
-
-def test_concurrent_refreshes_all_succeed_on_one_chain(app, auth, client):
-    _, tokens = auth.user("alice")
-
-    responses = refresh_in_threads(app, tokens["refresh_token"], 6)
-
-    assert [r.status_code for r in responses] == [200] * 6
-    jtis = {claims(app, r.get_json()["refresh_token"])["jti"] for r in responses}
-    assert len(jtis) == 1
-    for response in responses:
-        assert works(client, response.get_json())
-    # The chain goes on from any of the copies, once.
-    assert auth.refresh(responses[0].get_json()["refresh_token"]).status_code == 200
 
 
 def test_an_expired_access_token_of_a_live_session_still_refreshes(app, auth, client):

@@ -3,6 +3,8 @@ and ends their own sessions, and a session is listed exactly until it ends — o
 every revocation store."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -341,9 +343,9 @@ def test_an_expired_session_is_not_listed_and_is_purged(app, auth, client):
         assert len(db.session.scalars(db.select(SessionModel)).all()) == 1
 
 
-def test_an_ordinary_request_never_reads_the_sessions_table(app, auth, client):
-    """The revocation check stays in the revocation store."""
-    _, tokens = auth.user("alice")
+@contextmanager
+def recorded_statements(app) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine runs inside the block."""
     statements: list[str] = []
     with app.app_context():
         engine = db.engine
@@ -353,27 +355,28 @@ def test_an_ordinary_request_never_reads_the_sessions_table(app, auth, client):
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        assert client.get("/store", headers=bearer(tokens["access_token"])).status_code
-        assert client.get("/me", headers=bearer(tokens["access_token"])).status_code
+        yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_an_ordinary_request_never_reads_the_sessions_table(app, auth, client):
+    """The revocation check stays in the revocation store."""
+    _, tokens = auth.user("alice")
+
+    with recorded_statements(app) as statements:
+        assert client.get("/store", headers=bearer(tokens["access_token"])).status_code
+        assert client.get("/me", headers=bearer(tokens["access_token"])).status_code
+
     assert statements, "the check ran no statement at all?"
     assert not [s for s in statements if "sessions" in s.lower()]
 
 
 def test_a_refresh_writes_the_session_row_with_one_statement(app, auth, client):
     _, tokens = auth.user("alice")
-    statements: list[str] = []
-    with app.app_context():
-        engine = db.engine
 
-    def record(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with recorded_statements(app) as statements:
         assert auth.refresh(tokens["refresh_token"]).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+
     touching = [s for s in statements if "sessions" in s.lower()]
     assert len(touching) == 1 and touching[0].lstrip().upper().startswith("UPDATE")

@@ -149,8 +149,13 @@ def test_concurrent_refreshes_with_one_token_all_succeed(app, auth, client):
     responses = refresh_in_threads(app, tokens["refresh_token"], 8)
 
     assert [r.status_code for r in responses] == [200] * 8
+    # One winner; every retry gets its successor's jti: the session is one chain.
+    jtis = {claims(app, r.get_json()["refresh_token"])["jti"] for r in responses}
+    assert len(jtis) == 1
     for response in responses:
         assert works(client, response.get_json())
+    # The chain goes on from any of the copies.
+    assert auth.refresh(responses[0].get_json()["refresh_token"]).status_code == 200
 
 
 @pytest.mark.parametrize(
