@@ -315,6 +315,37 @@ class UTCDateTime(fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class TokenRequestSchema(Schema):
+    """A token request (RFC 6749 §4.3.2 password grant, §6 refresh_token grant)."""
+
+    class Meta:
+        # client_id, scope and any other parameter are ignored (RFC 6749 §3.2).
+        unknown = EXCLUDE
+
+    grant_type = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "password or refresh_token", "example": "password"},
+    )
+    username = fields.String(
+        validate=validate.Length(min=1, max=80),
+        metadata={"description": "password grant", "example": "alice"},
+    )
+    password = fields.String(
+        load_only=True,
+        validate=validate.Length(min=1, max=MAX_PASSWORD_LENGTH),
+        metadata={"description": "password grant"},
+    )
+    refresh_token = fields.String(
+        validate=validate.Length(min=1, max=8192),
+        metadata={"description": "refresh_token grant"},
+    )
+    scope = fields.String(
+        validate=validate.Length(max=1024),
+        metadata={"description": "Accepted and ignored: every token has every scope"},
+    )
+
+
 def timestamp_field() -> UTCDateTime:
     """A read-only moment in UTC."""
     return UTCDateTime(dump_only=True)

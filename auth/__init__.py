@@ -4,8 +4,8 @@ Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
 callbacks, every token failure in the envelope), `decorators` (`token_required`,
 `public`, the token's user), `sessions` (sessions and their tokens: log in,
 rotate, revoke, list), `accounts` and `passwords` (credentials), `delivery` (body
-or cookies), `limits` (rate limits of the auth routes), `oauth` (form-encoded requests)
-and `claims_cache`.
+or cookies), `limits` (rate limits of the auth routes), `oauth` (the token
+endpoint's grants, form-encoded requests) and `claims_cache`.
 """
 
 from auth.accounts import authenticate, change_password, register_user
@@ -19,8 +19,14 @@ from auth.decorators import (
     token_user,
 )
 from auth.delivery import clear_token_cookies, sent_in_cookies, token_answer
-from auth.limits import failed_login, login_username_key, rate_limited
-from auth.oauth import form_body_doc, form_parameters
+from auth.limits import (
+    failed_grant,
+    failed_login,
+    grant_is_not,
+    login_username_key,
+    rate_limited,
+)
+from auth.oauth import form_body_doc, form_parameters, grant_tokens
 from auth.passwords import passwords
 from auth.sessions import (
     end_all_sessions,
@@ -41,9 +47,12 @@ __all__ = [
     "end_other_sessions",
     "end_session",
     "end_session_by_id",
+    "failed_grant",
     "failed_login",
     "form_body_doc",
     "form_parameters",
+    "grant_is_not",
+    "grant_tokens",
     "init_claims_cache",
     "list_sessions",
     "login_username_key",

@@ -135,18 +135,22 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
                 raise JWTDecodeError(f"The token is missing the '{claim}' claim.")
         return jwt_config.decode_key
 
-    @jwt.token_in_blocklist_loader
-    def check_revocation(_header: dict, payload: dict) -> bool:
-        return get_blocklist().is_token_revoked(payload)
+    jwt.token_in_blocklist_loader(check_revocation)
+    jwt.token_verification_loader(user_exists)
 
-    @jwt.token_verification_loader
-    def user_exists(_header: dict, payload: dict) -> bool:
-        # Every protected request, after the revocation check: the token's user
-        # must still exist. One primary-key read of the id and admin flag; the
-        # whole user is loaded only by the handlers that need it (token_user()).
-        user_id = token_user_id(payload)
-        g.token_subject = None if user_id is None else UserModel.subject(user_id)
-        return g.token_subject is not None
+
+def check_revocation(_header: dict, payload: dict) -> bool:
+    """Whether the token is revoked (by jti, session or per-user mark)."""
+    return get_blocklist().is_token_revoked(payload)
+
+
+def user_exists(_header: dict, payload: dict) -> bool:
+    """Every protected request, after the revocation check: the token's user must
+    still exist. One primary-key read of the id and admin flag; the whole user is
+    loaded only by the handlers that need it (token_user())."""
+    user_id = token_user_id(payload)
+    g.token_subject = None if user_id is None else UserModel.subject(user_id)
+    return g.token_subject is not None
 
 
 def token_user_id(claims: dict) -> int | None:

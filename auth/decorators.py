@@ -16,7 +16,7 @@ from flask_jwt_extended.exceptions import UserLookupError
 from flask_smorest import Blueprint
 
 from auth.callbacks import USER_GONE, token_user_id
-from core import Forbidden, error_response_doc
+from core import BEARER_OR_OAUTH2, Forbidden, error_response_doc
 from models import UserModel
 from models.user import TokenSubject
 
@@ -77,9 +77,7 @@ def token_required(
             return func(*args, **kwargs)
 
         protected = jwt_required(fresh=fresh, refresh=refresh)(wrapper)
-        return Blueprint.doc(security=[{"bearerAuth": []}], responses=responses)(
-            protected
-        )
+        return Blueprint.doc(security=BEARER_OR_OAUTH2, responses=responses)(protected)
 
     return decorator
 

@@ -1,6 +1,6 @@
 """Rate limits of the auth routes (login, registration, refresh)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flask import Response, current_app, request
 from flask_limiter.util import get_remote_address
@@ -10,9 +10,10 @@ from core import error_response_doc, limiter
 
 
 def login_username_key() -> str:
-    """Count login attempts per target username, whatever the client address."""
-    body = request.get_json(silent=True)
-    username = body.get("username") if isinstance(body, dict) else None
+    """Count login attempts per target username, whatever the client address
+    (a JSON body at /login, form parameters at /token)."""
+    body = request.get_json(silent=True) if request.is_json else request.form
+    username = body.get("username") if isinstance(body, Mapping) else None
     if isinstance(username, str) and username:
         return "username:" + username.strip().lower()[:80]
     return "address:" + (get_remote_address() or "")
@@ -23,15 +24,29 @@ def failed_login(response: Response) -> bool:
     return response.status_code == 401
 
 
+def failed_grant(response: Response) -> bool:
+    """At /token a failed password grant is a 400 (RFC 6749 §5.2)."""
+    return response.status_code == 400
+
+
+def grant_is_not(grant_type: str) -> Callable[[], bool]:
+    """For a /token limit that applies to one grant type only."""
+    return lambda: request.form.get("grant_type") != grant_type
+
+
 def rate_limited(
     setting: str,
     *,
     key_func: Callable[[], str] | None = None,
     deduct_when: Callable[[Response], bool] | None = None,
+    exempt_when: Callable[[], bool] | None = None,
 ) -> Callable:
     """Apply the limit named by `setting` (read per request) and document its 429."""
     limit = limiter.limit(
-        lambda: current_app.config[setting], key_func=key_func, deduct_when=deduct_when
+        lambda: current_app.config[setting],
+        key_func=key_func,
+        deduct_when=deduct_when,
+        exempt_when=exempt_when,
     )
     too_many = error_response_doc(
         "Too many requests: retry after `Retry-After` seconds."

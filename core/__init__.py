@@ -17,10 +17,17 @@ from core.errors import (
 )
 from core.extensions import Model, api, cors, db, jwt, limiter, migrate
 from core.observability import audit
-from core.settings import ConfigError, decode_leeway_seconds, env_bool, env_int
+from core.settings import (
+    BEARER_OR_OAUTH2,
+    ConfigError,
+    decode_leeway_seconds,
+    env_bool,
+    env_int,
+)
 
 __all__ = [
     "APIError",
+    "BEARER_OR_OAUTH2",
     "ConfigError",
     "Conflict",
     "ErrorSchema",

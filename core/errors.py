@@ -70,6 +70,12 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(
         metadata={"description": "Per-location, per-field details (422)"}
     )
+    error_description = ma.fields.String(
+        metadata={
+            "description": "OAuth 2.0 answers (/token, /revoke): the message, under "
+            "RFC 6749 §5.2's name"
+        }
+    )
 
 
 class APIError(Exception):
@@ -87,6 +93,10 @@ class APIError(Exception):
         self.errors = errors
         if error:
             self.error = error
+
+    def extra_fields(self) -> dict[str, Any]:
+        """Fields the envelope carries besides its own (none by default)."""
+        return {}
 
 
 class NotFound(APIError):
@@ -115,6 +125,7 @@ def error_body(
     message: str | None = None,
     error: str | None = None,
     errors: dict | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the envelope for a status code."""
     body: dict[str, Any] = {
@@ -127,6 +138,7 @@ def error_body(
     }
     if errors:
         body["errors"] = errors
+    body.update(extra or {})
     return body
 
 
@@ -136,9 +148,10 @@ def error_response(
     error: str | None = None,
     errors: dict | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
-    """A JSON response carrying the envelope."""
-    response = jsonify(error_body(code, message, error, errors))
+    """A JSON response carrying the envelope (and `extra` fields, if any)."""
+    response = jsonify(error_body(code, message, error, errors, extra))
     response.status_code = code
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -245,7 +258,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def handle_api_error(exc: APIError) -> Response:
         return error_response(
-            exc.status_code, exc.message, exc.error, exc.errors, headers=exc.headers
+            exc.status_code,
+            exc.message,
+            exc.error,
+            exc.errors,
+            headers=exc.headers,
+            extra=exc.extra_fields(),
         )
 
     @app.errorhandler(SQLAlchemyError)

@@ -20,6 +20,8 @@ ENVIRONMENTS = ("development", "production")
 BLOCKLIST_BACKENDS = ("memory", "database", "redis")
 LOG_FORMATS = ("json", "text")
 SAMESITE_VALUES = ("Strict", "Lax", "None")
+# An operation that needs a token takes it either way (OpenAPI: one or the other).
+BEARER_OR_OAUTH2: list[dict[str, list]] = [{"bearerAuth": []}, {"oauth2": []}]
 
 
 class ConfigError(RuntimeError):
@@ -248,14 +250,26 @@ def _openapi() -> dict[str, Any]:
                     "Destructive operations need a fresh token."
                 )
             },
-            "security": [{"bearerAuth": []}],
+            "security": BEARER_OR_OAUTH2,
             "components": {
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
                         "scheme": "bearer",
                         "bearerFormat": "JWT",
-                    }
+                    },
+                    # RFC 6749 §4.3: Swagger UI's Authorize takes a username and a
+                    # password; relative URLs resolve against the server's.
+                    "oauth2": {
+                        "type": "oauth2",
+                        "flows": {
+                            "password": {
+                                "tokenUrl": "/token",
+                                "refreshUrl": "/token",
+                                "scopes": {},
+                            }
+                        },
+                    },
                 }
             },
         },

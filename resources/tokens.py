@@ -9,9 +9,12 @@ from auth import (
     clear_token_cookies,
     end_all_sessions,
     end_session,
+    failed_grant,
     failed_login,
     form_body_doc,
     form_parameters,
+    grant_is_not,
+    grant_tokens,
     login_username_key,
     public,
     rate_limited,
@@ -25,7 +28,13 @@ from auth import (
 )
 from core import ErrorSchema, audit
 from resources import DATABASE_UNAVAILABLE
-from schemas import MessageSchema, RevocationSchema, TokenSchema, UserLoginSchema
+from schemas import (
+    MessageSchema,
+    RevocationSchema,
+    TokenRequestSchema,
+    TokenSchema,
+    UserLoginSchema,
+)
 
 blp = Blueprint("tokens", __name__, description="Log in, refresh and log out")
 
@@ -86,6 +95,33 @@ class UserLogoutAll(MethodView):
         audit("logout_all", "Logged out of every session")
         clear_token_cookies()
         return {"message": "Logged out of every session."}
+
+
+@blp.route("/token")
+class TokenEndpoint(MethodView):
+    @public
+    @rate_limited("RATELIMIT_LOGIN", exempt_when=grant_is_not("password"))
+    @rate_limited(
+        "RATELIMIT_LOGIN_USERNAME",
+        key_func=login_username_key,
+        deduct_when=failed_grant,
+        exempt_when=grant_is_not("password"),
+    )
+    @rate_limited("RATELIMIT_REFRESH", exempt_when=grant_is_not("refresh_token"))
+    @blp.doc(requestBody=form_body_doc(TokenRequestSchema, json=False))
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(
+        400,
+        schema=ErrorSchema,
+        description="RFC 6749 §5.2: invalid_request, invalid_grant (wrong "
+        "credentials, or a refresh token that is not good) or "
+        "unsupported_grant_type, with an error_description",
+    )
+    @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
+    def post(self):
+        """Get tokens the OAuth 2.0 way (RFC 6749): password or refresh_token grant."""
+        parameters = form_parameters(TokenRequestSchema(), json=False)
+        return token_answer(grant_tokens(parameters), as_cookies=False)
 
 
 @blp.route("/revoke")

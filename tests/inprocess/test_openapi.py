@@ -10,6 +10,7 @@ PUBLIC_OPERATIONS = {
     ("post", "/register"),
     ("post", "/login"),
     ("post", "/revoke"),
+    ("post", "/token"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 }
@@ -75,13 +76,23 @@ def test_every_operation_has_a_summary_and_the_right_security(spec):
         if (method, path) in PUBLIC_OPERATIONS:
             assert operation["security"] == [], (method, path)
         else:
-            assert operation["security"] == [{"bearerAuth": []}], (method, path)
+            assert operation["security"] == [
+                {"bearerAuth": []},
+                {"oauth2": []},
+            ], (method, path)
             assert "401" in operation["responses"], (method, path)
 
 
 def test_error_responses_use_the_envelope_schema(spec):
     error = spec["components"]["schemas"]["Error"]
-    assert set(error["properties"]) == {"code", "status", "message", "error", "errors"}
+    assert set(error["properties"]) == {
+        "code",
+        "status",
+        "message",
+        "error",
+        "errors",
+        "error_description",
+    }
     for method, path, operation in _operations(spec):
         assert "default" in operation["responses"], (method, path)
     item = spec["paths"]["/item/{item_id}"]
