@@ -40,13 +40,23 @@ def rate_limited(
     key_func: Callable[[], str] | None = None,
     deduct_when: Callable[[Response], bool] | None = None,
     exempt_when: Callable[[], bool] | None = None,
+    shared: str | None = None,
 ) -> Callable:
-    """Apply the limit named by `setting` (read per request) and document its 429."""
-    limit = limiter.limit(
-        lambda: current_app.config[setting],
-        key_func=key_func,
-        deduct_when=deduct_when,
-        exempt_when=exempt_when,
+    """Apply the limit named by `setting` (read per request) and document its 429.
+
+    Routes that name the same `shared` scope count against one budget (a login
+    at /login and at /token), instead of one each.
+    """
+    options: dict = {
+        "key_func": key_func,
+        "deduct_when": deduct_when,
+        "exempt_when": exempt_when,
+    }
+    value = lambda: current_app.config[setting]  # noqa: E731  (read per request)
+    limit = (
+        limiter.shared_limit(value, scope=shared, **options)
+        if shared
+        else limiter.limit(value, **options)
     )
     too_many = error_response_doc(
         "Too many requests: retry after `Retry-After` seconds."

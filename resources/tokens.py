@@ -42,11 +42,12 @@ blp = Blueprint("tokens", __name__, description="Log in, refresh and log out")
 @blp.route("/login")
 class UserLogin(MethodView):
     @public
-    @rate_limited("RATELIMIT_LOGIN")
+    @rate_limited("RATELIMIT_LOGIN", shared="login")
     @rate_limited(
         "RATELIMIT_LOGIN_USERNAME",
         key_func=login_username_key,
         deduct_when=failed_login,
+        shared="login-username",
     )
     @blp.arguments(UserLoginSchema)
     @blp.response(200, TokenSchema)
@@ -100,12 +101,16 @@ class UserLogoutAll(MethodView):
 @blp.route("/token")
 class TokenEndpoint(MethodView):
     @public
-    @rate_limited("RATELIMIT_LOGIN", exempt_when=grant_is_not("password"))
+    # The password grant is a login: it shares /login's budgets.
+    @rate_limited(
+        "RATELIMIT_LOGIN", exempt_when=grant_is_not("password"), shared="login"
+    )
     @rate_limited(
         "RATELIMIT_LOGIN_USERNAME",
         key_func=login_username_key,
         deduct_when=failed_grant,
         exempt_when=grant_is_not("password"),
+        shared="login-username",
     )
     @rate_limited("RATELIMIT_REFRESH", exempt_when=grant_is_not("refresh_token"))
     @blp.doc(requestBody=form_body_doc(TokenRequestSchema, json=False))

@@ -274,3 +274,36 @@ def test_failed_password_grants_count_per_username(auth, client):
     response = token(client, grant_type="password", username="alice", password=PASSWORD)
 
     assert_error(response, 429, "rate_limited")
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [
+        {
+            **RATE_LIMITED,
+            "RATELIMIT_LOGIN": "100 per minute",
+            "RATELIMIT_LOGIN_USERNAME": "2 per minute",
+        }
+    ],
+    indirect=True,
+    ids=["per-username"],
+)
+def test_failed_logins_at_login_and_token_share_one_budget(auth, client):
+    """Alternating the two endpoints buys an attacker no extra attempts."""
+    auth.register("alice")
+    wrong = {"username": "alice", "password": "wrong one"}
+    assert client.post("/login", json=wrong).status_code == 401
+    assert_oauth_error(token(client, grant_type="password", **wrong), "invalid_grant")
+
+    assert_error(client.post("/login", json=wrong), 429, "rate_limited")
+    assert_error(token(client, grant_type="password", **wrong), 429, "rate_limited")
+
+
+@pytest.mark.parametrize("app_config", [RATE_LIMITED], indirect=True, ids=["limits"])
+def test_logins_at_login_and_token_share_the_address_budget(auth, client):
+    auth.register("alice")
+    good = {"username": "alice", "password": PASSWORD}
+    assert client.post("/login", json=good).status_code == 200
+    assert token(client, grant_type="password", **good).status_code == 200
+
+    assert_error(client.post("/login", json=good), 429, "rate_limited")
