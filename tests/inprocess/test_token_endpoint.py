@@ -224,6 +224,14 @@ RATE_LIMITED = {
 }
 
 
+# Only the per-username limit of failed logins can bite.
+PER_USERNAME = {
+    **RATE_LIMITED,
+    "RATELIMIT_LOGIN": "100 per minute",
+    "RATELIMIT_LOGIN_USERNAME": "2 per minute",
+}
+
+
 @pytest.mark.parametrize("app_config", [RATE_LIMITED], indirect=True, ids=["limits"])
 def test_the_password_grant_is_limited_like_login(auth, client):
     auth.register("alice")
@@ -253,13 +261,7 @@ def test_the_refresh_grant_is_limited_like_refresh(client):
 
 @pytest.mark.parametrize(
     "app_config",
-    [
-        {
-            **RATE_LIMITED,
-            "RATELIMIT_LOGIN": "100 per minute",
-            "RATELIMIT_LOGIN_USERNAME": "2 per minute",
-        }
-    ],
+    [PER_USERNAME],
     indirect=True,
     ids=["per-username"],
 )
@@ -278,13 +280,7 @@ def test_failed_password_grants_count_per_username(auth, client):
 
 @pytest.mark.parametrize(
     "app_config",
-    [
-        {
-            **RATE_LIMITED,
-            "RATELIMIT_LOGIN": "100 per minute",
-            "RATELIMIT_LOGIN_USERNAME": "2 per minute",
-        }
-    ],
+    [PER_USERNAME],
     indirect=True,
     ids=["per-username"],
 )
