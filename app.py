@@ -5,7 +5,12 @@ from flask import Flask
 from sqlalchemy import event
 
 import models  # noqa: F401  (registers the tables with the metadata)
-from auth import init_claims_cache, passwords, register_jwt_callbacks
+from auth import (
+    init_api_tokens,
+    init_claims_cache,
+    passwords,
+    register_jwt_callbacks,
+)
 from blocklist import init_blocklist
 from core import pages
 from core.commands import register_commands
@@ -18,6 +23,7 @@ from core.patches import apply_patches
 from core.settings import load_settings
 from models.base import close_read_connection
 from resources import IdConverter, id_parameter_schema
+from resources.api_tokens import blp as api_tokens_blp
 from resources.health import blp as health_blp
 from resources.items import blp as items_blp
 from resources.sessions import blp as sessions_blp
@@ -50,7 +56,8 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    """Bind the extension objects, the revocation store and the token cache."""
+    """Bind the extension objects, the revocation store, the token cache and the
+    API tokens' use record."""
     db.init_app(app)
     app.teardown_appcontext(close_read_connection)
     with app.app_context():
@@ -63,6 +70,7 @@ def _register_extensions(app: Flask) -> None:
     passwords.init_app(app)
     init_blocklist(app)
     init_claims_cache(app)
+    init_api_tokens(app)
 
 
 def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
@@ -73,6 +81,7 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
         tokens_blp,
         users_blp,
         sessions_blp,
+        api_tokens_blp,
         stores_blp,
         items_blp,
         tags_blp,

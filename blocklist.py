@@ -99,14 +99,19 @@ class Blocklist(ABC):
         rotated_at, replaced_by = str(value).split("|", 1)
         return Rotation(float(rotated_at), replaced_by)
 
-    def is_token_revoked(self, claims: dict[str, Any]) -> bool:
-        """Whether a decoded token is refused: by jti, by family or by user mark."""
+    def is_token_revoked(
+        self, claims: dict[str, Any], *, by_user_mark: bool = True
+    ) -> bool:
+        """Whether a decoded token is refused: by jti, by family or (unless
+        `by_user_mark` is off: API tokens outlive sessions) by user mark."""
         jti_revoked, family_revoked, user_mark = self._lookup(
             claims["jti"], claims.get("fam"), str(claims["sub"])
         )
         if jti_revoked or family_revoked:
             return True
-        return user_mark is not None and float(claims["iat"]) < user_mark
+        return (
+            by_user_mark and user_mark is not None and float(claims["iat"]) < user_mark
+        )
 
     def now(self) -> float:
         """The store's clock."""

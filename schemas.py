@@ -19,6 +19,9 @@ MAX_ID = 2**31 - 1
 # Bounded before any hashing; a new password has a minimum length too.
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
+# API tokens live 1-365 days, 90 unless asked otherwise.
+DEFAULT_API_TOKEN_DAYS = 90
+MAX_API_TOKEN_DAYS = 365
 
 # 3-80 letters, digits, "_", "." or "-". Python's pattern ends with \Z (its `$`
 # accepts a final newline); the OpenAPI document's (ECMA-262) ends with `$`.
@@ -368,6 +371,46 @@ class SessionSchema(Schema):
     )
     current = fields.Boolean(
         dump_only=True, metadata={"description": "The session of the calling token"}
+    )
+
+
+class ApiTokenCreateSchema(Schema):
+    """A new API token's name and lifetime."""
+
+    name = Name(required=True, metadata={"example": "nightly backup"})
+    expires_in_days = fields.Integer(
+        strict=True,
+        load_default=DEFAULT_API_TOKEN_DAYS,
+        validate=validate.Range(min=1, max=MAX_API_TOKEN_DAYS),
+        metadata={"description": "Lifetime in days", "example": 90},
+    )
+
+
+class ApiTokenSchema(Schema):
+    """One of the caller's API tokens (never the token itself)."""
+
+    id = fields.Integer(
+        dump_only=True, metadata={"description": "The key to delete it"}
+    )
+    name = fields.String(dump_only=True)
+    created_at = timestamp_field()
+    expires_at = timestamp_field()
+    last_used_at = UTCDateTime(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Coarse: updated at most once a minute"},
+    )
+
+
+class NewApiTokenSchema(ApiTokenSchema):
+    """A new API token: the token is shown in this answer only."""
+
+    class Meta:
+        exclude = ("last_used_at",)
+
+    token = fields.String(
+        dump_only=True,
+        metadata={"description": "Send as `Authorization: Bearer <token>`; shown once"},
     )
 
 

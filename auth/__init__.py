@@ -3,12 +3,20 @@
 Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
 callbacks, every token failure in the envelope), `decorators` (`token_required`,
 `public`, the token's user), `sessions` (sessions and their tokens: log in,
-rotate, revoke, list), `accounts` and `passwords` (credentials), `delivery` (body
-or cookies), `limits` (rate limits of the auth routes), `oauth` (the token
-endpoint's grants, form-encoded requests) and `claims_cache`.
+rotate, revoke, list), `api_tokens` (long-lived tokens for scripts), `accounts`
+and `passwords` (credentials), `delivery` (body or cookies), `limits` (rate
+limits of the auth routes), `oauth` (the token endpoint's grants, form-encoded
+requests) and `claims_cache`.
 """
 
 from auth.accounts import authenticate, change_password, register_user
+from auth.api_tokens import (
+    create_api_token,
+    delete_api_token,
+    init_api_tokens,
+    list_api_tokens,
+    revoke_api_tokens,
+)
 from auth.callbacks import register_jwt_callbacks
 from auth.claims_cache import init_claims_cache
 from auth.decorators import (
@@ -18,7 +26,7 @@ from auth.decorators import (
     token_subject,
     token_user,
 )
-from auth.delivery import clear_token_cookies, sent_in_cookies, token_answer
+from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
 from auth.limits import (
     failed_grant,
     failed_login,
@@ -40,9 +48,12 @@ from auth.sessions import (
 )
 
 __all__ = [
+    "NO_STORE",
     "authenticate",
     "change_password",
     "clear_token_cookies",
+    "create_api_token",
+    "delete_api_token",
     "end_all_sessions",
     "end_other_sessions",
     "end_session",
@@ -53,7 +64,9 @@ __all__ = [
     "form_parameters",
     "grant_is_not",
     "grant_tokens",
+    "init_api_tokens",
     "init_claims_cache",
+    "list_api_tokens",
     "list_sessions",
     "login_username_key",
     "passwords",
@@ -62,6 +75,7 @@ __all__ = [
     "register_jwt_callbacks",
     "register_user",
     "require_self_or_admin",
+    "revoke_api_tokens",
     "revoke_token",
     "rotate_refresh_token",
     "sent_in_cookies",

@@ -11,6 +11,7 @@ from flask_jwt_extended import JWTManager
 from flask_jwt_extended.config import config as jwt_config
 from flask_jwt_extended.exceptions import JWTDecodeError
 
+from auth.api_tokens import is_api_token, note_api_token_use
 from blocklist import get_blocklist
 from core import error_response
 from models import UserModel
@@ -140,8 +141,11 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
 
 def check_revocation(_header: dict, payload: dict) -> bool:
-    """Whether the token is revoked (by jti, session or per-user mark)."""
-    return get_blocklist().is_token_revoked(payload)
+    """Whether the token is revoked (by jti, session or per-user mark; an API
+    token by jti only: logging out everywhere ends sessions, not API tokens)."""
+    return get_blocklist().is_token_revoked(
+        payload, by_user_mark=not is_api_token(payload)
+    )
 
 
 def user_exists(_header: dict, payload: dict) -> bool:
@@ -150,7 +154,11 @@ def user_exists(_header: dict, payload: dict) -> bool:
     loaded only by the handlers that need it (token_user())."""
     user_id = token_user_id(payload)
     g.token_subject = None if user_id is None else UserModel.subject(user_id)
-    return g.token_subject is not None
+    if g.token_subject is None:
+        return False
+    if is_api_token(payload):
+        note_api_token_use(payload)
+    return True
 
 
 def token_user_id(claims: dict) -> int | None:

@@ -72,7 +72,7 @@ def token_required(
     def decorator(func: Callable) -> Callable:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if admin and not get_jwt().get("is_admin", False):
+            if admin and not token_subject().is_admin:
                 raise Forbidden("Administrator rights are required.")
             return func(*args, **kwargs)
 
@@ -88,7 +88,10 @@ def public(func: Callable) -> Callable:
 
 
 def require_self_or_admin(user_id: int) -> None:
-    """Only the user themself or an administrator may act on `user_id`."""
-    claims = get_jwt()
-    if claims.get("sub") != str(user_id) and not claims.get("is_admin", False):
+    """Only the user themself or an administrator may act on `user_id`.
+
+    Administrator rights are the database's, read by this request's token check
+    (not the token's `is_admin` claim: an API token lives for months)."""
+    subject = token_subject()
+    if subject.id != user_id and not subject.is_admin:
         raise Forbidden("You may only act on your own account.")

@@ -27,6 +27,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token, decode
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
+from auth.api_tokens import forget_api_token, is_api_token
 from auth.callbacks import REVOKED, token_user_id, www_authenticate
 from blocklist import Rotation, get_blocklist
 from core import APIError, NotFound, audit
@@ -105,8 +106,11 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
 
 
 def end_session(claims: dict) -> None:
-    """Log out: this token and its whole session (RFC 7009 §2.1)."""
+    """Log out: this token and its whole session (RFC 7009 §2.1); an API token,
+    which has no session, is revoked and no longer listed."""
     get_blocklist().revoke(claims["jti"], claims["exp"])
+    if is_api_token(claims):
+        forget_api_token(claims)
     if "fam" in claims:
         _revoke_family(claims["fam"])
         user_id = token_user_id(claims)

@@ -8,7 +8,7 @@ from auth import register_user
 from blocklist import get_blocklist
 from core.errors import APIError
 from core.extensions import db
-from models import SessionModel, UserModel
+from models import ApiTokenModel, SessionModel, UserModel
 from schemas import UserRegisterSchema
 
 users_cli = AppGroup("users", help="Manage user accounts.")
@@ -18,10 +18,11 @@ blocklist_cli = AppGroup("blocklist", help="Maintain the revocation store.")
 @blocklist_cli.command("purge")
 def purge_blocklist() -> None:
     """Delete revocation entries whose tokens have expired anyway, and the rows of
-    sessions that ended by expiry."""
+    sessions that ended by expiry and of API tokens that expired."""
     purged = get_blocklist().purge_expired()
     click.echo(f"Purged {purged} expired entries.")
     click.echo(f"Purged {SessionModel.purge_expired()} expired sessions.")
+    click.echo(f"Purged {ApiTokenModel.purge_expired()} expired API tokens.")
 
 
 @users_cli.command("create-admin")
@@ -39,8 +40,8 @@ def create_admin(username: str, password: str | None) -> None:
         db.session.commit()
         click.echo(
             f"Promoted {user.username!r} (id {user.id}) to administrator; "
-            "password unchanged. Their current tokens keep their old rights "
-            "until they expire."
+            "password unchanged. Their tokens have the rights at once "
+            "(they are read from the database at each request)."
         )
         return
     if password is None:

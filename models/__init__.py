@@ -1,5 +1,6 @@
 """SQLAlchemy models, one per module; `db` lives in `core.extensions`."""
 
+from models.api_token import ApiTokenModel
 from models.blocklist_entry import BlocklistEntryModel
 from models.item import ItemModel
 from models.item_tag import items_tags
@@ -9,6 +10,7 @@ from models.tag import TagModel
 from models.user import UserModel
 
 __all__ = [
+    "ApiTokenModel",
     "BlocklistEntryModel",
     "ItemModel",
     "SessionModel",

@@ -91,7 +91,7 @@ class UserLogoutAll(MethodView):
     @token_required()
     @blp.response(200, MessageSchema)
     def post(self):
-        """Log out everywhere: revoke every token of the user."""
+        """Log out everywhere: end every session of yours (API tokens stay)."""
         end_all_sessions(token_subject().id)
         audit("logout_all", "Logged out of every session")
         clear_token_cookies()

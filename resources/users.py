@@ -12,6 +12,7 @@ from auth import (
     rate_limited,
     register_user,
     require_self_or_admin,
+    revoke_api_tokens,
     sent_in_cookies,
     start_session,
     token_answer,
@@ -74,11 +75,12 @@ class UserPassword(MethodView):
     @blp.response(200, TokenSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="Wrong current password")
     def put(self, passwords):
-        """Change the password: other sessions end; answers a new fresh pair."""
+        """Change the password: sessions and API tokens end; a new fresh pair."""
         user = token_user()
         change_password(user, passwords["current_password"], passwords["new_password"])
         end_all_sessions(user.id)
-        audit("password_change", "Password changed; other sessions revoked")
+        revoke_api_tokens(user.id)
+        audit("password_change", "Password changed; sessions, API tokens revoked")
         tokens = start_session(user)
         return token_answer(tokens, as_cookies=sent_in_cookies())
 
@@ -103,6 +105,7 @@ class User(MethodView):
         require_self_or_admin(user_id)
         user = get_or_404(UserModel, user_id)
         end_all_sessions(user.id)
+        revoke_api_tokens(user.id)
         user.delete()
         audit("account_deletion", "Account deleted", deleted_user_id=str(user_id))
         if get_jwt()["sub"] == str(user_id):

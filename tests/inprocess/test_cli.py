@@ -2,6 +2,7 @@
 
 from core import db
 from models import UserModel
+from tests.helpers import bearer
 
 
 def _user(app, username):
@@ -21,14 +22,20 @@ def test_create_admin_creates_an_admin_who_can_log_in(app, auth):
     assert tokens["token_type"] == "Bearer"
 
 
-def test_create_admin_promotes_an_existing_user(app, auth):
-    auth.register("bob")
+def test_create_admin_promotes_an_existing_user(app, auth, client):
+    _, tokens = auth.user("bob")
+    alice_id, _ = auth.user("alice")
     result = app.test_cli_runner().invoke(args=["users", "create-admin", "BOB"])
     assert result.exit_code == 0, result.output
     assert "Promoted 'bob'" in result.output
+    assert "Their tokens have the rights at once" in result.output
     assert _user(app, "bob").is_admin is True
+    # The token from before the promotion has the rights now.
+    response = client.get(f"/user/{alice_id}", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 200
+    assert response.get_json()["username"] == "alice"
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count(UserModel.id))) == 1
+        assert db.session.scalar(db.select(db.func.count(UserModel.id))) == 2
 
 
 def test_create_admin_prompts_for_the_password(app, auth):

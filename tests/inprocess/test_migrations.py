@@ -19,6 +19,7 @@ TABLES = {
     "items_tags",
     "token_blocklist",
     "sessions",
+    "api_tokens",
 }
 
 

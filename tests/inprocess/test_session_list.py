@@ -338,7 +338,7 @@ def test_an_expired_session_is_not_listed_and_is_purged(app, auth, client):
 
     result = app.test_cli_runner().invoke(args=["blocklist", "purge"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "Purged 1 expired sessions."
+    assert "Purged 1 expired sessions." in result.output.splitlines()
     with app.app_context():
         assert len(db.session.scalars(db.select(SessionModel)).all()) == 1
 

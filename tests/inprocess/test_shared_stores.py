@@ -248,6 +248,7 @@ def test_the_purge_command(database_store):
     assert result.output.splitlines() == [
         "Purged 1 expired entries.",
         "Purged 0 expired sessions.",
+        "Purged 0 expired API tokens.",
     ]
     with app.app_context():
         assert store.is_token_revoked({"jti": "live", "sub": "1", "iat": 0.0})
