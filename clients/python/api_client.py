@@ -27,6 +27,16 @@ endpoints such as ``/register`` or ``/healthz`` work without a login);
 ``reauthenticate`` is not called for it, so ``logout()`` is never undone behind
 the caller's back. The client never swallows an error.
 
+A script uses an API token instead (made at ``POST /me/api-tokens``; it never
+expires before its day and is never refreshed)::
+
+    client = ApiClient.from_api_token("http://127.0.0.1:5000", os.environ["TOKEN"])
+
+Such a client sends the token with every request and returns every answer
+unchanged, 401s included (``token_expired``: the token's day has come;
+``token_revoked``; ``fresh_token_required``: no API token is fresh): there is
+nothing to refresh, and no login to ask for.
+
 Depends only on ``requests``. One client may be shared by many threads.
 """
 
@@ -164,9 +174,33 @@ class ApiClient:
         self._refresh_token: str | None = None
         self._fresh = False
         self._refused: _Refused | None = None
+        self._api_token = False  # the access token held is an API token
         # One refresh or re-login at a time. Re-entrant, so a reauthenticate
         # callback may itself use the client.
         self._recovery = threading.RLock()
+
+    @classmethod
+    def from_api_token(
+        cls,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+    ) -> Self:
+        """A client that sends the API token ``token`` with every request.
+
+        An API token is not refreshed and no login replaces it: every answer
+        comes back as it is (see the module's docstring). ``logout()`` forgets it
+        without revoking it: ``DELETE /me/api-tokens/{id}`` does that.
+        """
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("token must be a non-empty API token.")
+        client = cls(base_url, timeout=timeout, session=session)
+        with client._lock:
+            client._access_token = token.strip()
+            client._api_token = True
+        return client
 
     # -- state ------------------------------------------------------------------
 
@@ -186,6 +220,12 @@ class ApiClient:
     def logged_in(self) -> bool:
         """Whether the client holds tokens (they may have expired since)."""
         return self.access_token is not None
+
+    @property
+    def uses_api_token(self) -> bool:
+        """Whether the token held is an API token (``from_api_token``)."""
+        with self._lock:
+            return self._access_token is not None and self._api_token
 
     @property
     def token_is_fresh(self) -> bool:
@@ -260,6 +300,10 @@ class ApiClient:
         used = self.access_token
         if used is None:
             raise LoginRequired("authorization_required", "Not logged in.")
+        if self.uses_api_token:
+            raise ApiClientError(
+                "not_refreshable", "An API token is never refreshed: make a new one."
+            )
         outcome = self._recover(used, "token_expired", None, may_reauthenticate=True)
         if isinstance(outcome, requests.Response):
             raise ApiClientError(*error_of(outcome), outcome)
@@ -330,8 +374,8 @@ class ApiClient:
             else:
                 headers.pop("Authorization", None)
             response = self.session.request(method, url, headers=headers, **kwargs)
-            if response.status_code != 401 or used is None:
-                return response
+            if response.status_code != 401 or used is None or self.uses_api_token:
+                return response  # an API token has nothing to recover with
             code = error_of(response)[0]
             if code == "token_expired" and not refreshed:
                 refreshed = True
@@ -453,6 +497,7 @@ class ApiClient:
             self._refresh_token = data["refresh_token"]
             self._fresh = fresh
             self._refused = None
+            self._api_token = False
 
     def _forget(self) -> str | None:
         """Drop the token pair; the refresh token that was held, if any (one
@@ -462,4 +507,5 @@ class ApiClient:
             self._access_token = self._refresh_token = None
             self._fresh = False
             self._refused = None
+            self._api_token = False
         return refresh_token

@@ -1,4 +1,5 @@
-"""clients/curl/demo.sh: the README's three-step client flow, with curl.
+"""clients/curl/demo.sh: the README's three-step client flow, with curl (and
+clients/curl/api-token.sh, a script calling the API with an API token).
 
 The script runs against a live server (gunicorn, two workers, the database
 revocation store, two-second access tokens, so it waits about 8 s for a token to
@@ -30,6 +31,7 @@ from tests import servers
 from tests.servers import BIN, HOST, REPO, free_port
 
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
+API_TOKEN_SCRIPT = REPO / "clients" / "curl" / "api-token.sh"
 STOP_TIMEOUT = 15.0
 DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
 STEP_COUNT = 19
@@ -76,8 +78,9 @@ class Run:
     stderr: str
 
 
-def run_demo(tmp_path: Path, *args: str, **env: str) -> Run:
-    """`bash demo.sh ARGS` with a bounded run time; its whole group is killed."""
+def run_demo(tmp_path: Path, *args: str, script: Path = SCRIPT, **env: str) -> Run:
+    """`bash demo.sh ARGS` (or another `script`) with a bounded run time; its
+    whole group is killed."""
     script_env = {
         # python3 of the venv first: the script needs a python3, any will do.
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -87,7 +90,7 @@ def run_demo(tmp_path: Path, *args: str, **env: str) -> Run:
         **env,
     }
     process = subprocess.Popen(
-        ["bash", str(SCRIPT), *args],
+        ["bash", str(script), *args],
         cwd=REPO,
         env=script_env,
         stdout=subprocess.PIPE,
@@ -101,7 +104,7 @@ def run_demo(tmp_path: Path, *args: str, **env: str) -> Run:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
         pytest.fail(f"demo.sh ran over {DEMO_TIMEOUT}s:\n{stdout}\n{stderr}")
-    leftovers = list(tmp_path.glob("stores-demo.*"))
+    leftovers = list(tmp_path.glob("stores-*"))
     assert not leftovers, f"temporary files left behind: {leftovers}"
     return Run(process.returncode, stdout, stderr)
 
@@ -163,6 +166,75 @@ def test_demo_walks_the_flow_against_a_live_server(tmp_path):
     assert not re.search(r"eyJ[\w-]{12,}", output), output
     assert took < DEMO_TIMEOUT
     print(f"\ndemo.sh against gunicorn: {STEP_COUNT} steps OK in {took:.1f}s")
+
+
+def test_the_api_token_script_works_until_the_token_is_revoked(tmp_path):
+    with live_server(tmp_path) as port:
+        base = f"http://{HOST}:{port}"
+        username = f"script_{secrets.token_hex(4)}"
+        _, tokens = servers.sign_up(base, username)
+        made = servers.request(
+            base,
+            "POST",
+            "/me/api-tokens",
+            token=tokens["access_token"],
+            body={"name": "nightly", "expires_in_days": 1},
+        )
+        assert made.status == 201, made.body
+        token = made.body["token"]
+        time.sleep(2.1)  # past the session's access token: the API token goes on
+
+        first = run_demo(
+            tmp_path,
+            base + "/",
+            "Night shop",
+            script=API_TOKEN_SCRIPT,
+            STORES_API_TOKEN=token,
+        )
+        assert first.returncode == 0, f"{first.stdout}\n{first.stderr}"
+        lines = first.stdout.splitlines()
+        assert lines[0] == f"Acting as {username} (with an API token)"
+        assert re.fullmatch(r"Created store Night shop \(id \d+\)", lines[1])
+        assert lines[2] == "1 stores:"
+        assert re.fullmatch(r"  Night shop \(id \d+\)", lines[3])
+        assert token not in first.stdout + first.stderr
+
+        revoked = servers.request(
+            base, "DELETE", f"/me/api-tokens/{made.body['id']}", token=token
+        )
+        assert revoked.status == 200, revoked.body
+        after = run_demo(
+            tmp_path, base, script=API_TOKEN_SCRIPT, STORES_API_TOKEN=token
+        )
+
+    assert after.returncode == 1, after.stdout
+    assert after.stdout == ""
+    assert after.stderr.splitlines() == [
+        "Reading the token's user failed: HTTP 401 token_revoked: "
+        "The token has been revoked.",
+        "The API token was revoked: make a new one.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        ((), {"STORES_API_TOKEN": "x"}, "Usage:"),
+        (("not-a-url",), {"STORES_API_TOKEN": "x"}, "Usage:"),
+        (("http://127.0.0.1:9",), {}, "STORES_API_TOKEN is not set"),
+    ],
+)
+def test_the_api_token_script_needs_a_url_and_a_token(tmp_path, args, env, says):
+    run = run_demo(tmp_path, *args, script=API_TOKEN_SCRIPT, **env)
+    assert run.returncode == 2
+    assert says in run.stderr
+
+
+def test_the_api_token_script_fails_when_nothing_answers(tmp_path):
+    base = f"http://{HOST}:{free_port()}"
+    run = run_demo(tmp_path, base, script=API_TOKEN_SCRIPT, STORES_API_TOKEN="x")
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == f"GET /me: no answer from {base}"
 
 
 # -- Against a stub that breaks the contract -----------------------------------------

@@ -27,6 +27,7 @@ import requests
 from clients.python.api_client import (
     DEFAULT_TIMEOUT,
     ApiClient,
+    ApiClientError,
     LoginFailed,
     LoginRequired,
 )
@@ -454,6 +455,49 @@ def test_concurrent_logouts_send_one_revocation(make_client, username):
 
 
 # 6. -------------------------------------------------------------------------------
+
+
+def test_a_script_with_an_api_token_gets_every_answer_unchanged(
+    server, make_client, username
+):
+    owner, _ = make_client()
+    owner.login(username, PASSWORD)
+    made = owner.post("/me/api-tokens", json={"name": "script", "expires_in_days": 1})
+    assert made.status_code == 201, made.text
+    session = CountingSession()
+    script = ApiClient.from_api_token(
+        server.base_url, made.json()["token"], session=session
+    )
+    try:
+        assert script.uses_api_token and script.logged_in
+        assert not script.token_is_fresh and script.refresh_token is None
+        # It outlives any access token of a session, and is never refreshed.
+        time.sleep(ACCESS_LIFETIME + 0.1)
+        me = script.get("/me")
+        assert (me.status_code, me.json()["username"]) == (200, username)
+        store_id = _create_store(script)
+        refused = script.post("/item", json=_item(store_id))  # fresh only
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "fresh_token_required"
+        with pytest.raises(ApiClientError) as caught:
+            script.refresh()
+        assert caught.value.code == "not_refreshable"
+
+        deleted = owner.delete(f"/me/api-tokens/{made.json()['id']}")
+        assert deleted.status_code == 200, deleted.text
+        revoked = script.get("/me")
+        assert (revoked.status_code, revoked.json()["error"]) == (401, "token_revoked")
+        assert session.refreshes() == 0 and session.count("POST", "/token") == 0
+        assert script.logout() is None  # forgotten; nothing to send
+        assert not script.logged_in
+    finally:
+        session.close()
+
+
+def test_an_api_token_client_refuses_an_empty_token(server):
+    for token in ("", "   "):
+        with pytest.raises(ValueError, match="non-empty API token"):
+            ApiClient.from_api_token(server.base_url, token)
 
 
 def test_other_errors_pass_through_unchanged(make_client, username):
