@@ -50,4 +50,6 @@ def link(
 
 def links(status: int, **named_links: dict) -> Callable:
     """Document the links of an operation's `status` response."""
-    return Blueprint.doc(responses={str(status): {"links": named_links}})
+    # The key is the int that blp.response documents under: a "201" beside 201
+    # would replace the generated response (its schema) instead of adding to it.
+    return Blueprint.doc(responses={status: {"links": named_links}})

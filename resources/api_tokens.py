@@ -11,6 +11,7 @@ from auth import (
     token_required,
     token_subject,
 )
+from resources import link, links
 from schemas import (
     ApiTokenCreateSchema,
     ApiTokenSchema,
@@ -35,6 +36,15 @@ class ApiTokenList(MethodView):
     @blp.arguments(ApiTokenCreateSchema)
     @blp.response(201, NewApiTokenSchema)
     @blp.alt_response(409, response="CONFLICT", description="Too many API tokens")
+    @links(
+        201,
+        DeleteApiToken=link(
+            "DELETE",
+            "/me/api-tokens/{token_id}",
+            "Revoke it",
+            parameters={"token_id": "$response.body#/id"},
+        ),
+    )
     def post(self, new_token):
         """Make an API token (needs a fresh token); the token is shown only here."""
         created = create_api_token(

@@ -151,3 +151,24 @@ def test_the_session_operations_document_their_answers(spec):
     assert session["expires_at"]["format"] == "date-time"
     end_one = spec["paths"]["/me/sessions/{session_id}"]["delete"]["responses"]
     assert {"200", "401", "404", "503"} <= set(end_one)
+
+
+def test_a_new_api_token_links_to_its_revocation(spec):
+    created = spec["paths"]["/me/api-tokens"]["post"]["responses"]["201"]
+    (link,) = created["links"].values()
+    assert link["operationRef"] == "#/paths/~1me~1api-tokens~1{token_id}/delete"
+    assert link["parameters"] == {"token_id": "$response.body#/id"}
+    assert "token" in created["content"]["application/json"]["schema"]["$ref"].lower()
+
+
+def test_a_response_with_links_keeps_its_schema(spec):
+    linked = [
+        (method, path, status, response)
+        for method, path, operation in _operations(spec)
+        for status, response in operation["responses"].items()
+        if "links" in response
+    ]
+    assert len(linked) >= 3  # /register, /store, /me/api-tokens at least
+    for method, path, status, response in linked:
+        assert "schema" in response["content"]["application/json"], (method, path)
+        assert response["description"], (method, path, status)
