@@ -28,6 +28,7 @@ from auth.decorators import (
 )
 from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
 from auth.limits import (
+    created_one,
     failed_grant,
     failed_login,
     grant_is_not,
@@ -53,6 +54,7 @@ __all__ = [
     "change_password",
     "clear_token_cookies",
     "create_api_token",
+    "created_one",
     "delete_api_token",
     "end_all_sessions",
     "end_other_sessions",

@@ -1,4 +1,4 @@
-"""Rate limits of the auth routes (login, registration, refresh)."""
+"""Rate limits of the auth routes (login, registration, refresh, API tokens)."""
 
 from collections.abc import Callable, Mapping
 
@@ -27,6 +27,11 @@ def failed_login(response: Response) -> bool:
 def failed_grant(response: Response) -> bool:
     """At /token a failed password grant is a 400 (RFC 6749 §5.2)."""
     return response.status_code == 400
+
+
+def created_one(response: Response) -> bool:
+    """Only what was made counts (an API token), not refused attempts."""
+    return response.status_code == 201
 
 
 def grant_is_not(grant_type: str) -> Callable[[], bool]:

@@ -190,6 +190,10 @@ def _rate_limits() -> dict[str, Any]:
             "RATELIMIT_REGISTER", "5 per minute;50 per hour"
         ),
         "RATELIMIT_REFRESH": os.environ.get("RATELIMIT_REFRESH", "30 per minute"),
+        # API tokens made (each deleted one is a revocation entry kept for months).
+        "RATELIMIT_API_TOKENS": os.environ.get(
+            "RATELIMIT_API_TOKENS", "10 per minute;50 per hour"
+        ),
         "RATELIMIT_STRATEGY": "moving-window",
         # Only a 429 says when to come back (Retry-After, set with the envelope):
         # X-RateLimit-* would describe just one of a route's several limits.

@@ -6,8 +6,10 @@ from flask_smorest import Blueprint
 from auth import (
     NO_STORE,
     create_api_token,
+    created_one,
     delete_api_token,
     list_api_tokens,
+    rate_limited,
     token_required,
     token_subject,
 )
@@ -32,6 +34,7 @@ class ApiTokenList(MethodView):
         """List your API tokens that have not expired, newest first."""
         return list_api_tokens(token_subject().id)
 
+    @rate_limited("RATELIMIT_API_TOKENS", deduct_when=created_one)
     @token_required(fresh=True)
     @blp.arguments(ApiTokenCreateSchema)
     @blp.response(201, NewApiTokenSchema)
@@ -47,10 +50,10 @@ class ApiTokenList(MethodView):
     )
     def post(self, new_token):
         """Make an API token (needs a fresh token); the token is shown only here."""
-        created = create_api_token(
+        made = create_api_token(
             token_subject(), new_token["name"], new_token["expires_in_days"]
         )
-        return created, 201, NO_STORE  # it carries a secret, as a token answer does
+        return made, 201, NO_STORE  # it carries a secret, as a token answer does
 
 
 @blp.route("/me/api-tokens/<id:token_id>")

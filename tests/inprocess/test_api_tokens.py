@@ -13,11 +13,24 @@ from auth.api_tokens import USE_RECORD_INTERVAL, UseRecorder
 from core import db
 from models import ApiTokenModel, UserModel
 from models.api_token import MAX_API_TOKENS
-from tests.helpers import NEW_PASSWORD, PASSWORD, assert_error, bearer, create_store
+from tests.helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    TEST_SETTINGS,
+    assert_error,
+    bearer,
+    create_store,
+)
 from tests.inprocess.test_sessions import works
 
 LISTED = {"id", "name", "created_at", "expires_at", "last_used_at"}
 CREATED = {"id", "name", "token", "created_at", "expires_at"}
+
+
+@pytest.fixture
+def app_config(request, app_config):
+    """The base config, or what `parametrize(..., indirect=True)` passes."""
+    return {**app_config, **getattr(request, "param", {})}
 
 
 def create(client, tokens: dict, name: str = "backup", **fields):
@@ -394,3 +407,28 @@ def test_administrator_rights_are_the_databases(app, auth, client, store):
             response, 403, "forbidden", "You may only act on your own account."
         )
     assert works(client, bob)
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [
+        {
+            **TEST_SETTINGS,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_API_TOKENS": "2 per minute",
+        }
+    ],
+    indirect=True,
+)
+def test_making_them_is_rate_limited_and_only_made_ones_count(auth, client):
+    _, tokens = auth.user("alice")
+    for _ in range(3):  # refused ones do not count
+        assert create(client, tokens, "").status_code == 422
+    created(client, tokens, "one")
+    created(client, tokens, "two")
+
+    response = create(client, tokens, "three")
+
+    assert_error(response, 429, "rate_limited")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert [row["name"] for row in listed(client, tokens)] == ["two", "one"]
