@@ -100,10 +100,10 @@ def revoke_api_tokens(user_id: int) -> None:
     _revoke(user_id, ApiTokenModel.revocable(user_id))
 
 
-def forget_api_token(claims: dict) -> None:
+def forget_api_token(user_id: int, jti: str) -> None:
     """An API token sent to /logout or /revoke (and revoked there by `jti`):
     no longer listed."""
-    ApiTokenModel.forget(int(claims["sub"]), [claims["jti"]])
+    ApiTokenModel.forget(user_id, [jti])
 
 
 def _revoke(user_id: int, tokens: list[Revocable]) -> None:

@@ -109,11 +109,11 @@ def end_session(claims: dict) -> None:
     """Log out: this token and its whole session (RFC 7009 §2.1); an API token,
     which has no session, is revoked and no longer listed."""
     get_blocklist().revoke(claims["jti"], claims["exp"])
-    if is_api_token(claims):
-        forget_api_token(claims)
+    user_id = token_user_id(claims)
+    if is_api_token(claims) and user_id is not None:
+        forget_api_token(user_id, claims["jti"])
     if "fam" in claims:
         _revoke_family(claims["fam"])
-        user_id = token_user_id(claims)
         if user_id is not None:
             SessionModel.end(user_id, [claims["fam"]])
 
