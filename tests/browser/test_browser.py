@@ -150,8 +150,9 @@ class Page:
             [grant] = parse_qs(response.request.post_data or "")["grant_type"]
             self.grants.append((grant, response.status))
 
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+    def shot(self, name: str, full_page: bool = True) -> None:
+        path = str(self.shots / f"{name}.png")
+        self.page.screenshot(path=path, full_page=full_page)
 
     def close(self) -> None:
         self.context.close()
@@ -572,7 +573,7 @@ def test_swagger_ui_refreshes_an_oauth2_login_silently_and_once(page, user):
     me = _operation(page, "get", "/me")
     status, body = _execute(me)
     assert status == 200 and f'"username": "{user}"' in body
-    page.shot("swagger-oauth2-authorized")
+    page.shot("swagger-oauth2-authorized", full_page=False)
 
     # Past the access token's expiry, three operations at once: one refresh, before
     # the requests go out (no 401 first), and every one answers 200.
@@ -595,7 +596,7 @@ def test_swagger_ui_refreshes_an_oauth2_login_silently_and_once(page, user):
     refreshed = _persisted(page)["oauth2"]["token"]
     assert refreshed["refresh_token"] != persisted["token"]["refresh_token"]
     assert refreshed["access_token"] != persisted["token"]["access_token"]
-    page.shot("swagger-oauth2-refreshed")
+    page.shot("swagger-oauth2-refreshed", full_page=False)
 
     # The refreshed token is not fresh: creating an item asks for a new login.
     create = _operation(page, "post", "/item")
@@ -605,14 +606,14 @@ def test_swagger_ui_refreshes_an_oauth2_login_silently_and_once(page, user):
     assert status == 401 and "fresh_token_required" in body
     p.wait_for_selector("#swagger-reauth:not([hidden])")
     assert "fresh login" in p.inner_text("#swagger-reauth-message")
-    page.shot("swagger-oauth2-fresh-login-offered")
+    page.shot("swagger-oauth2-fresh-login-offered", full_page=False)
 
     p.click("#swagger-reauth-button")
     oauth2 = p.locator(OAUTH2_DIALOG)
     oauth2.locator("#oauth_password").wait_for()
     assert oauth2.locator("#oauth_username").is_visible()
     assert not p.is_visible("#swagger-reauth")
-    page.shot("swagger-oauth2-authorize-again")
+    page.shot("swagger-oauth2-authorize-again", full_page=False)
     _log_in_in_the_dialog(page, user)
     status, body = _execute(create)
     assert status == 201 and '"name": "Lamp"' in body
@@ -630,6 +631,7 @@ def test_swagger_ui_refreshes_on_token_expired_and_repeats_the_requests(page, us
     _authorize_with_password(page, user)
     persisted = _persisted(page)
     del persisted["oauth2"]["token"]["expires_at"]
+    persisted["oauth2"]["password"] = PASSWORD  # as Swagger UI alone keeps it
     p = page.page
     p.evaluate(
         f"localStorage.setItem('authorized', {json.dumps(json.dumps(persisted))})"
@@ -637,6 +639,7 @@ def test_swagger_ui_refreshes_on_token_expired_and_repeats_the_requests(page, us
     p.reload()  # persistAuthorization restores the login
     p.wait_for_selector(".swagger-ui .info .title")
     assert p.is_visible(".auth-wrapper button.authorize.locked")
+    assert "password" not in _persisted(page)["oauth2"]  # scrubbed on restore
 
     time.sleep(ACCESS_LIFETIME + 0.5)
     me, stores = _operation(page, "get", "/me"), _operation(page, "get", "/store")
@@ -675,7 +678,7 @@ def test_swagger_ui_asks_for_the_password_when_the_refresh_is_refused(page, user
     p.wait_for_selector("#swagger-reauth:not([hidden])")
     assert "session has ended" in p.inner_text("#swagger-reauth-message")
     assert page.grants == [PASSWORD_GRANT, ("refresh_token", 400)]
-    page.shot("swagger-oauth2-refresh-refused")
+    page.shot("swagger-oauth2-refresh-refused", full_page=False)
     # The persisted login is gone with it.
     assert "oauth2" not in _persisted(page)
 

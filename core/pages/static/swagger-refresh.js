@@ -48,6 +48,7 @@
   var getSystem = null;
   var refreshing = null; // the one refresh in flight, shared by every request
   var generation = 0; // bumped by every login and logout of an OAuth 2.0 scheme
+  var storingRefresh = false; // true while a refresh's tokens go into the state
   var oauthTokens = new Set(); // access tokens the OAuth 2.0 login has held
 
   /** The plugin: remembers the system, and wraps the auth actions. */
@@ -76,7 +77,7 @@
         token.expires_at = Date.now() + token.expires_in * 1000;
       }
       if (token.access_token) oauthTokens.add(token.access_token);
-      hideNotice();
+      if (!storingRefresh) hideNotice(); // a new login answers the notice
       return original({ auth: withoutPassword(payload.auth), token: token });
     };
   }
@@ -263,18 +264,24 @@
     }
     var system = getSystem();
     if (response.ok && data.access_token) {
-      system.authActions.authorizeOauth2WithPersistOption({
-        auth: auth.delete("token").toJS(),
-        token: data,
-      });
+      storingRefresh = true;
+      try {
+        system.authActions.authorizeOauth2WithPersistOption({
+          auth: auth.delete("token").toJS(),
+          token: data,
+        });
+      } finally {
+        storingRefresh = false;
+      }
       return true;
     }
     if (response.status === 400 || response.status === 401) {
       // The refresh token is spent, expired or revoked: only the password helps.
       system.authActions.logoutWithPersistOption([name]);
+      var reason = data.error_description || data.error || "HTTP " + response.status;
       showNotice(
         "Your session has ended (" +
-          (data.error_description || data.message || data.error || response.status) +
+          reason.replace(/\.$/, "") +
           "): authorize again with your password."
       );
       openAuthorize();
