@@ -12,17 +12,17 @@
 // is not an optimisation: a refresh token is single-use, and a second refresh with
 // it would trip the server's reuse detection and end the session.
 // Only a refused refresh asks for the password again (the Authorize dialog opens).
-// A 401 that only a new login fixes (`fresh_token_required`, `token_revoked`)
-// offers to authorize again. Requests that carry any other credential (a pasted
+// A 401 that only a new login fixes (`fresh_token_required`, `token_revoked`,
+// `invalid_token`) offers to authorize again (#swagger-reauth in the page). Requests that carry any other credential (a pasted
 // bearerAuth token, the /token request itself) are left alone.
 //
-// Hooks, all public Swagger UI API: the `requestInterceptor` option (it may return
-// a promise: swagger-client awaits it), the request's own `responseInterceptor`
-// (awaited too; set per request so the answer knows its request), the plugin
-// system's `wrapActions` on the auth actions, and authSelectors / authActions
-// (`authorizeOauth2WithPersistOption`, `logoutWithPersistOption`,
-// `showDefinitions`). Written against the Swagger UI that flask-swagger-ui ships
-// (5.34.0).
+// Hooks: the `requestInterceptor` option (it may return a promise: swagger-client
+// awaits it), a `responseInterceptor` set on each OAuth 2.0 request by it (awaited
+// too; swagger-client's http reads the request's own after the requestInterceptor
+// ran, so the answer knows its request), the plugin system's `wrapActions` on the
+// auth actions, and authSelectors / authActions (`authorizeOauth2WithPersistOption`,
+// `logoutWithPersistOption`, `showDefinitions`). Checked against the Swagger UI
+// that flask-swagger-ui ships (5.34.0); tests/browser/test_browser.py drives it.
 //
 // The new tokens go into Swagger UI's auth state, so the dialog shows them and
 // `persistAuthorization` keeps them. That puts the refresh token in localStorage,
