@@ -583,13 +583,15 @@ def test_swagger_ui_refreshes_an_oauth2_login_silently_and_once(page, user):
     # the requests go out (no 401 first), and every one answers 200.
     time.sleep(ACCESS_LIFETIME + 0.5)
     stores, items = _operation(page, "get", "/store"), _operation(page, "get", "/item")
-    before = len(_api_calls(page))
+    before, grants_before = len(_api_calls(page)), len(page.grants)
     answers = _execute_at_once(page, me, stores, items)
     assert [status for status, _ in answers] == [200, 200, 200], answers
     assert f'"username": "{user}"' in answers[0][1]
     # (Both lists are paginated, over every user's stores and items.)
     assert '"name": "shop-user_' in answers[1][1] and '"name": "Chair"' in answers[2][1]
-    assert page.grants == [PASSWORD_GRANT, REFRESHED], "exactly one refresh"
+    assert page.grants[grants_before:] == [REFRESHED], "exactly one refresh"
+    # (On a slow machine the first GET /me may have come late enough to refresh.)
+    assert set(page.grants[1:]) == {REFRESHED}
     assert sorted(_api_calls(page)[before:]) == [
         ("GET", "/item", 200),
         ("GET", "/me", 200),
@@ -676,13 +678,17 @@ def test_swagger_ui_asks_for_the_password_when_the_refresh_is_refused(page, user
     assert ended.status == 200, ended.body
 
     time.sleep(ACCESS_LIFETIME + 0.5)
-    me.locator("button.btn-clear").click()
-    me.locator("button.execute").click()
+    status, body = _execute(me)  # the refresh is refused; the request still goes
+    assert status == 401 and "token_expired" in body
     oauth2 = p.locator(OAUTH2_DIALOG)
     oauth2.locator("#oauth_password").wait_for()  # the dialog asks for the password
     p.wait_for_selector("#swagger-reauth:not([hidden])")
     assert "session has ended" in p.inner_text("#swagger-reauth-message")
-    assert page.grants == [PASSWORD_GRANT, ("refresh_token", 400)]
+    # One refused refresh, no second try. (Before the logout, a slow first GET /me
+    # may have refreshed once.)
+    *worked, refused = page.grants
+    assert refused == ("refresh_token", 400)
+    assert worked[0] == PASSWORD_GRANT and set(worked[1:]) <= {REFRESHED}
     page.shot("swagger-oauth2-refresh-refused", full_page=False)
     # The persisted login is gone with it.
     assert "oauth2" not in _persisted(page)
@@ -690,7 +696,7 @@ def test_swagger_ui_asks_for_the_password_when_the_refresh_is_refused(page, user
     _log_in_in_the_dialog(page, user)
     status, body = _execute(me)
     assert status == 200 and f'"username": "{user}"' in body
-    assert page.grants == [PASSWORD_GRANT, ("refresh_token", 400), PASSWORD_GRANT]
+    assert page.grants == [*worked, refused, PASSWORD_GRANT]
     assert not p.is_visible("#swagger-reauth")
 
 
