@@ -615,12 +615,24 @@ def test_swagger_ui_refreshes_an_oauth2_login_silently_and_once(page, user):
     assert "fresh login" in p.inner_text("#swagger-reauth-message")
     page.shot("swagger-oauth2-fresh-login-offered", full_page=False)
 
-    p.click("#swagger-reauth-button")
+    abandoned = _persisted(page)["oauth2"]["token"]["refresh_token"]
+    with p.expect_response(lambda answer: answer.url.endswith("/revoke")) as revoked:
+        p.click("#swagger-reauth-button")
+    assert revoked.value.status == 200
     oauth2 = p.locator(OAUTH2_DIALOG)
     oauth2.locator("#oauth_password").wait_for()
     assert oauth2.locator("#oauth_username").is_visible()
     assert not p.is_visible("#swagger-reauth")
     page.shot("swagger-oauth2-authorize-again", full_page=False)
+    # The abandoned login's session ends on the server (RFC 7009), not just here.
+    assert page.revocations == [
+        (
+            "application/x-www-form-urlencoded;charset=UTF-8",
+            f"token={abandoned}&token_type_hint=refresh_token",
+        )
+    ]
+    replay = request(page.server, "POST", "/refresh", token=abandoned)
+    assert (replay.status, replay.body["error"]) == (401, "token_revoked")
     _log_in_in_the_dialog(page, user)
     status, body = _execute(create)
     assert status == 201 and '"name": "Lamp"' in body

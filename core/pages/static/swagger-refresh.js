@@ -12,6 +12,7 @@
 // is not an optimisation: a refresh token is single-use, and a second refresh with
 // it would trip the server's reuse detection and end the session.
 // Only a refused refresh asks for the password again (the Authorize dialog opens).
+// Logging out (or authorizing again) revokes the session at /revoke (RFC 7009).
 // A 401 that only a new login fixes (`fresh_token_required`, `token_revoked`,
 // `invalid_token`) offers to authorize again (#swagger-reauth in the page). Requests that carry any other credential (a pasted
 // bearerAuth token, the /token request itself) are left alone.
@@ -85,9 +86,29 @@
   function wrapLogout(original) {
     return function (names) {
       var login = oauthLogin();
-      if (login && names.indexOf(login[0]) !== -1) generation += 1;
+      if (login && names.indexOf(login[0]) !== -1) {
+        generation += 1;
+        revoke(login[1]);
+      }
       return original(names);
     };
+  }
+
+  /** Logging out (Swagger UI's Logout, or authorizing again) ends the session on
+   * the server too: POST /revoke with the refresh token (RFC 7009 §2.1), without
+   * waiting for the answer. A spent or revoked token is answered 200 all the
+   * same, so this is harmless after a refused refresh. */
+  function revoke(auth) {
+    var token = auth.getIn(["token", "refresh_token"]);
+    if (!token) return;
+    fetch(new URL("revoke", tokenEndpoint(auth.get("schema"))), {
+      method: "POST",
+      body: new URLSearchParams({ token: token, token_type_hint: "refresh_token" }),
+      credentials: "same-origin",
+      keepalive: true,
+    }).catch(function (error) {
+      console.error("swagger-refresh: the session could not be revoked", error);
+    });
   }
 
   function wrapRestoreAuthorization(original, system) {
@@ -298,10 +319,19 @@
   function refreshUrl(name, schema) {
     var system = getSystem();
     var flow = ["components", "securitySchemes", name, "flows", schema.get("flow")];
-    var url =
+    return resolved(
       system.specSelectors.specJson().getIn(flow.concat("refreshUrl")) ||
-      schema.get("tokenUrl");
-    var oas3 = system.oas3Selectors;
+        schema.get("tokenUrl")
+    );
+  }
+
+  /** The token endpoint; /revoke is its sibling (under any path prefix too). */
+  function tokenEndpoint(schema) {
+    return resolved(schema.get("tokenUrl"));
+  }
+
+  function resolved(url) {
+    var oas3 = getSystem().oas3Selectors;
     var server = oas3 && oas3.serverEffectiveValue(oas3.selectedServer());
     return String(new URL(url, new URL(server || ".", document.baseURI)));
   }
