@@ -8,6 +8,7 @@ import models  # noqa: F401  (registers the tables with the metadata)
 from auth import (
     init_api_tokens,
     init_claims_cache,
+    init_signing_keys,
     passwords,
     register_jwt_callbacks,
 )
@@ -65,6 +66,7 @@ def _register_extensions(app: Flask) -> None:
             event.listen(db.engine, "connect", _configure_sqlite)
     migrate.init_app(app, db, render_as_batch=True)
     jwt.init_app(app)
+    init_signing_keys(app)
     api.init_app(app)
     limiter.init_app(app)
     passwords.init_app(app)

@@ -6,7 +6,7 @@ callbacks, every token failure in the envelope), `decorators` (`token_required`,
 rotate, revoke, list), `api_tokens` (long-lived tokens for scripts), `accounts`
 and `passwords` (credentials), `delivery` (body or cookies), `limits` (rate
 limits of the auth routes), `oauth` (the token endpoint's grants, form-encoded
-requests) and `claims_cache`.
+requests), `keys` (the signing keys and their JWKS) and `claims_cache`.
 """
 
 from auth.accounts import authenticate, change_password, register_user
@@ -27,6 +27,7 @@ from auth.decorators import (
     token_user,
 )
 from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
+from auth.keys import init_signing_keys, signing_keys
 from auth.limits import (
     created_one,
     failed_grant,
@@ -68,6 +69,7 @@ __all__ = [
     "grant_tokens",
     "init_api_tokens",
     "init_claims_cache",
+    "init_signing_keys",
     "list_api_tokens",
     "list_sessions",
     "login_username_key",
@@ -81,6 +83,7 @@ __all__ = [
     "revoke_token",
     "rotate_refresh_token",
     "sent_in_cookies",
+    "signing_keys",
     "start_session",
     "token_answer",
     "token_required",

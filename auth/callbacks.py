@@ -6,12 +6,20 @@ it: `token_expired` -> refresh; anything else -> log in again) and a
 protected request are callbacks too.
 """
 
+from typing import Any
+
 from flask import Response, g, request
 from flask_jwt_extended import JWTManager
-from flask_jwt_extended.config import config as jwt_config
 from flask_jwt_extended.exceptions import JWTDecodeError
 
 from auth.api_tokens import is_api_token, note_api_token_use
+from auth.keys import (
+    NO_KID,
+    UNKNOWN_KID,
+    WRONG_ALGORITHM,
+    signing_keys,
+    verifying_key,
+)
 from blocklist import get_blocklist
 from core import error_response
 from models import UserModel
@@ -28,10 +36,12 @@ INVALID_TOKEN_MESSAGES = {
         "An access token was sent where a refresh token is required."
     ),
     "Signature verification failed": "The token's signature is invalid.",
-    "The specified alg value is not allowed": (
-        "The token is signed with an algorithm this API does not accept."
-    ),
+    "The specified alg value is not allowed": WRONG_ALGORITHM,
     "Subject must be a string": "The token's subject must be a string.",
+    # The key checks (auth/keys.py) word their own.
+    NO_KID: NO_KID,
+    UNKNOWN_KID: UNKNOWN_KID,
+    WRONG_ALGORITHM: WRONG_ALGORITHM,
 }
 # PyJWT's reasons for a token that is not a well-formed JWT at all.
 MALFORMED_TOKEN_REASONS = (
@@ -128,13 +138,17 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
         return token_error("invalid_token", USER_GONE)
 
     @jwt.decode_key_loader
-    def decode_key(_header: dict, unverified_claims: dict) -> str:
+    def decode_key(header: dict, unverified_claims: dict) -> Any:
         # Called before the signature check; a token without our claims is refused
         # either way, and Flask-JWT-Extended would otherwise fill some in.
         for claim in REQUIRED_CLAIMS:
             if claim not in unverified_claims:
                 raise JWTDecodeError(f"The token is missing the '{claim}' claim.")
-        return jwt_config.decode_key
+        return verifying_key(header)
+
+    # New tokens: signed with the current key, which their header names.
+    jwt.encode_key_loader(lambda _identity: signing_keys().current.signing_key)
+    jwt.additional_headers_loader(lambda _identity: {"kid": signing_keys().current.kid})
 
     jwt.token_in_blocklist_loader(check_revocation)
     jwt.token_verification_loader(user_exists)

@@ -19,6 +19,7 @@ from core.extensions import Model, api, cors, db, jwt, limiter, migrate
 from core.observability import audit
 from core.settings import (
     BEARER_OR_OAUTH2,
+    SIGNING_ALGORITHMS,
     ConfigError,
     decode_leeway_seconds,
     env_bool,
@@ -28,6 +29,7 @@ from core.settings import (
 __all__ = [
     "APIError",
     "BEARER_OR_OAUTH2",
+    "SIGNING_ALGORITHMS",
     "ConfigError",
     "Conflict",
     "ErrorSchema",

@@ -18,6 +18,8 @@ DEVELOPMENT_JWT_SECRET_KEY = "development-only-jwt-secret-key-do-not-deploy"
 MIN_SECRET_KEY_BYTES = 32
 ENVIRONMENTS = ("development", "production")
 BLOCKLIST_BACKENDS = ("memory", "database", "redis")
+# What may sign tokens (auth/keys.py): a secret, or an asymmetric key.
+SIGNING_ALGORITHMS = ("HS256", "EdDSA", "ES256", "RS256")
 LOG_FORMATS = ("json", "text")
 SAMESITE_VALUES = ("Strict", "Lax", "None")
 # An operation that needs a token takes it either way (OpenAPI: one or the other).
@@ -38,6 +40,13 @@ class Settings(NamedTuple):
 def env_text(name: str, default: str = "") -> str:
     """A text setting, stripped; empty counts as unset."""
     return os.environ.get(name, "").strip() or default
+
+
+def env_list(name: str) -> list[str]:
+    """A comma-separated setting: its non-empty items, stripped."""
+    return [
+        item.strip() for item in os.environ.get(name, "").split(",") if item.strip()
+    ]
 
 
 def env_int(name: str, default: int) -> int:
@@ -121,9 +130,15 @@ def _tokens() -> dict[str, Any]:
     issuer = env_text("JWT_ISSUER", "stores-api")
     audience = env_text("JWT_AUDIENCE", "stores-api")
     return {
+        # Signing keys (auth/keys.py): the current one signs, the fallbacks only
+        # verify, each token with the key its `kid` names and that key's
+        # algorithm alone (the decode list is what any key may use).
+        "JWT_ALGORITHM": env_text("JWT_ALGORITHM", "HS256"),
+        "JWT_DECODE_ALGORITHMS": list(SIGNING_ALGORITHMS),
         "JWT_SECRET_KEY": env_text("JWT_SECRET_KEY") or None,
-        "JWT_ALGORITHM": "HS256",
-        "JWT_DECODE_ALGORITHMS": ["HS256"],
+        "JWT_SECRET_KEY_FALLBACKS": env_list("JWT_SECRET_KEY_FALLBACKS"),
+        "JWT_PRIVATE_KEY_FILE": env_text("JWT_PRIVATE_KEY_FILE") or None,
+        "JWT_PUBLIC_KEY_FALLBACK_FILES": env_list("JWT_PUBLIC_KEY_FALLBACK_FILES"),
         "JWT_ERROR_MESSAGE_KEY": "message",
         "JWT_ENCODE_ISSUER": issuer,
         "JWT_DECODE_ISSUER": issuer,
@@ -284,7 +299,8 @@ def derive(values: dict[str, Any]) -> list[str]:
     """Fill in what follows from other settings; return warnings for start-up."""
     warnings: list[str] = []
     production = values["APP_ENV"] == "production"
-    if not values.get("JWT_SECRET_KEY") and not production:
+    symmetric = values["JWT_ALGORITHM"] == "HS256"
+    if not values.get("JWT_SECRET_KEY") and symmetric and not production:
         values["JWT_SECRET_KEY"] = DEVELOPMENT_JWT_SECRET_KEY
         warnings.append(
             "JWT_SECRET_KEY is not set: using the development key. "
@@ -328,16 +344,7 @@ def derive(values: dict[str, Any]) -> list[str]:
 
 def validate(values: Mapping[str, Any]) -> None:
     """Refuse unsafe or contradictory settings (raises; never changes one)."""
-    secret = values.get("JWT_SECRET_KEY")
-    if values["APP_ENV"] == "production":
-        if not secret:
-            raise ConfigError("JWT_SECRET_KEY must be set in production.")
-        if secret == DEVELOPMENT_JWT_SECRET_KEY:
-            raise ConfigError("JWT_SECRET_KEY is the development key.")
-        if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
-            raise ConfigError(
-                f"JWT_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes."
-            )
+    _validate_signing(values)
     if values["JWT_COOKIE_SAMESITE"] not in SAMESITE_VALUES:
         raise ConfigError("AUTH_COOKIE_SAMESITE must be Strict, Lax or None.")
     if values["JWT_COOKIE_SAMESITE"] == "None" and not values["JWT_COOKIE_SECURE"]:
@@ -353,6 +360,38 @@ def validate(values: Mapping[str, Any]) -> None:
         raise ConfigError("SESSION_MAX_AGE must be at least one second.")
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError("LOG_FORMAT must be json or text.")
+
+
+def _validate_signing(values: Mapping[str, Any]) -> None:
+    """The signing settings; the key files themselves are read by auth/keys.py."""
+    algorithm = values["JWT_ALGORITHM"]
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise ConfigError(
+            f"JWT_ALGORITHM must be one of {', '.join(SIGNING_ALGORITHMS)}, "
+            f"got {algorithm!r}."
+        )
+    if algorithm != "HS256" and not values.get("JWT_PRIVATE_KEY_FILE"):
+        raise ConfigError(
+            f"JWT_ALGORITHM={algorithm} needs JWT_PRIVATE_KEY_FILE, a PEM private key "
+            "(make one with: flask --app app keys generate)."
+        )
+    if values["APP_ENV"] != "production":
+        return
+    secrets = [
+        ("JWT_SECRET_KEY_FALLBACKS", s) for s in values["JWT_SECRET_KEY_FALLBACKS"]
+    ]
+    if algorithm == "HS256":
+        if not values.get("JWT_SECRET_KEY"):
+            raise ConfigError("JWT_SECRET_KEY must be set in production.")
+        secrets.insert(0, ("JWT_SECRET_KEY", values["JWT_SECRET_KEY"]))
+    for setting, secret in secrets:
+        if secret == DEVELOPMENT_JWT_SECRET_KEY:
+            raise ConfigError(f"{setting} holds the development key.")
+        if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"{setting}: every secret must be at least {MIN_SECRET_KEY_BYTES} "
+                "bytes."
+            )
 
 
 def decode_leeway_seconds(config: Mapping[str, Any]) -> float:

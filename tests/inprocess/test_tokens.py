@@ -11,6 +11,7 @@ import jwt
 import pytest
 from flask_jwt_extended import decode_token
 
+from auth import signing_keys
 from tests.helpers import assert_error, bearer
 
 ENVELOPE_KEYS = {"code", "status", "message", "error"}
@@ -28,6 +29,7 @@ REVOKED = "The token has been revoked."
 NOT_FRESH = "The token is not fresh."
 REFRESH_AS_ACCESS = "A refresh token was sent where an access token is required."
 ACCESS_AS_REFRESH = "An access token was sent where a refresh token is required."
+CURRENT = object()  # forge(): the kid of the app's current key
 
 
 def assert_token_refused(response, error: str, message: str | None = None) -> dict:
@@ -67,9 +69,17 @@ def payload(sub: str, **overrides) -> dict:
     return claims
 
 
-def forge(app, claims: dict, *, key: str | None = None, algorithm="HS256") -> str:
-    """Sign claims with PyJWT (by default exactly as the app would)."""
-    return jwt.encode(claims, key or app.config["JWT_SECRET_KEY"], algorithm=algorithm)
+def forge(
+    app, claims: dict, *, key: str | None = None, algorithm="HS256", kid=CURRENT
+) -> str:
+    """Sign claims with PyJWT (by default exactly as the app would: its secret,
+    and the `kid` that names it)."""
+    if kid is CURRENT:
+        with app.app_context():
+            kid = signing_keys().current.kid
+    headers = None if kid is None else {"kid": kid}
+    secret = key or app.config["JWT_SECRET_KEY"]
+    return jwt.encode(claims, secret, algorithm=algorithm, headers=headers)
 
 
 def b64(data: dict) -> str:
