@@ -25,6 +25,7 @@ from core.settings import load_settings
 from models.base import close_read_connection
 from resources import IdConverter, id_parameter_schema
 from resources.api_tokens import blp as api_tokens_blp
+from resources.discovery import blp as discovery_blp
 from resources.health import blp as health_blp
 from resources.items import blp as items_blp
 from resources.sessions import blp as sessions_blp
@@ -88,6 +89,7 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
         items_blp,
         tags_blp,
         health_blp,
+        discovery_blp,
     ):
         api.register_blueprint(blp)
 

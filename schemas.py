@@ -414,6 +414,45 @@ class NewApiTokenSchema(ApiTokenSchema):
     )
 
 
+class JwkSchema(Schema):
+    """A public signing key (RFC 7517 §4; RFC 7518 §6 and RFC 8037 §2 members)."""
+
+    kid = fields.String(dump_only=True, metadata={"description": "RFC 7638 thumbprint"})
+    kty = fields.String(dump_only=True, metadata={"example": "OKP"})
+    alg = fields.String(dump_only=True, metadata={"example": "EdDSA"})
+    use = fields.String(dump_only=True, metadata={"example": "sig"})
+    crv = fields.String(dump_only=True, metadata={"description": "OKP and EC keys"})
+    x = fields.String(dump_only=True, metadata={"description": "OKP and EC keys"})
+    y = fields.String(dump_only=True, metadata={"description": "EC keys"})
+    n = fields.String(dump_only=True, metadata={"description": "RSA keys"})
+    e = fields.String(dump_only=True, metadata={"description": "RSA keys"})
+
+
+class JwkSetSchema(Schema):
+    """RFC 7517 §5: the keys that verify this API's tokens (none for a secret)."""
+
+    keys = fields.List(fields.Nested(JwkSchema), dump_only=True)
+
+
+class ServerMetadataSchema(Schema):
+    """RFC 8414 §2: what an OAuth 2.0 client needs to know of this server."""
+
+    issuer = fields.String(dump_only=True, metadata={"description": "JWT_ISSUER"})
+    token_endpoint = fields.String(dump_only=True)
+    revocation_endpoint = fields.String(dump_only=True)
+    jwks_uri = fields.String(dump_only=True)
+    grant_types_supported = fields.List(fields.String(), dump_only=True)
+    response_types_supported = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "Empty: there is no authorization endpoint"},
+    )
+    token_endpoint_auth_methods_supported = fields.List(fields.String(), dump_only=True)
+    revocation_endpoint_auth_methods_supported = fields.List(
+        fields.String(), dump_only=True
+    )
+
+
 class HealthSchema(Schema):
     """A probe's answer."""
 

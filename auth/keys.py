@@ -23,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,30 @@ def thumbprint(public_key: Any) -> str:
     required = {name: members[name] for name in THUMBPRINT_MEMBERS[members["kty"]]}
     canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
     return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def generate_private_key(algorithm: str) -> Any:
+    """A new private key for an asymmetric algorithm (RSA: 3072 bits)."""
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    if algorithm == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    raise ValueError(f"not an asymmetric algorithm: {algorithm}")
+
+
+def write_private_key(key: Any, path: str) -> None:
+    """Write a private key as unencrypted PKCS#8 PEM, readable by its owner only;
+    never over an existing file."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pem)
 
 
 def _public_members(public_key: Any) -> dict[str, Any]:

@@ -1,17 +1,23 @@
 """`flask --app app ...` commands."""
 
+import os
+import secrets
+
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from auth import register_user
+from auth.keys import generate_private_key, secret_key, thumbprint, write_private_key
 from blocklist import get_blocklist
+from core import SIGNING_ALGORITHMS
 from core.errors import APIError
 from core.extensions import db
 from models import ApiTokenModel, SessionModel, UserModel
 from schemas import UserRegisterSchema
 
 users_cli = AppGroup("users", help="Manage user accounts.")
+keys_cli = AppGroup("keys", help="Make token signing keys.")
 blocklist_cli = AppGroup("blocklist", help="Maintain the revocation store.")
 
 
@@ -58,7 +64,56 @@ def create_admin(username: str, password: str | None) -> None:
     click.echo(f"Created administrator {user.username!r} (id {user.id}).")
 
 
+@keys_cli.command("generate")
+@click.option(
+    "--alg",
+    "algorithm",
+    type=click.Choice(SIGNING_ALGORITHMS),
+    default="EdDSA",
+    show_default=True,
+    help="EdDSA (Ed25519), ES256 (P-256), RS256 (RSA 3072) or HS256 (a secret).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the private key (mode 0600; never over a file). "
+    "Default: jwt-<alg>-<kid>.pem in the instance folder.",
+)
+def generate_key(algorithm: str, out: str | None) -> None:
+    """Make a new signing key and print its kid and the settings that use it."""
+    if algorithm == "HS256":
+        secret = secrets.token_urlsafe(48)
+        click.echo(f"A new HS256 secret, kid {secret_key(secret, 'new').kid}:")
+        click.echo(f"  JWT_SECRET_KEY={secret}")
+        click.echo(
+            "  JWT_SECRET_KEY_FALLBACKS=<the secret it replaces>  "
+            "# until the tokens it signed expire"
+        )
+        return
+    key = generate_private_key(algorithm)
+    kid = thumbprint(key.public_key())
+    if out is None:
+        os.makedirs(current_app.instance_path, exist_ok=True)
+        out = os.path.join(
+            current_app.instance_path, f"jwt-{algorithm.lower()}-{kid[:12]}.pem"
+        )
+    try:
+        write_private_key(key, out)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {out}: {exc.strerror}.") from exc
+    click.echo(f"Wrote a new {algorithm} private key to {out} (mode 0600), kid {kid}.")
+    click.echo("To sign with it, on every instance:")
+    click.echo(f"  JWT_ALGORITHM={algorithm}")
+    click.echo(f"  JWT_PRIVATE_KEY_FILE={os.path.abspath(out)}")
+    click.echo(
+        "  JWT_PUBLIC_KEY_FALLBACK_FILES=<the key file it replaces>  "
+        "# until the tokens it signed expire"
+    )
+
+
 def register_commands(app: Flask) -> None:
-    """`flask --app app users create-admin`, `... blocklist purge`."""
+    """`flask --app app users create-admin`, `... blocklist purge`, `... keys
+    generate`."""
     app.cli.add_command(users_cli)
     app.cli.add_command(blocklist_cli)
+    app.cli.add_command(keys_cli)

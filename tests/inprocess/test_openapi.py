@@ -13,6 +13,8 @@ PUBLIC_OPERATIONS = {
     ("post", "/token"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("get", "/.well-known/jwks.json"),
+    ("get", "/.well-known/oauth-authorization-server"),
 }
 OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/refresh"),
