@@ -300,6 +300,12 @@ def derive(values: dict[str, Any]) -> list[str]:
     warnings: list[str] = []
     production = values["APP_ENV"] == "production"
     symmetric = values["JWT_ALGORITHM"] == "HS256"
+    if production and not str(values["JWT_ENCODE_ISSUER"]).startswith("https://"):
+        warnings.append(
+            "JWT_ISSUER is not an https URL: the server metadata at "
+            "/.well-known/oauth-authorization-server names it as its issuer, and "
+            "RFC 8414 §2 wants the API's public https URL there."
+        )
     if not values.get("JWT_SECRET_KEY") and symmetric and not production:
         values["JWT_SECRET_KEY"] = DEVELOPMENT_JWT_SECRET_KEY
         warnings.append(
