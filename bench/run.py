@@ -194,10 +194,18 @@ class Bench:
             **extra,
         }
 
-    def project_env(self, backend: str, database: Path) -> dict:
+    def project_env(
+        self, backend: str, database: Path, algorithm: str = "HS256"
+    ) -> dict:
+        keys = {"JWT_SECRET_KEY": SECRET}
+        if algorithm != "HS256":
+            keys = {
+                "JWT_ALGORITHM": algorithm,
+                "JWT_PRIVATE_KEY_FILE": str(self.key_file(algorithm)),
+            }
         return self.env(
             APP_ENV="production",
-            JWT_SECRET_KEY=SECRET,
+            **keys,
             DATABASE_URL=f"sqlite:///{database}",
             BLOCKLIST_BACKEND=backend,
             REDIS_URL=self.args.redis_url if backend == "redis" else "",
@@ -207,6 +215,15 @@ class Bench:
             RATELIMIT_REFRESH=BIG_LIMIT,
             RATELIMIT_REGISTER=BIG_LIMIT,
         )
+
+    def key_file(self, algorithm: str) -> Path:
+        """The bench's private key for `algorithm`, made on first use."""
+        from auth.keys import generate_private_key, write_private_key
+
+        path = self.folder / f"jwt-{algorithm}.pem"
+        if not path.exists():
+            write_private_key(generate_private_key(algorithm), str(path))
+        return path
 
     def start(self, name: str, app: str, env: dict, ready: str) -> Server:
         server = Server(name, app, env, self.folder).start(ready)
@@ -364,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--gunicorn-threads", type=int, default=1)
     parser.add_argument("--backends", default="memory,database,redis")
+    parser.add_argument(
+        "--algorithms",
+        default="EdDSA",
+        help="asymmetric signing algorithms measured beside HS256 (cases 1 and 3; "
+        "empty: none)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--python-load", action="store_true", help="never use wrk")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 seconds")
@@ -375,6 +398,7 @@ def main() -> int:
     if args.quick:
         args.rounds, args.duration = 1, 2
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
 
     bench = Bench(args)
     generator = "wrk" if bench.use_wrk else "python (wrk not installed)"
@@ -416,6 +440,17 @@ def run(bench: Bench, args, backends: list[str]) -> int:
         )
         for backend in backends
     }
+    # The same app signing with an asymmetric key (case 1 on the first store, and
+    # case 3): what verifying and signing with it costs beside HS256.
+    signed = {
+        algorithm: bench.start(
+            f"project-{algorithm}",
+            "app:create_app()",
+            bench.project_env(backends[0], small, algorithm),
+            "/readyz",
+        )
+        for algorithm in args.algorithms
+    }
     big_server = bench.start(
         "project-100k", "app:create_app()", bench.project_env("memory", big), "/readyz"
     )
@@ -424,6 +459,10 @@ def run(bench: Bench, args, backends: list[str]) -> int:
         for backend, server in projects.items()
     }
     big_access = servers.login(big_server.base, USERNAME, PASSWORD)["access_token"]
+    signed_access = {
+        algorithm: servers.login(server.base, USERNAME, PASSWORD)["access_token"]
+        for algorithm, server in signed.items()
+    }
     first = projects[backends[0]]
     page = "/item?page=1&page_size=20"
     bare_url = bare.base + "/item/1"
@@ -437,6 +476,16 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     refresh_batches = (
         refresh_tokens[i * per_run : (i + 1) * per_run] for i in range(args.rounds)
     )
+    signed_batches = {}
+    for algorithm in args.algorithms:
+        minted = mint_refresh_tokens(
+            bench.project_env(backends[0], small, algorithm),
+            me["id"],
+            per_run * args.rounds,
+        )
+        signed_batches[algorithm] = iter(
+            [minted[i * per_run : (i + 1) * per_run] for i in range(args.rounds)]
+        )
     login = {"username": USERNAME, "password": PASSWORD}
     cases = [
         (
@@ -476,6 +525,24 @@ def run(bench: Bench, args, backends: list[str]) -> int:
             ),
         ),
     ]
+    for algorithm, server in signed.items():
+        cases += [
+            (
+                f"item-{algorithm}",
+                lambda s=server, a=algorithm: bench.measure(
+                    f"item-{a}", s.base + "/item/5", token=signed_access[a]
+                ),
+            ),
+            (
+                f"refresh-{algorithm}",
+                lambda s=server, a=algorithm: bench.measure(
+                    f"refresh-{a}",
+                    s.base + "/refresh",
+                    method="POST",
+                    tokens=next(signed_batches[a]),
+                ),
+            ),
+        ]
     for round_number in range(args.rounds):
         print(f"Round {round_number + 1}/{args.rounds}")
         order = cases if round_number % 2 == 0 else list(reversed(cases))
@@ -489,17 +556,22 @@ def run(bench: Bench, args, backends: list[str]) -> int:
                 case_rps, bare_rps = measure(), bench.measure("bare", bare_url)
             bench.ratios.setdefault(key, []).append(case_rps / bare_rps)
 
-    report(bench, backends)
+    report(bench, backends, args.algorithms)
     return 0
 
 
-def report(bench: Bench, backends: list[str]) -> None:
+def report(bench: Bench, backends: list[str], algorithms: list[str]) -> None:
     rows = [("bare Flask, constant JSON item", "bare")]
     rows += [(f"1. GET /item/<id>, {b} blocklist", f"item-{b}") for b in backends]
+    rows += [
+        (f"1. GET /item/<id>, {backends[0]} blocklist, {a}", f"item-{a}")
+        for a in algorithms
+    ]
     rows += [
         ("2. GET /item?page=1&page_size=20, 10k items", "page-10k"),
         ("2. GET /item?page=1&page_size=20, 100k items", "page-100k"),
         ("3. POST /refresh (rotation)", "refresh"),
+        *[(f"3. POST /refresh (rotation), {a}", f"refresh-{a}") for a in algorithms],
         ("4. POST /login (argon2id)", "login"),
     ]
     print()
@@ -532,6 +604,14 @@ def report(bench: Bench, backends: list[str]) -> None:
         ("case 2 100k within 1.3x of 10k", growth <= 1.3),
         ("case 3 >= 0.3x bare", bench.ratio("refresh") >= 0.3),
     ]
+    for algorithm in algorithms:
+        item = bench.ratio(f"item-{algorithm}") / bench.ratio(f"item-{backends[0]}")
+        refresh = bench.ratio(f"refresh-{algorithm}") / bench.ratio("refresh")
+        print(
+            f"{algorithm} beside HS256: case 1 {item:.2f}x, case 3 (/refresh) "
+            f"{refresh:.2f}x"
+        )
+        targets.append((f"{algorithm} case 1 within 10 % of HS256", item >= 0.9))
     for name, met in targets:
         print(f"  {'met' if met else 'NOT met'}: {name}")
 
