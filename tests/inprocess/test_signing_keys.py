@@ -25,6 +25,7 @@ from auth.keys import (
     write_private_key,
 )
 from core import ConfigError, db
+from core.settings import load_settings
 from tests.helpers import PASSWORD, TEST_SETTINGS, assert_error, bearer
 
 ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
@@ -532,3 +533,21 @@ def test_ed25519_keys_are_the_default(tmp_path):
     with open(out, "rb") as file:
         key = serialization.load_pem_private_key(file.read(), password=None)
     assert isinstance(key, ed25519.Ed25519PrivateKey)
+
+
+def test_production_warns_when_the_issuer_is_not_an_https_url():
+    production = {
+        **TEST_SETTINGS,
+        "APP_ENV": "production",
+        "BLOCKLIST_BACKEND": "database",
+    }
+    warned = [w for w in load_settings(production).warnings if "JWT_ISSUER" in w]
+    assert warned == [
+        "JWT_ISSUER is not an https URL: the server metadata at "
+        "/.well-known/oauth-authorization-server names it as its issuer, and "
+        "RFC 8414 §2 wants the API's public https URL there."
+    ]
+    conformant = {**production, "JWT_ENCODE_ISSUER": "https://api.example.com"}
+    assert not [w for w in load_settings(conformant).warnings if "JWT_ISSUER" in w]
+    development = load_settings(TEST_SETTINGS).warnings
+    assert not [w for w in development if "JWT_ISSUER" in w]
