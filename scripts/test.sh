@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up, lint (ruff), type-check (mypy) and run the test suite.
 #   scripts/test.sh            everything, with branch coverage and its floor (CI runs this)
-#   scripts/test.sh --fast     the fast subset: no live servers, browser or fuzzing
+#   scripts/test.sh --fast     the fast subset: no live servers, browser or fuzzing;
+#                              in parallel (pytest-xdist, a worker per core)
 #   scripts/test.sh ARGS...    pytest with ARGS (-k refresh -x): a selection, no floor
 # PostgreSQL and Redis tests use TEST_POSTGRES_URL and TEST_REDIS_URL (default:
 # 127.0.0.1); without them they skip locally, and fail when CI is set.
@@ -19,7 +20,8 @@ echo "==> mypy"
 echo "==> pytest"
 if [ "${1:-}" = "--fast" ]; then
   shift
-  exec .venv/bin/python -m pytest -m "not live and not browser and not fuzz" "$@"
+  # In-process tests share nothing between them: one pytest worker per core.
+  exec .venv/bin/python -m pytest -n auto -m "not live and not browser and not fuzz" "$@"
 fi
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
