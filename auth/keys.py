@@ -127,14 +127,8 @@ def load_key_ring(config: Mapping[str, Any]) -> KeyRing:
     ]
     if algorithm == SYMMETRIC:
         current = secret_key(config["JWT_SECRET_KEY"], "JWT_SECRET_KEY", signs=True)
-    else:
-        path = config.get("JWT_PRIVATE_KEY_FILE")
-        if not path:
-            raise ConfigError(
-                f"JWT_PRIVATE_KEY_FILE must name a PEM private key for {algorithm} "
-                "(make one with: flask --app app keys generate)."
-            )
-        current = private_key_file(path, algorithm)
+    else:  # the settings made sure there is a file (core/settings.py)
+        current = private_key_file(config["JWT_PRIVATE_KEY_FILE"], algorithm)
     fallbacks += [
         key_file(path, "JWT_PUBLIC_KEY_FALLBACK_FILES")
         for path in config["JWT_PUBLIC_KEY_FALLBACK_FILES"]
@@ -181,15 +175,16 @@ def thumbprint(public_key: Any) -> str:
     return _b64(hashlib.sha256(canonical.encode()).digest())
 
 
+GENERATORS = {
+    "EdDSA": ed25519.Ed25519PrivateKey.generate,
+    "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072),
+}
+
+
 def generate_private_key(algorithm: str) -> Any:
     """A new private key for an asymmetric algorithm (RSA: 3072 bits)."""
-    if algorithm == "EdDSA":
-        return ed25519.Ed25519PrivateKey.generate()
-    if algorithm == "ES256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if algorithm == "RS256":
-        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    raise ValueError(f"not an asymmetric algorithm: {algorithm}")
+    return GENERATORS[algorithm]()
 
 
 def write_private_key(key: Any, path: str) -> None:

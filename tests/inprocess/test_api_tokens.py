@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask_jwt_extended import decode_token
 from sqlalchemy import event, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from auth.api_tokens import USE_RECORD_INTERVAL, UseRecorder
 from core import db
 from models import ApiTokenModel, UserModel
-from models.api_token import MAX_API_TOKENS
+from models.api_token import MAX_API_TOKENS, SLOT_ATTEMPTS
 from tests.helpers import (
     NEW_PASSWORD,
     PASSWORD,
@@ -432,3 +432,51 @@ def test_making_them_is_rate_limited_and_only_made_ones_count(auth, client):
     assert_error(response, 429, "rate_limited")
     assert int(response.headers["Retry-After"]) >= 1
     assert [row["name"] for row in listed(client, tokens)] == ["two", "one"]
+
+
+def test_a_creation_that_loses_the_race_for_its_slot_tries_again(
+    app, auth, client, monkeypatch
+):
+    """A concurrent creation that took the same free slot makes our commit fail on
+    the unique (user_id, slot) pair: the creation tries again, and after
+    SLOT_ATTEMPTS such losses says so (409). (Real races: the racing test in
+    test_api_token_revocation.py, on SQLite and PostgreSQL.)"""
+    _, tokens = auth.user("alice")
+    real_commit = db.session.commit
+    losses = {"left": 1}
+
+    def commit_losing_the_race() -> None:
+        if losses["left"] and any(isinstance(o, ApiTokenModel) for o in db.session.new):
+            losses["left"] -= 1
+            raise IntegrityError(
+                "INSERT INTO api_tokens ...", {}, Exception("UNIQUE constraint failed")
+            )
+        real_commit()
+
+    monkeypatch.setattr(db.session, "commit", commit_losing_the_race)
+    body = created(client, tokens, "mine")  # lost once, then won
+    assert losses["left"] == 0
+    losses["left"] = SLOT_ATTEMPTS
+    response = create(client, tokens, "unlucky")
+
+    assert_error(
+        response,
+        409,
+        "too_many_tokens",
+        "API tokens are being created too fast: try again.",
+    )
+    monkeypatch.undo()
+    assert [row["name"] for row in listed(client, tokens)] == ["mine"]
+    assert works(client, as_tokens(body))
+
+
+def test_the_recorder_forgets_tokens_not_used_lately():
+    now = [0.0]
+    recorder = UseRecorder(USE_RECORD_INTERVAL, clock=lambda: now[0])
+    for n in range(10_001):
+        recorder.due(f"old-{n}")
+    now[0] += 61
+
+    assert recorder.due("new")  # prunes the ones older than a minute
+    assert len(recorder._written) == 1
+    assert recorder.due("old-1")  # forgotten: due again

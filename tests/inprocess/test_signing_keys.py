@@ -12,7 +12,7 @@ import stat
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from app import create_app
 from auth import signing_keys
@@ -551,3 +551,51 @@ def test_production_warns_when_the_issuer_is_not_an_https_url():
     assert not [w for w in load_settings(conformant).warnings if "JWT_ISSUER" in w]
     development = load_settings(TEST_SETTINGS).warnings
     assert not [w for w in development if "JWT_ISSUER" in w]
+
+
+def test_an_encrypted_key_file_stops_the_start(tmp_path):
+    path = tmp_path / "encrypted.pem"
+    key = generate_private_key("EdDSA")
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    fails_to_start(
+        tmp_path,
+        "JWT_PRIVATE_KEY_FILE: .* is encrypted; give it unencrypted",
+        JWT_ALGORITHM="EdDSA",
+        JWT_PRIVATE_KEY_FILE=str(path),
+    )
+
+
+def test_a_key_of_no_supported_kind_stops_the_start(tmp_path):
+    path = tmp_path / "ed448.pem"
+    write_private_key(ed448.Ed448PrivateKey.generate(), str(path))
+    fails_to_start(
+        tmp_path,
+        "JWT_PUBLIC_KEY_FALLBACK_FILES: .* is neither an Ed25519, a P-256 nor an RSA",
+        JWT_PUBLIC_KEY_FALLBACK_FILES=[str(path)],
+    )
+
+
+def test_an_empty_fallback_secret_stops_the_start(tmp_path):
+    fails_to_start(
+        tmp_path,
+        "JWT_SECRET_KEY_FALLBACKS: a secret must not be empty",
+        JWT_SECRET_KEY_FALLBACKS=[""],
+    )
+
+
+def test_keys_generate_writes_to_the_instance_folder_by_default(tmp_path):
+    app = make_app(tmp_path)
+    app.instance_path = str(tmp_path / "instance")
+
+    result = app.test_cli_runner().invoke(args=["keys", "generate", "--alg", "ES256"])
+
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "instance").glob("jwt-es256-*.pem")
+    assert f"JWT_PRIVATE_KEY_FILE={written}" in result.output
+    assert stat.S_IMODE(os.stat(written).st_mode) == 0o600
