@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+import auth.callbacks
 from app import create_app
 from auth import signing_keys
 from auth.keys import (
@@ -80,6 +81,10 @@ def log_in(app, username: str = "alice") -> dict:
 
 def header(token: str) -> dict:
     return jwt.get_unverified_header(token)
+
+
+def kid_of(token: str) -> str:
+    return header(token)["kid"]
 
 
 def me(app, token: str):
@@ -599,3 +604,27 @@ def test_keys_generate_writes_to_the_instance_folder_by_default(tmp_path):
     (written,) = (tmp_path / "instance").glob("jwt-es256-*.pem")
     assert f"JWT_PRIVATE_KEY_FILE={written}" in result.output
     assert stat.S_IMODE(os.stat(written).st_mode) == 0o600
+
+
+def test_a_cached_token_is_not_verified_again_whatever_its_algorithm(
+    tmp_path, algorithm_settings, monkeypatch
+):
+    """Why an asymmetric key costs an authenticated read (case 1 of bench/run.py)
+    nothing after a token's first request: the verified-claims cache skips the
+    signature check, and with it the key lookup, on every later request."""
+    app = make_app(tmp_path, **algorithm_settings)
+    token = log_in(app)["access_token"]
+    assert me(app, token).status_code == 200  # verified, and cached
+    looked_up = []
+    real = auth.callbacks.verifying_key
+    monkeypatch.setattr(
+        auth.callbacks, "verifying_key", lambda h: looked_up.append(h) or real(h)
+    )
+
+    for _ in range(3):
+        assert me(app, token).status_code == 200
+    assert looked_up == []
+    other = log_in(app)["access_token"]  # a new token is verified in full, once
+    for _ in range(3):
+        assert me(app, other).status_code == 200
+    assert [header["kid"] for header in looked_up] == [kid_of(other)]
