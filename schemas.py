@@ -19,6 +19,8 @@ MAX_ID = 2**31 - 1
 # Bounded before any hashing; a new password has a minimum length too.
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
+# A token sent in a request body (/revoke, /token): far more than any of ours.
+MAX_TOKEN_LENGTH = 8192
 # API tokens live 1-365 days, 90 unless asked otherwise.
 DEFAULT_API_TOKEN_DAYS = 90
 MAX_API_TOKEN_DAYS = 365
@@ -296,7 +298,7 @@ class RevocationSchema(Schema):
 
     token = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=8192),
+        validate=validate.Length(min=1, max=MAX_TOKEN_LENGTH),
         metadata={"description": "The access or refresh token to revoke"},
     )
     token_type_hint = fields.String(
@@ -340,7 +342,7 @@ class TokenRequestSchema(Schema):
         metadata={"description": "password grant"},
     )
     refresh_token = fields.String(
-        validate=validate.Length(min=1, max=8192),
+        validate=validate.Length(min=1, max=MAX_TOKEN_LENGTH),
         metadata={"description": "refresh_token grant"},
     )
     scope = fields.String(

@@ -80,7 +80,9 @@ class KeyRing:
         for key in (current, *fallbacks):
             # The same key given twice (current and fallback) is one key.
             self._by_kid.setdefault(key.kid, key)
-        self.algorithms = sorted({key.algorithm for key in self._by_kid.values()})
+        # The ring never changes: its public half is computed once.
+        public = (key.public_jwk() for key in self._by_kid.values())
+        self._public = [jwk for jwk in public if jwk is not None]
 
     def get(self, kid: Any) -> SigningKey | None:
         """The key this `kid` names, if it is configured."""
@@ -88,8 +90,7 @@ class KeyRing:
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """RFC 7517 §5: the public keys, current first; secrets are never shown."""
-        keys = [key.public_jwk() for key in self._by_kid.values()]
-        return {"keys": [jwk for jwk in keys if jwk is not None]}
+        return {"keys": [dict(jwk) for jwk in self._public]}
 
 
 def verifying_key(header: Mapping[str, Any]) -> Any:

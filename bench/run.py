@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -357,6 +358,11 @@ def mint_refresh_tokens(env: dict, user_id: int, count: int) -> list[str]:
     return minted
 
 
+def in_batches(tokens: list[str], size: int) -> Iterator[list[str]]:
+    """Single-use tokens, `size` at a time (one batch a round)."""
+    return (tokens[start : start + size] for start in range(0, len(tokens), size))
+
+
 def hashing_cost(rounds: int = 15) -> float:
     """Median ms of one argon2id verification at the production parameters."""
     from passlib.hash import argon2
@@ -473,9 +479,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     refresh_tokens = mint_refresh_tokens(
         bench.project_env(backends[0], small), me["id"], per_run * args.rounds
     )
-    refresh_batches = (
-        refresh_tokens[i * per_run : (i + 1) * per_run] for i in range(args.rounds)
-    )
+    refresh_batches = in_batches(refresh_tokens, per_run)
     signed_batches = {}
     for algorithm in args.algorithms:
         minted = mint_refresh_tokens(
@@ -483,9 +487,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
             me["id"],
             per_run * args.rounds,
         )
-        signed_batches[algorithm] = iter(
-            [minted[i * per_run : (i + 1) * per_run] for i in range(args.rounds)]
-        )
+        signed_batches[algorithm] = in_batches(minted, per_run)
     login = {"username": USERNAME, "password": PASSWORD}
     cases = [
         (

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import Conflict, Model, db
-from models.base import rows_changed, utcnow
+from models.base import rows_changed, utcnow, write
 
 MAX_API_TOKENS = 20
 # Concurrent creations may pick the same free slot; the loser tries the next one.
@@ -150,12 +150,8 @@ class ApiTokenModel(Model):
         statement = db.delete(cls).where(cls.user_id == user_id)
         if jtis is not None:
             statement = statement.where(cls.jti.in_(jtis))
-        try:
+        with write("The API tokens could not be deleted."):
             rows_changed(statement)
-            db.session.commit()
-        except BaseException:
-            db.session.rollback()
-            raise
 
     @classmethod
     def record_use(cls, jti: str, coarseness: timedelta) -> None:

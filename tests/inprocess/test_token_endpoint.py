@@ -230,6 +230,9 @@ PER_USERNAME = {
     "RATELIMIT_LOGIN": "100 per minute",
     "RATELIMIT_LOGIN_USERNAME": "2 per minute",
 }
+per_username_limit = pytest.mark.parametrize(
+    "app_config", [PER_USERNAME], indirect=True, ids=["per-username"]
+)
 
 
 @pytest.mark.parametrize("app_config", [RATE_LIMITED], indirect=True, ids=["limits"])
@@ -259,12 +262,7 @@ def test_the_refresh_grant_is_limited_like_refresh(client):
     )
 
 
-@pytest.mark.parametrize(
-    "app_config",
-    [PER_USERNAME],
-    indirect=True,
-    ids=["per-username"],
-)
+@per_username_limit
 def test_failed_password_grants_count_per_username(auth, client):
     auth.register("alice")
     for _ in range(2):
@@ -278,12 +276,7 @@ def test_failed_password_grants_count_per_username(auth, client):
     assert_error(response, 429, "rate_limited")
 
 
-@pytest.mark.parametrize(
-    "app_config",
-    [PER_USERNAME],
-    indirect=True,
-    ids=["per-username"],
-)
+@per_username_limit
 def test_failed_logins_at_login_and_token_share_one_budget(auth, client):
     """Alternating the two endpoints buys an attacker no extra attempts."""
     auth.register("alice")
