@@ -19,6 +19,7 @@ from core.errors import EnvelopeApi, register_error_handlers
 from core.extensions import api, db, jwt, limiter, migrate
 from core.hardening import init_hardening
 from core.json_provider import ORJSONProvider
+from core.monitoring import init_metrics
 from core.observability import init_observability
 from core.patches import apply_patches
 from core.settings import load_settings
@@ -46,6 +47,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.logger.warning(warning)
 
     init_observability(app)
+    init_metrics(app)
     init_hardening(app)
     _register_extensions(app)
     register_jwt_callbacks(jwt)

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core import APIError, db, decode_leeway_seconds
+from core.metrics import STORE_ERRORS
 from models.blocklist_entry import BlocklistEntryModel
 
 Clock = Callable[[], float]
@@ -46,6 +47,12 @@ class StoreUnavailable(APIError):
 
     status_code = 503
     error = "service_unavailable"
+
+
+def store_unavailable() -> StoreUnavailable:
+    """The 503 for a store call that failed, counted (revocation_store_errors)."""
+    STORE_ERRORS.inc()
+    return StoreUnavailable("The revocation store is unavailable.")
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,7 @@ class DatabaseBlocklist(Blocklist):
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
-            raise StoreUnavailable("The revocation store is unavailable.") from exc
+            raise store_unavailable() from exc
 
     def _insert(self, connection: Connection):
         dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(
@@ -386,7 +393,7 @@ class RedisBlocklist(Blocklist):
         try:
             yield
         except redis.RedisError as exc:
-            raise StoreUnavailable("The revocation store is unavailable.") from exc
+            raise store_unavailable() from exc
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self._prefix}{kind}:{key}"

@@ -5,18 +5,35 @@ GUNICORN_THREADS threads per worker      default: 1 (sync workers)
 PORT / HOST      where to listen         default: 0.0.0.0:8000
 GUNICORN_TIMEOUT seconds a request may take before its worker is replaced (30)
 GUNICORN_PRELOAD 1: build the app once in the master and fork the workers (default: 0)
+PROMETHEUS_MULTIPROC_DIR  where the workers keep their metrics (default: a new
+                 temporary directory per server, removed when it stops)
 GUNICORN_ACCESS_LOG  "-" for gunicorn's own access log, in JSON (default: off,
                  because the app already writes one JSON line per request with
                  its request id and user id; two lines per request help no one)
 """
 
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
-from gunicorn.glogging import Logger
+# Metrics of the whole server, whichever worker answers a scrape (core/metrics.py):
+# prometheus-client's multiprocess mode keeps each worker's values in files in
+# this directory. It must be set before anything imports prometheus-client (the
+# imports below do), and the workers inherit it. Set it to choose the directory;
+# by default each server gets a new one, removed when the server stops.
+OWN_METRICS_DIR = "STORES_API_OWN_METRICS_DIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ[OWN_METRICS_DIR] = os.environ["PROMETHEUS_MULTIPROC_DIR"] = (
+        tempfile.mkdtemp(prefix="stores-api-metrics-")
+    )
 
-from core.observability import JSONFormatter
-from core.settings import env_bool, env_int
+from gunicorn.glogging import Logger  # noqa: E402
+from prometheus_client import multiprocess  # noqa: E402
+
+from core.observability import JSONFormatter  # noqa: E402
+from core.settings import env_bool, env_int  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{env_int('PORT', 8000)}"
 workers = env_int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
@@ -53,6 +70,26 @@ class JSONLogger(Logger):
 
 
 logger_class = JSONLogger
+
+
+def on_starting(server) -> None:
+    """Start the metrics from zero: values a previous server left are not ours."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker) -> None:
+    """A dead worker's counters stay in the totals; its gauges (CPU, memory) go."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory this server made (never one it was given)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.environ.get(OWN_METRICS_DIR) == directory:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_fork(server, worker) -> None:

@@ -2,6 +2,7 @@
 
 from auth.passwords import passwords
 from core import APIError, Forbidden, audit, db
+from core.metrics import LOGINS
 from models import UserModel
 from models.base import write
 from schemas import USERNAME_RE
@@ -43,8 +44,10 @@ def authenticate(username: str, password: str) -> UserModel:
                 with write("Could not upgrade the password hash."):
                     user.password_hash = new_hash
             audit("login_success", "Login succeeded", user_id=str(user.id))
+            LOGINS.labels("success").inc()
             return user
     audit("login_failure", "Login failed", username=username[:80])
+    LOGINS.labels("failure").inc()
     raise InvalidCredentials("Invalid credentials.")
 
 

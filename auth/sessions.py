@@ -31,6 +31,7 @@ from auth.api_tokens import forget_api_token, is_api_token
 from auth.callbacks import REVOKED, token_user_id, www_authenticate
 from blocklist import Rotation, get_blocklist
 from core import APIError, NotFound, audit
+from core.metrics import REFRESHES
 from models import SessionModel
 from models.user import TokenSubject
 
@@ -79,6 +80,7 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     # A grace copy of this token (same jti) was minted at most `grace` seconds
     # after it, so it may expire that much later: the mark must outlive both.
     if blocklist.mark_rotated(claims["jti"], rotation, claims["exp"] + grace):
+        REFRESHES.labels("rotated").inc()
         return _refreshed(user, auth_time, family, replacement)
 
     previous = blocklist.get_rotation(claims["jti"])
@@ -91,10 +93,12 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     ):
         # The winner's successor `jti`: whichever copy is rotated first makes the
         # other one a used token, so one chain goes on, never two.
+        REFRESHES.labels("retry").inc()
         return _refreshed(user, auth_time, family, previous.replaced_by)
 
     _revoke_family(family)
     SessionModel.end(int(claims["sub"]), [family])
+    REFRESHES.labels("reuse_detected").inc()
     audit(
         "refresh_token_reuse",
         "Refresh token reuse detected: family revoked",

@@ -25,6 +25,7 @@ from sqlalchemy.exc import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as BaseResponse
 
+from core.metrics import RATE_LIMIT_HITS
 from core.observability import audit
 
 # The machine-readable `error` for each status, unless a more precise one is given.
@@ -172,6 +173,7 @@ def rate_limit_exceeded(limit: RequestLimit) -> Response:
     """429 in the envelope, with Retry-After, and an audit record."""
     # When the window frees a slot (reset_at would add a second on top).
     retry_after = max(1, math.ceil(limit.window[0] - time.time()))
+    RATE_LIMIT_HITS.labels(str(limit.limit)).inc()
     audit(
         "rate_limit_hit",
         "Rate limit hit",

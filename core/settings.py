@@ -107,6 +107,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         _logging(production),
         _passwords(),
         _openapi(),
+        _metrics(),
     ):
         values.update(group)
     values.update(overrides)
@@ -242,6 +243,14 @@ def _logging(production: bool) -> dict[str, Any]:
     }
 
 
+def _metrics() -> dict[str, Any]:
+    # GET /metrics (core/monitoring.py); with a token, only Bearer <token> reads it.
+    return {
+        "METRICS_ENABLED": env_bool("METRICS_ENABLED", True),
+        "METRICS_TOKEN": env_text("METRICS_TOKEN") or None,
+    }
+
+
 def _passwords() -> dict[str, Any]:
     # OWASP's argon2id parameters: 19 MiB, 2 iterations, 1 lane.
     return {
@@ -305,6 +314,11 @@ def derive(values: dict[str, Any]) -> list[str]:
             "JWT_ISSUER is not an https URL: the server metadata at "
             "/.well-known/oauth-authorization-server names it as its issuer, and "
             "RFC 8414 §2 wants the API's public https URL there."
+        )
+    if production and values["METRICS_ENABLED"] and not values["METRICS_TOKEN"]:
+        warnings.append(
+            "METRICS_TOKEN is not set: GET /metrics is public. Set it, or keep "
+            "/metrics off the public network (METRICS_ENABLED=false turns it off)."
         )
     if not values.get("JWT_SECRET_KEY") and symmetric and not production:
         values["JWT_SECRET_KEY"] = DEVELOPMENT_JWT_SECRET_KEY
