@@ -90,7 +90,7 @@ class Server:
         return self.access_log.stat().st_size if self.access_log.exists() else 0
 
 
-def _wait_until_ready(server: Server) -> None:
+def _wait_until_ready(server: Server, workers: int) -> None:
     """Poll until the API answers and all workers have booted (bounded)."""
     answered = False
 
@@ -99,7 +99,7 @@ def _wait_until_ready(server: Server) -> None:
         if not answered:
             answered = request(server.base, "GET", "/openapi.json").status == 200
         server.workers = booted_workers(server.error_log)
-        return answered and len(server.workers) >= WORKERS
+        return answered and len(server.workers) >= workers
 
     servers.wait_until_ready(
         server.process,
@@ -113,14 +113,17 @@ def _wait_until_ready(server: Server) -> None:
 
 
 @contextmanager
-def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
-    """Run gunicorn with four workers on a free loopback port; always stop it."""
+def gunicorn(
+    env: dict, tmp_path: Path, name: str, workers: int = WORKERS
+) -> Iterator[Server]:
+    """Run gunicorn with `workers` sync workers on a free loopback port, its access
+    log naming the worker of each request; always stop it."""
     port = free_port()
     access_log = tmp_path / f"{name}-access.log"
     error_log = tmp_path / f"{name}-stderr.log"
     args = [
         "--workers",
-        str(WORKERS),
+        str(workers),
         "--bind",
         f"{HOST}:{port}",
         "--access-logfile",
@@ -132,7 +135,7 @@ def gunicorn(env: dict, tmp_path: Path, name: str) -> Iterator[Server]:
         env, tmp_path / f"{name}-stdout.log", error_log, args=args
     ) as process:
         server = Server(port, process, access_log, error_log)
-        _wait_until_ready(server)
+        _wait_until_ready(server, workers)
         yield server
 
 
