@@ -132,7 +132,7 @@ def test_the_dockerfile_is_multi_stage_slim_and_non_root():
 def test_the_compose_file_runs_the_app_on_postgres_and_redis():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"app", "db", "redis"}
+    assert set(services) == {"app", "db", "redis", "prometheus"}
     app = services["app"]
     assert app["environment"]["DATABASE_URL"].startswith("postgresql://")
     assert app["environment"]["REDIS_URL"].startswith("redis://redis:")
@@ -143,4 +143,24 @@ def test_the_compose_file_runs_the_app_on_postgres_and_redis():
     for name, service in services.items():
         assert "healthcheck" in service, name
     assert services["db"]["volumes"] and services["redis"]["volumes"]
-    assert set(compose["volumes"]) == {"postgres-data", "redis-data"}
+    assert set(compose["volumes"]) == {"postgres-data", "redis-data", "prometheus-data"}
+
+
+def test_the_compose_files_monitoring_profile_scrapes_the_app():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    prometheus = compose["services"]["prometheus"]
+    # Only with --profile monitoring; the app's own services always start.
+    assert prometheus["profiles"] == ["monitoring"]
+    assert [p for s in compose["services"].values() for p in s.get("profiles", [])] == [
+        "monitoring"
+    ]
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+    config = yaml.safe_load(compose["configs"]["prometheus"]["content"])
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": ["app:8000"]}]
+    # The scraper sends the token the app is given.
+    assert job["authorization"]["credentials"] == "${METRICS_TOKEN:-unset}"
+    assert compose["services"]["app"]["environment"]["METRICS_TOKEN"] == (
+        "${METRICS_TOKEN:-}"
+    )
