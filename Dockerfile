@@ -8,6 +8,8 @@ COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
 
 # Final stage: the virtualenv and the code, no build tools, an unprivileged user.
+# APP_ENV=production leaves the browser demo at /demo off: to serve it, run the
+# image with -e DEMO_ENABLED=true.
 FROM python:3.12-slim
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

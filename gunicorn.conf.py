@@ -38,6 +38,9 @@ from core.settings import env_bool, env_int  # noqa: E402
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{env_int('PORT', 8000)}"
 workers = env_int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
 threads = env_int("GUNICORN_THREADS", 1)
+# Our workers answer gunicorn's own errors (431, 414, 400) in the JSON envelope;
+# named explicitly, since gunicorn picks gthread by itself only for "sync".
+worker_class = "core.workers.ThreadWorker" if threads > 1 else "core.workers.SyncWorker"
 timeout = env_int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, finish what is in flight for up to this long, then stop.
 graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)

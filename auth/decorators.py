@@ -13,10 +13,9 @@ from typing import Any
 from flask import g
 from flask_jwt_extended import get_jwt, get_jwt_header, jwt_required
 from flask_jwt_extended.exceptions import UserLookupError
-from flask_smorest import Blueprint
 
 from auth.callbacks import USER_GONE, token_user_id
-from core import BEARER_OR_OAUTH2, Forbidden, error_response_doc
+from core import BEARER_OR_OAUTH2, Blueprint, Forbidden, error_response_doc
 from models import UserModel
 from models.user import TokenSubject
 

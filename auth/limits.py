@@ -4,9 +4,8 @@ from collections.abc import Callable, Mapping
 
 from flask import Response, current_app, request
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 
-from core import error_response_doc, limiter
+from core import Blueprint, error_response_doc, limiter
 
 
 def login_username_key() -> str:

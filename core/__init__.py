@@ -1,9 +1,12 @@
-"""The service plumbing: settings, extension objects, the error envelope, logging.
+"""The service plumbing: settings, extension objects, the error envelope, logging,
+and the `Blueprint` every resource is made with (its bodies parsed by the app's
+JSON provider).
 
 Everything outside `core` imports what it needs from here. The wiring the factory
 alone uses stays in its modules: `hardening` (security headers, CORS, proxies,
-body size), `json_provider`, `commands` (CLI), `pages` (Swagger UI and /demo) and
-`patches` (every library patch, version-guarded).
+body size), `json_provider`'s provider, `commands` (CLI), `pages` (Swagger UI and
+/demo), `patches` (every library patch, version-guarded) and `workers` (gunicorn's
+worker classes, named by gunicorn.conf.py).
 """
 
 from core.errors import (
@@ -16,6 +19,7 @@ from core.errors import (
     error_response_doc,
 )
 from core.extensions import Model, api, cors, db, jwt, limiter, migrate
+from core.json_provider import Blueprint
 from core.observability import audit
 from core.settings import (
     BEARER_OR_OAUTH2,
@@ -29,6 +33,7 @@ from core.settings import (
 __all__ = [
     "APIError",
     "BEARER_OR_OAUTH2",
+    "Blueprint",
     "SIGNING_ALGORITHMS",
     "ConfigError",
     "Conflict",

@@ -2,7 +2,9 @@
 
 Every error the API returns is built by `error_response`: flask-smorest's
 `abort`, werkzeug's HTTP errors (404, 405, 413, ...), unhandled exceptions (500),
-the JWT callbacks and the domain errors raised by models and services.
+the JWT callbacks and the domain errors raised by models and services; and by
+`error_body` alone for what gunicorn refuses before the app sees it (400, 414,
+431: core/workers.py).
 """
 
 import http
@@ -37,10 +39,14 @@ DEFAULT_ERROR_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "validation_error",
     429: "rate_limited",
+    431: "request_header_fields_too_large",
     500: "internal_error",
+    501: "not_implemented",
     503: "service_unavailable",
 }
 DEFAULT_MESSAGES = {

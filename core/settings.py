@@ -103,7 +103,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         _revocation(),
         _redis(),
         _rate_limits(),
-        _http(),
+        _http(production),
         _logging(production),
         _passwords(),
         _openapi(),
@@ -221,7 +221,7 @@ def _rate_limits() -> dict[str, Any]:
     }
 
 
-def _http() -> dict[str, Any]:
+def _http(production: bool) -> dict[str, Any]:
     return {
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         # How many reverse proxies in front of the app set X-Forwarded-For.
@@ -231,8 +231,9 @@ def _http() -> dict[str, Any]:
             for origin in os.environ.get("CORS_ORIGINS", "").split(",")
             if origin.strip()
         ],
-        # The browser demo of the silent-refresh flow at /demo (static files).
-        "DEMO_ENABLED": env_bool("DEMO_ENABLED", True),
+        # The browser demo of the silent-refresh flow at /demo (static files): a
+        # page for developers, so a production server serves it only when asked.
+        "DEMO_ENABLED": env_bool("DEMO_ENABLED", not production),
     }
 
 

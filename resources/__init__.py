@@ -2,9 +2,9 @@
 
 from collections.abc import Callable
 
-from flask_smorest import Blueprint
 from werkzeug.routing import IntegerConverter
 
+from core import Blueprint
 from schemas import MAX_ID
 
 DATABASE_UNAVAILABLE = "The database is unavailable; retry later."

@@ -1,7 +1,6 @@
 """The caller's API tokens: long-lived bearer tokens for scripts."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from auth import (
     NO_STORE,
@@ -13,6 +12,7 @@ from auth import (
     token_required,
     token_subject,
 )
+from core import Blueprint
 from resources import link, links
 from schemas import (
     ApiTokenCreateSchema,

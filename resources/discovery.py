@@ -3,9 +3,9 @@
 
 from flask import current_app, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from auth import public, signing_keys
+from core import Blueprint
 from schemas import JwkSetSchema, ServerMetadataSchema
 
 blp = Blueprint(

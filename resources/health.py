@@ -1,12 +1,11 @@
 """Liveness and readiness, for load balancers and orchestrators."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
 from auth import public
 from blocklist import StoreUnavailable, get_blocklist
-from core import db, error_response
+from core import Blueprint, db, error_response
 from schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")

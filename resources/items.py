@@ -1,11 +1,11 @@
 """Items."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from sqlalchemy.orm import joinedload, selectinload
 
 from auth import token_required
-from core import db
+from core import Blueprint, db
 from models import ItemModel, StoreModel
 from models.base import delete_or_404, get_or_404, paginate, write
 from resources import link, links

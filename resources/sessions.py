@@ -2,7 +2,6 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
-from flask_smorest import Blueprint
 
 from auth import (
     clear_token_cookies,
@@ -12,7 +11,7 @@ from auth import (
     token_required,
     token_subject,
 )
-from core import audit
+from core import Blueprint, audit
 from schemas import MessageSchema, SessionSchema
 
 blp = Blueprint("sessions", __name__, description="The caller's sessions (logins)")

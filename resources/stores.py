@@ -1,10 +1,9 @@
 """Stores."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from auth import token_required
-from core import db
+from core import Blueprint, db
 from models import StoreModel
 from models.base import delete_or_404, get_or_404, paginate, write
 from resources import link, links

@@ -1,11 +1,10 @@
 """Tags of a store, and their links to that store's items."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 
 from auth import token_required
-from core import Conflict, NotFound, db
+from core import Blueprint, Conflict, NotFound, db
 from models import ItemModel, StoreModel, TagModel, items_tags
 from models.base import get_or_404, paginate, rows_changed, write
 from resources import link, links

@@ -2,7 +2,6 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
-from flask_smorest import Blueprint
 
 from auth import (
     authenticate,
@@ -26,7 +25,7 @@ from auth import (
     token_required,
     token_subject,
 )
-from core import ErrorSchema, audit
+from core import Blueprint, ErrorSchema, audit
 from resources import DATABASE_UNAVAILABLE
 from schemas import (
     MessageSchema,

@@ -2,7 +2,6 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
-from flask_smorest import Blueprint
 
 from auth import (
     change_password,
@@ -19,7 +18,7 @@ from auth import (
     token_required,
     token_user,
 )
-from core import ErrorSchema, audit
+from core import Blueprint, ErrorSchema, audit
 from models import UserModel
 from models.base import get_or_404
 from resources import DATABASE_UNAVAILABLE, link, links

@@ -59,6 +59,7 @@ def _live_server(folder: Path, access_lifetime: int):
         "JWT_DECODE_LEEWAY": "0",
         "RATELIMIT_ENABLED": "false",
         "AUTH_COOKIE_SECURE": "false",  # plain http on loopback
+        "DEMO_ENABLED": "true",  # the page these tests drive
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",

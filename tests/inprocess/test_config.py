@@ -13,6 +13,7 @@ from core.settings import (
     normalize_database_url,
     validate,
 )
+from tests.helpers import assert_error
 
 STRONG_SECRET = "s" * 32
 
@@ -35,6 +36,7 @@ def clean_environment(monkeypatch, tmp_path):
         "AUTH_COOKIES_ENABLED",
         "AUTH_COOKIE_SECURE",
         "AUTH_COOKIE_SAMESITE",
+        "DEMO_ENABLED",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -221,6 +223,37 @@ def test_production_cookies_are_secure_by_default(monkeypatch):
     assert _app().config["JWT_COOKIE_SECURE"] is True
     monkeypatch.setenv("AUTH_COOKIE_SECURE", "false")
     assert _app().config["JWT_COOKIE_SECURE"] is False
+
+
+@pytest.mark.parametrize(
+    ("app_env", "demo_enabled", "status"),
+    [
+        ("production", None, 404),
+        ("production", "true", 200),
+        ("development", None, 200),
+        ("development", "false", 404),
+    ],
+)
+def test_the_demo_is_off_in_production_unless_asked_for(
+    monkeypatch, app_env, demo_enabled, status
+):
+    monkeypatch.setenv("APP_ENV", app_env)
+    monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
+    if demo_enabled is not None:
+        monkeypatch.setenv("DEMO_ENABLED", demo_enabled)
+    app = _app()
+    assert app.config["DEMO_ENABLED"] is (status == 200)
+    # The page, and the script it loads.
+    for path, marker in (
+        ("/demo", b'src="/demo/demo.js"'),
+        ("/demo/demo.js", b"AuthClient"),
+    ):
+        with app.test_client().get(path) as response:  # closes the file served
+            if status == 200:
+                assert response.status_code == 200, path
+                assert marker in response.data
+            else:
+                assert_error(response, 404, "not_found")
 
 
 def test_samesite_none_needs_secure_cookies(monkeypatch):

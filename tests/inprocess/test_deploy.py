@@ -3,13 +3,21 @@ Dockerfile and the compose file. The outages and the entrypoint are in
 tests/live/test_deploy.py.
 """
 
+import json
 import os
 import re
+import socket
 from types import SimpleNamespace
+from unittest.mock import MagicMock
 
+import gunicorn.util
+import pytest
 import yaml
+from gunicorn.config import Config
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.util import load_class
 
-from core import db
+from core import db, workers
 from tests.helpers import REPO
 
 # --- probes ---------------------------------------------------------------------
@@ -68,6 +76,63 @@ def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
     assert settings["workers"] == min(2 * os.cpu_count() + 1, 8)
     assert settings["threads"] == 1
     assert settings["bind"] == "0.0.0.0:8000"
+
+
+@pytest.mark.parametrize(
+    ("threads", "worker_class"),
+    [("1", "core.workers.SyncWorker"), ("2", "core.workers.ThreadWorker")],
+)
+def test_the_workers_are_ours_sync_or_threaded(monkeypatch, threads, worker_class):
+    settings = _gunicorn_settings(monkeypatch, GUNICORN_THREADS=threads)
+    assert settings["worker_class"] == worker_class
+    assert issubclass(load_class(worker_class), workers.EnvelopeErrors)
+
+
+def _refused(monkeypatch, exc: Exception, written: bytes | None = None) -> bytes:
+    """What a sync worker sends the client for `exc` (gunicorn's page replaced by
+    `written`, if given), read from the other end of a socket pair."""
+    if written is not None:
+        monkeypatch.setattr(
+            gunicorn.util, "write_error", lambda sock, *_: sock.sendall(written)
+        )
+    worker = workers.SyncWorker.__new__(workers.SyncWorker)
+    worker.cfg, worker.log = Config(), MagicMock()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        worker.handle_error(None, ours, ("127.0.0.1", 5000), exc)
+        ours.shutdown(socket.SHUT_WR)
+        return theirs.makefile("rb").read()
+
+
+def test_a_worker_answers_what_gunicorn_refuses_in_the_envelope(monkeypatch):
+    answer = _refused(monkeypatch, LimitRequestHeaders("limit request headers fields"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+        b"Connection: close",
+        b"Content-Type: application/json",
+        f"Content-Length: {len(body)}".encode(),
+    ]
+    assert json.loads(body) == {
+        "code": 431,
+        "status": "Request Header Fields Too Large",
+        "message": "The request's headers are over the server's limits: at most "
+        "100 headers of at most 8190 bytes each.",
+        "error": "request_header_fields_too_large",
+    }
+
+
+def test_a_worker_answers_an_unexpected_error_as_a_500_envelope(monkeypatch):
+    answer = _refused(monkeypatch, RuntimeError("secret internals"))
+    assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["error"] == "internal_error"
+    assert b"secret" not in answer
+
+
+@pytest.mark.parametrize("written", [b"", b"not an HTTP response"])
+def test_a_worker_passes_on_what_it_cannot_read_as_a_response(monkeypatch, written):
+    assert _refused(monkeypatch, LimitRequestLine(5000, 4094), written) == written
 
 
 def test_the_app_is_built_in_every_worker_unless_preloading_is_asked_for(monkeypatch):
