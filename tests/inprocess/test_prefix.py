@@ -5,10 +5,12 @@ client sends itself, with no trusted proxy, changes nothing.
 """
 
 import re
+from textwrap import dedent
 
 import pytest
 
-from tests.helpers import PASSWORD, set_cookies
+from tests.helpers import PASSWORD, REPO, set_cookies
+from tests.proxy import LOCATION
 
 PREFIX = "/api"
 # How a mount path reaches the app: (settings, what each request carries, the
@@ -199,3 +201,10 @@ def test_the_demo_page_and_its_modules_load_under_the_prefix(send):
     assert not re.search(r"""(?<![.\w])fetch\(\s*["'`]/""", demo)
     assert _text(send("GET", "/demo/auth-client.js")).startswith("// auth-client.js")
     assert _text(send("GET", "/demo/demo.css"))
+
+
+def test_the_deployment_guide_shows_the_nginx_config_the_tests_run():
+    guide = (REPO / "docs" / "deployment.md").read_text()
+    [snippet] = re.findall(r"```nginx\n(.*?)```", guide, re.DOTALL)
+
+    assert snippet == dedent(LOCATION.replace("UPSTREAM", "127.0.0.1:8000"))
