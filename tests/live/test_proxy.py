@@ -1,6 +1,7 @@
 """Behind a real nginx under /api (tests/proxy.py, docs/deployment.md): gunicorn
 with TRUSTED_PROXIES=1 hands out URLs and cookies under the prefix, at nginx's
-address, and cookie mode's refresh works through it."""
+address, and cookie mode's refresh works through it. Without a proxy, gunicorn's
+SCRIPT_NAME mounts the API the same way."""
 
 import os
 import secrets
@@ -15,11 +16,8 @@ from tests.proxy import PREFIX, nginx
 from tests.servers import HOST, free_port
 
 
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory) -> Iterator[str]:
-    """nginx in front of a live gunicorn: the site's base URL (the API at /api)."""
-    tmp = tmp_path_factory.mktemp("proxy")
-    env = {
+def _env(tmp) -> dict[str, str]:
+    return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "development",
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
@@ -27,11 +25,17 @@ def proxied(tmp_path_factory) -> Iterator[str]:
         "BLOCKLIST_BACKEND": "database",
         "RATELIMIT_ENABLED": "false",
         "AUTH_COOKIE_SECURE": "false",  # plain http on loopback
-        "TRUSTED_PROXIES": "1",
         "HOST": HOST,
         "PORT": str(free_port()),
         "WEB_CONCURRENCY": "1",
     }
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory) -> Iterator[str]:
+    """nginx in front of a live gunicorn: the site's base URL (the API at /api)."""
+    tmp = tmp_path_factory.mktemp("proxy")
+    env = {**_env(tmp), "TRUSTED_PROXIES": "1"}
     with servers.live_server(env, tmp / "gunicorn.log") as upstream:
         with nginx(tmp / "nginx", upstream) as site:
             yield site
@@ -91,3 +95,17 @@ def test_cookie_mode_logs_in_and_refreshes_through_nginx(proxied):
         # The new pair replaced the old one at the same paths (one of each).
         assert {cookie.name: cookie.path for cookie in browser.cookies} == paths
         assert browser.get(f"{api}/me", timeout=5).json()["username"] == username
+
+
+def test_gunicorn_with_a_script_name_serves_the_api_under_it(tmp_path):
+    env = {**_env(tmp_path), "SCRIPT_NAME": PREFIX}
+    log = tmp_path / "gunicorn.log"
+    with servers.live_server(env, log, ready_path=f"{PREFIX}/healthz") as base:
+        api = base + PREFIX
+        spec = servers.request(api, "GET", "/openapi.json")
+        metadata = servers.request(
+            api, "GET", "/.well-known/oauth-authorization-server"
+        )
+
+    assert spec.status == 200 and spec.body["servers"] == [{"url": PREFIX}]
+    assert metadata.body["token_endpoint"] == f"{api}/token"
