@@ -26,9 +26,15 @@ def init_hardening(app: Flask) -> None:
     """Wire the defences into the app."""
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
-        # Only the last `proxies` hops of X-Forwarded-* are believed.
+        # Only the last `proxies` hops of X-Forwarded-* are believed; the proxy's
+        # X-Forwarded-Prefix becomes the mount path (request.script_root), as a
+        # SCRIPT_NAME does without a proxy.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+            app.wsgi_app,
+            x_for=proxies,
+            x_proto=proxies,
+            x_host=proxies,
+            x_prefix=proxies,
         )
     app.before_request(_refuse_oversized_body)
     app.after_request(_add_security_headers)

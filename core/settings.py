@@ -166,7 +166,8 @@ def _tokens() -> dict[str, Any]:
 
 def _cookies(production: bool) -> dict[str, Any]:
     # Cookie mode for browser apps (header mode always works): HttpOnly token
-    # cookies, the refresh cookie only sent to /refresh, CSRF double submit.
+    # cookies, the refresh cookie only sent to /refresh, CSRF double submit. The
+    # paths are under the mount path, if any (auth/delivery.py).
     return {
         "AUTH_COOKIES_ENABLED": env_bool("AUTH_COOKIES_ENABLED", True),
         # Cookies only over HTTPS in production, unless said otherwise.
@@ -224,7 +225,8 @@ def _rate_limits() -> dict[str, Any]:
 def _http(production: bool) -> dict[str, Any]:
     return {
         "MAX_CONTENT_LENGTH": 1024 * 1024,
-        # How many reverse proxies in front of the app set X-Forwarded-For.
+        # How many reverse proxies in front of the app set X-Forwarded-For (and
+        # -Proto, -Host, -Prefix: the path the API is mounted under).
         "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
         "CORS_ORIGINS": [
             origin.strip()
@@ -288,7 +290,8 @@ def _openapi() -> dict[str, Any]:
                         "bearerFormat": "JWT",
                     },
                     # RFC 6749 §4.3: Swagger UI's Authorize takes a username and a
-                    # password; relative URLs resolve against the server's.
+                    # password; relative URLs resolve against the server's (under
+                    # a path prefix, the document prefixes them: core/pages).
                     "oauth2": {
                         "type": "oauth2",
                         "flows": {

@@ -49,6 +49,13 @@ def assert_error(response, status: int, error: str, message: str | None = None) 
     return body
 
 
+def set_cookies(response) -> dict[str, str]:
+    """name -> the full Set-Cookie line, for each cookie the response sets."""
+    return {
+        line.split("=", 1)[0]: line for line in response.headers.getlist("Set-Cookie")
+    }
+
+
 def pagination(response) -> dict:
     """The X-Pagination header of a list response, parsed."""
     return json.loads(response.headers["X-Pagination"])

@@ -68,9 +68,9 @@ def request(
     body=None,
     timeout: float = REQUEST_TIMEOUT,
 ) -> Reply:
-    """One request to `base` (http://host:port) + `path` on its own connection
-    (Connection: close, no keep-alive), with `token` as the bearer token and
-    `body` sent as JSON.
+    """One request to `base` (http://host:port, and any path prefix) + `path` on
+    its own connection (Connection: close, no keep-alive), with `token` as the
+    bearer token and `body` sent as JSON.
 
     The body is parsed as JSON (None when empty, {"unparsed": ...} when not JSON);
     the headers are keyed in lower case.
@@ -85,7 +85,9 @@ def request(
     url = urlsplit(base)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
-        connection.request(method, path, body=data, headers=headers)
+        connection.request(
+            method, url.path.rstrip("/") + path, body=data, headers=headers
+        )
         response = connection.getresponse()
         raw = response.read()
         status = response.status

@@ -19,7 +19,8 @@
 // (see logout()), and sessions(), endSession(id) and endOtherSessions() wrap the
 // /me/sessions API.
 //
-//   import { AuthClient } from "/demo/auth-client.js";
+//   import { AuthClient } from "./auth-client.js";
+//   // baseUrl: where the API is (with its path prefix, if any); "" is this origin.
 //   const api = new AuthClient({ mode: "cookie", onLoginRequired: askForLogin });
 //   await api.login("alice", "correct horse battery");
 //   const response = await api.fetch("/item?page=1");

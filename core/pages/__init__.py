@@ -4,12 +4,28 @@ The Swagger UI page is flask-smorest's, rendered from `templates/swagger_ui.html
 here (no inline script, for the Content-Security-Policy) with the assets that
 flask-swagger-ui ships, served by the app (no CDN). /demo serves the silent-refresh
 demo from `clients/js` (static files, no build step).
+
+Under a path prefix (a trusted proxy's X-Forwarded-Prefix, or SCRIPT_NAME) every
+URL of these pages is under it: the pages build theirs with url_for or relative to
+themselves, and the OpenAPI document names the prefix as its server.
 """
 
+import copy
 from pathlib import Path
 
 import flask_swagger_ui
-from flask import Blueprint, Flask, abort, send_from_directory
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    json,
+    request,
+    send_from_directory,
+)
+
+from core.extensions import api
 
 PAGES = Path(__file__).resolve().parent
 TEMPLATES = PAGES / "templates"
@@ -23,7 +39,41 @@ DEMO_FILES = {
     "auth-client.js": "auth-client.js",
 }
 
+# flask-smorest's endpoint for the OpenAPI document (OPENAPI_JSON_PATH).
+OPENAPI_JSON_ENDPOINT = "api-docs.openapi_json"
+# The URLs of an OAuth 2.0 flow (OpenAPI 3.0 Security Scheme Object).
+FLOW_URLS = ("authorizationUrl", "tokenUrl", "refreshUrl")
+
 demo_blp = Blueprint("demo", __name__)
+
+
+def openapi_document() -> Response:
+    """The OpenAPI document, as flask-smorest serves it, under this request's mount
+    path (the document of an app without a prefix is flask-smorest's own)."""
+    document = api.spec.to_dict()
+    if request.script_root:
+        document = mounted(document, request.script_root)
+    return current_app.response_class(
+        json.dumps(document, indent=2, sort_keys=False), mimetype="application/json"
+    )
+
+
+def mounted(document: dict, prefix: str) -> dict:
+    """A copy of the document for an API mounted at `prefix` (e.g. "/api").
+
+    `servers` is the prefix: Swagger UI's Try it out and generated clients put the
+    paths after it. The OAuth 2.0 flows' absolute-path URLs get it too: Swagger UI
+    resolves "/token" against the server URL, which would be the host's root.
+    """
+    document = copy.deepcopy(document)  # the spec's own dicts stay as they are
+    document["servers"] = [{"url": prefix}]
+    schemes = document.get("components", {}).get("securitySchemes", {})
+    for scheme in schemes.values():
+        for flow in scheme.get("flows", {}).values():
+            for key in FLOW_URLS:
+                if flow.get(key, "").startswith("/"):
+                    flow[key] = prefix + flow[key]
+    return document
 
 
 @demo_blp.get("/demo", defaults={"name": ""})
@@ -39,7 +89,15 @@ def demo_file(name: str):
 
 
 def register_pages(app: Flask) -> None:
-    """Swagger UI's assets, and /demo unless DEMO_ENABLED is off."""
+    """Swagger UI's assets, the OpenAPI document under any path prefix, and /demo
+    unless DEMO_ENABLED is off."""
+    if OPENAPI_JSON_ENDPOINT not in app.view_functions:
+        raise RuntimeError(
+            f"flask-smorest no longer serves the OpenAPI document as "
+            f"{OPENAPI_JSON_ENDPOINT}: review core/pages/__init__.py."
+        )
+    # Flask's public hook to give an endpoint its view: the same URL, this view.
+    app.endpoint(OPENAPI_JSON_ENDPOINT)(openapi_document)
     app.register_blueprint(
         Blueprint(
             "swagger_ui_assets",

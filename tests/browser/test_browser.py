@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests import servers
+from tests import proxy, servers
 from tests.helpers import PASSWORD
 from tests.servers import REQUEST_TIMEOUT, free_port, request
 
@@ -46,8 +46,9 @@ def _chromium() -> str:
 
 
 @contextlib.contextmanager
-def _live_server(folder: Path, access_lifetime: int):
-    """A live gunicorn on a fresh SQLite database; yields its base URL."""
+def _live_server(folder: Path, access_lifetime: int, **settings: str):
+    """A live gunicorn on a fresh SQLite database (and `settings`); yields its
+    base URL."""
     port = free_port()
     env = {
         "PATH": os.environ["PATH"],
@@ -64,6 +65,7 @@ def _live_server(folder: Path, access_lifetime: int):
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "4",
+        **settings,
     }
     # Ready when /readyz answers 200, within 30 s (this server keeps gunicorn's
     # default control socket, as before).
@@ -85,6 +87,16 @@ def swagger_server(tmp_path_factory):
     """Swagger UI's server: tokens that outlive a person clicking through the UI."""
     with _live_server(tmp_path_factory.mktemp("swagger-server"), 900) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def prefixed_server(tmp_path_factory):
+    """The demo's server behind nginx under /api (tests/proxy.py): the API's base
+    URL, nginx's address + /api."""
+    folder = tmp_path_factory.mktemp("prefixed-server")
+    with _live_server(folder, ACCESS_LIFETIME, TRUSTED_PROXIES="1") as upstream:
+        with proxy.nginx(folder / "nginx", upstream) as site:
+            yield site + proxy.PREFIX
 
 
 @pytest.fixture(scope="module")
@@ -731,3 +743,63 @@ def test_swagger_ui_leaves_a_pasted_bearer_token_alone(page, user):
     assert status == 401 and "token_expired" in body
     assert page.grants == []
     assert not p.is_visible("#swagger-reauth") and not p.is_visible(".modal-ux")
+
+
+# Mounted under /api behind nginx: the pages' own requests, Swagger UI's Try it out
+# and its refreshes, the demo's cookies and refreshes, all under the prefix. (Page
+# lets through only the URLs under the server's, so a request to the host's root
+# is refused and reported.)
+
+
+@pytest.fixture
+def prefixed_page(browser, prefixed_server, tmp_path):
+    page = Page(browser, prefixed_server, tmp_path)
+    yield page
+    page.close()
+    assert page.outside == [], f"requests outside {prefixed_server}: {page.outside}"
+
+
+def test_swagger_ui_under_a_prefix_authorizes_and_tries_it_out(prefixed_page):
+    page = prefixed_page
+    user = _create_user_with_an_item(page.server)
+    _open_swagger_ui(page)  # at /api/swagger-ui
+    _authorize_with_password(page, user)
+    assert page.grants == [PASSWORD_GRANT]  # POST /api/token
+
+    me = _operation(page, "get", "/me")
+    status, body = _execute(me)
+    assert status == 200 and f'"username": "{user}"' in body
+    assert ("GET", "/me", 200) in page.calls  # the request went to /api/me
+    page.shot("prefixed-swagger-try-it-out", full_page=False)
+
+    # The silent refresh goes to the spec's refreshUrl, under the prefix too.
+    time.sleep(ACCESS_LIFETIME + 0.5)
+    status, body = _execute(me)
+    assert status == 200 and f'"username": "{user}"' in body
+    assert page.grants[0] == PASSWORD_GRANT and set(page.grants[1:]) == {REFRESHED}
+
+    # Authorizing again ends the session at /api/revoke.
+    p = page.page
+    with p.expect_response(lambda answer: answer.url.endswith("/revoke")) as revoked:
+        p.evaluate("window.ui.authActions.logoutWithPersistOption(['oauth2'])")
+    assert revoked.value.status == 200
+    assert revoked.value.url == f"{page.server}/revoke"
+
+
+def test_demo_under_a_prefix_refreshes_silently_in_cookie_mode(prefixed_page):
+    page = prefixed_page
+    user = _create_user_with_an_item(page.server)
+    _log_in(page, user, "cookie")  # at /api/demo
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["refresh_token_cookie"]["path"] == f"{proxy.PREFIX}/refresh"
+    assert cookies["access_token_cookie"]["path"] == f"{proxy.PREFIX}/"
+    assert cookies["csrf_refresh_token"]["path"] == f"{proxy.PREFIX}/"
+
+    p = page.page
+    time.sleep(ACCESS_LIFETIME + 0.5)  # the access token expires in the browser
+    p.click("#load-button")
+    p.wait_for_selector("#refresh-indicator[data-count='1']")
+    p.wait_for_selector("#status:has-text('Loaded ')")
+    assert page.refreshes == [200], "one POST /api/refresh with the cookie"
+    assert not p.is_visible("#relogin")
+    page.shot("prefixed-cookie-silently-refreshed")

@@ -5,16 +5,9 @@ Header mode keeps working beside it.
 
 import pytest
 
-from tests.helpers import PASSWORD, assert_error, bearer
+from tests.helpers import PASSWORD, assert_error, bearer, set_cookies
 
 COOKIE_LOGIN = {"username": "alice", "password": PASSWORD, "token_delivery": "cookie"}
-
-
-def set_cookies(response) -> dict[str, str]:
-    """name -> the full Set-Cookie line, for each cookie the response sets."""
-    return {
-        line.split("=", 1)[0]: line for line in response.headers.getlist("Set-Cookie")
-    }
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 // The demo page: a small app on top of AuthClient, no build step.
-import { AuthClient } from "/demo/auth-client.js";
+import { AuthClient } from "./auth-client.js";
+
+// The API is where this module's folder is mounted (<mount path>/demo/demo.js):
+// the site's root, or the path prefix a proxy serves the API under.
+const API_BASE = new URL("..", import.meta.url);
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -8,6 +12,7 @@ let username = "";
 let loggingOut = false;
 
 const api = new AuthClient({
+  baseUrl: API_BASE.href,
   mode,
   onRefresh(count) {
     const indicator = $("refresh-indicator");
@@ -200,7 +205,7 @@ $("login-form").addEventListener("submit", async (event) => {
 });
 
 $("register-button").addEventListener("click", async () => {
-  const response = await fetch("/register", {
+  const response = await fetch(new URL("register", API_BASE), {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ username: $("username").value, password: $("password").value }),
