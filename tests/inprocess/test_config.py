@@ -245,7 +245,7 @@ def test_the_demo_is_off_in_production_unless_asked_for(
     assert app.config["DEMO_ENABLED"] is (status == 200)
     # The page, and the script it loads.
     for path, marker in (
-        ("/demo", b'src="/demo/demo.js"'),
+        ("/demo", b'src="demo/demo.js"'),
         ("/demo/demo.js", b"AuthClient"),
     ):
         with app.test_client().get(path) as response:  # closes the file served
