@@ -49,6 +49,7 @@ PARTS = [
     ("  response: schema dump and JSON", "ResponseMixin.response"),
     ("  after_request hooks", "Flask.process_response"),
     ("    access log line", "_finish_request (core/observability.py"),
+    ("    metrics (count the request)", "_count_request (core/monitoring.py"),
     ("  all SQLAlchemy work", "sqlalchemy/"),
     ("    session close at teardown", "scoped_session.remove"),
     ("  all logging", "logging/__init__.py"),
