@@ -8,7 +8,6 @@ fail instead, as for PostgreSQL and Redis (tests/services.py).
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.servers import HOST, START_DEADLINE, STOP_TIMEOUT, base_url, free_port
+from tests.services import program
 
 PREFIX = "/api"
 # docs/deployment.md shows this server block (with the app at 127.0.0.1:8000).
@@ -40,15 +40,7 @@ LOCATION = """\
 
 def nginx_binary() -> str:
     """Debian's nginx; skips locally without it, fails in CI."""
-    path = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-    )
-    if path is None:
-        message = "nginx is not installed (apt-get install nginx)."
-        if os.environ.get("CI"):
-            pytest.fail(message + " CI must run the tests behind nginx.")
-        pytest.skip(message)
-    return path
+    return program("nginx", package="nginx", tests="the tests behind nginx")
 
 
 def nginx_config(folder: Path, port: int, upstream: str) -> str:

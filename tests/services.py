@@ -1,10 +1,12 @@
-"""Real PostgreSQL and Redis for the tests that need them.
+"""Real PostgreSQL and Redis for the tests that need them, and the programs the
+tests run (chromium, nginx, redis-server).
 
 On a developer's machine without them those tests skip, saying why; with CI set
 they fail instead, so CI can never go green without having run them.
 """
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,19 @@ def unavailable(service: str, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message + " CI must run these tests: start the service.")
     pytest.skip(message + " Start it to run these tests.")
+
+
+def program(*names: str, package: str, tests: str) -> str:
+    """The path of the first of `names` on PATH or in /usr/sbin; skips `tests`
+    locally without it, fails in CI."""
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+        if path is not None:
+            return path
+    message = f"{names[0]} is not installed (apt-get install {package})."
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} CI must run {tests}.")
+    pytest.skip(message)
 
 
 @contextmanager

@@ -18,7 +18,6 @@ import http.client
 import json
 import os
 import secrets
-import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest
 from tests import proxy, servers
 from tests.helpers import PASSWORD
 from tests.servers import REQUEST_TIMEOUT, free_port, request
+from tests.services import program
 
 ACCESS_LIFETIME = 3
 
@@ -36,13 +36,9 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)."
-        if os.environ.get("CI"):
-            pytest.fail(message + " CI must run the browser tests.")
-        pytest.skip(message)
-    return path
+    return program(
+        "chromium", "chromium-browser", package="chromium", tests="the browser tests"
+    )
 
 
 @contextlib.contextmanager
@@ -174,12 +170,19 @@ class Page:
         self.context.close()
 
 
-@pytest.fixture
-def page(browser, server, tmp_path):
+@contextlib.contextmanager
+def open_page(browser, server: str, tmp_path: Path):
+    """A page of its own; afterwards, no request may have gone outside `server`."""
     page = Page(browser, server, tmp_path)
     yield page
     page.close()
-    assert page.outside == [], f"requests left the machine: {page.outside}"
+    assert page.outside == [], f"requests outside {server}: {page.outside}"
+
+
+@pytest.fixture
+def page(browser, server, tmp_path):
+    with open_page(browser, server, tmp_path) as page:
+        yield page
 
 
 @pytest.fixture
@@ -753,10 +756,8 @@ def test_swagger_ui_leaves_a_pasted_bearer_token_alone(page, user):
 
 @pytest.fixture
 def prefixed_page(browser, prefixed_server, tmp_path):
-    page = Page(browser, prefixed_server, tmp_path)
-    yield page
-    page.close()
-    assert page.outside == [], f"requests outside {prefixed_server}: {page.outside}"
+    with open_page(browser, prefixed_server, tmp_path) as page:
+        yield page
 
 
 def test_swagger_ui_under_a_prefix_authorizes_and_tries_it_out(prefixed_page):
