@@ -9,7 +9,12 @@ limits of the auth routes), `oauth` (the token endpoint's grants, form-encoded
 requests), `keys` (the signing keys and their JWKS) and `claims_cache`.
 """
 
-from auth.accounts import authenticate, change_password, register_user
+from auth.accounts import (
+    authenticate,
+    change_password,
+    delete_account,
+    register_user,
+)
 from auth.api_tokens import (
     create_api_token,
     delete_api_token,
@@ -54,6 +59,7 @@ __all__ = [
     "authenticate",
     "change_password",
     "clear_token_cookies",
+    "delete_account",
     "create_api_token",
     "created_one",
     "delete_api_token",

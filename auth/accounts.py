@@ -1,6 +1,9 @@
 """Accounts and their passwords: registration, login, password change (no HTTP)."""
 
+from auth.api_tokens import revoke_api_tokens
+from auth.claims_cache import user_check_cache
 from auth.passwords import passwords
+from auth.sessions import end_all_sessions
 from core import APIError, Forbidden, audit, db
 from core.metrics import LOGINS
 from models import UserModel
@@ -58,3 +61,14 @@ def change_password(user: UserModel, current_password: str, new_password: str) -
         raise Forbidden("The current password is incorrect.", "invalid_credentials")
     with write("The password could not be changed."):
         user.password_hash = passwords.hash(new_password)
+
+
+def delete_account(user: UserModel) -> None:
+    """Delete a user, revoking every token of theirs first: the revocation store
+    refuses them on every worker at once, whatever its user cache still holds."""
+    end_all_sessions(user.id)
+    revoke_api_tokens(user.id)
+    user.delete()
+    cache = user_check_cache()
+    if cache is not None:
+        cache.forget(user.id)

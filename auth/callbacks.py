@@ -13,6 +13,7 @@ from flask_jwt_extended import JWTManager
 from flask_jwt_extended.exceptions import JWTDecodeError
 
 from auth.api_tokens import is_api_token, note_api_token_use
+from auth.claims_cache import user_check_cache
 from auth.keys import (
     NO_KID,
     UNKNOWN_KID,
@@ -23,6 +24,7 @@ from auth.keys import (
 from blocklist import get_blocklist
 from core import error_response
 from models import UserModel
+from models.user import TokenSubject
 
 # Claims every token of ours carries; anything else is not ours.
 REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
@@ -167,12 +169,27 @@ def user_exists(_header: dict, payload: dict) -> bool:
     still exist. One primary-key read of the id and admin flag; the whole user is
     loaded only by the handlers that need it (token_user())."""
     user_id = token_user_id(payload)
-    g.token_subject = None if user_id is None else UserModel.subject(user_id)
+    g.token_subject = None if user_id is None else token_subject_of(user_id)
     if g.token_subject is None:
         return False
     if is_api_token(payload):
         note_api_token_use(payload)
     return True
+
+
+def token_subject_of(user_id: int) -> TokenSubject | None:
+    """The user check's row for `user_id`: from this worker's user cache when it
+    read it less than USER_CHECK_CACHE_SECONDS ago, else from the database."""
+    cache = user_check_cache()
+    subject = cache.get(user_id) if cache is not None else None
+    # An administrator's rights are read again when they would grant anything
+    # (auth.decorators.has_admin_rights).
+    g.token_subject_cached = subject is not None
+    if subject is None:
+        subject = UserModel.subject(user_id)
+        if subject is not None and cache is not None:
+            cache.put(user_id, subject)
+    return subject
 
 
 def token_user_id(claims: dict) -> int | None:

@@ -25,6 +25,21 @@ def token_subject() -> TokenSubject:
     return g.token_subject
 
 
+def has_admin_rights() -> bool:
+    """Whether this request's user is an administrator, as the database says now.
+
+    The token check's row may come from the user cache, which lags the database
+    by up to 2 s: a cached "administrator" is read again before it grants
+    anything (a cached "not an administrator" only delays a promotion)."""
+    subject = token_subject()
+    if not subject.is_admin:
+        return False
+    if g.get("token_subject_cached"):
+        current = UserModel.subject(subject.id)
+        return current is not None and current.is_admin
+    return True
+
+
 def token_user() -> UserModel:
     """The user of this request's token, loaded on first use.
 
@@ -71,7 +86,7 @@ def token_required(
     def decorator(func: Callable) -> Callable:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if admin and not token_subject().is_admin:
+            if admin and not has_admin_rights():
                 raise Forbidden("Administrator rights are required.")
             return func(*args, **kwargs)
 
@@ -91,6 +106,5 @@ def require_self_or_admin(user_id: int) -> None:
 
     Administrator rights are the database's, read by this request's token check
     (not the token's `is_admin` claim: an API token lives for months)."""
-    subject = token_subject()
-    if subject.id != user_id and not subject.is_admin:
+    if token_subject().id != user_id and not has_admin_rights():
         raise Forbidden("You may only act on your own account.")

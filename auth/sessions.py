@@ -195,7 +195,8 @@ def _issue(
     if refresh <= 0:
         raise SessionExpired(SESSION_ENDED)
     claims = {
-        # Read from the database at every issue, never copied from an old token.
+        # The user check's row (at most 2 s old), never copied from an old token;
+        # rights are read from the database anyway (auth.decorators).
         "is_admin": user.is_admin,
         "fam": family,
         "auth_time": auth_time,

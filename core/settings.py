@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 # Production refuses to start with it.
 DEVELOPMENT_JWT_SECRET_KEY = "development-only-jwt-secret-key-do-not-deploy"
 MIN_SECRET_KEY_BYTES = 32
+MAX_USER_CHECK_CACHE_SECONDS = 2
 ENVIRONMENTS = ("development", "production")
 BLOCKLIST_BACKENDS = ("memory", "database", "redis")
 # What may sign tokens (auth/keys.py): a secret, or an asymmetric key.
@@ -159,6 +160,9 @@ def _tokens() -> dict[str, Any]:
         "JWT_VERIFIED_CLAIMS_CACHE_SIZE": env_int(
             "JWT_VERIFIED_CLAIMS_CACHE_SIZE", 4096
         ),
+        # The user check answered from a worker's memory for this long (auth/
+        # claims_cache.py); 2 s at most, 0 switches it off.
+        "USER_CHECK_CACHE_SECONDS": env_int("USER_CHECK_CACHE_SECONDS", 2),
         # Small tolerance for clocks that disagree between instances.
         "JWT_DECODE_LEEWAY": env_int("JWT_DECODE_LEEWAY", 5),
     }
@@ -380,6 +384,11 @@ def validate(values: Mapping[str, Any]) -> None:
         )
     if backend == "redis" and not values.get("REDIS_URL"):
         raise ConfigError("BLOCKLIST_BACKEND=redis needs REDIS_URL.")
+    if values["USER_CHECK_CACHE_SECONDS"] > MAX_USER_CHECK_CACHE_SECONDS:
+        raise ConfigError(
+            f"USER_CHECK_CACHE_SECONDS may be {MAX_USER_CHECK_CACHE_SECONDS} at most: "
+            "the user check may lag the database by that much, no more."
+        )
     if not values["SESSION_MAX_AGE"]:
         raise ConfigError("SESSION_MAX_AGE must be at least one second.")
     if values["LOG_FORMAT"] not in LOG_FORMATS:

@@ -6,6 +6,7 @@ from flask_jwt_extended import get_jwt
 from auth import (
     change_password,
     clear_token_cookies,
+    delete_account,
     end_all_sessions,
     public,
     rate_limited,
@@ -102,10 +103,7 @@ class User(MethodView):
     def delete(self, user_id):
         """Delete a user (yourself, or anyone as an admin); needs a fresh token."""
         require_self_or_admin(user_id)
-        user = get_or_404(UserModel, user_id)
-        end_all_sessions(user.id)
-        revoke_api_tokens(user.id)
-        user.delete()
+        delete_account(get_or_404(UserModel, user_id))
         audit("account_deletion", "Account deleted", deleted_user_id=str(user_id))
         if get_jwt()["sub"] == str(user_id):
             clear_token_cookies()

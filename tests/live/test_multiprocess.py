@@ -355,3 +355,53 @@ def _listings(server: Server, tokens: dict, count: int) -> list[list[str]]:
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         return list(pool.map(one, range(count)))
+
+
+def _warm_every_worker(server: Server, access_token: str) -> None:
+    """GET /me until every worker has answered 200 for the token: each worker's
+    user cache then holds the user (auth/claims_cache.py)."""
+    offset = server.access_offset()
+    sent = 0
+    while sent < MAX_REPLAYS:
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            replies = list(
+                pool.map(
+                    lambda _: request(server.base, "GET", "/me", token=access_token),
+                    range(BATCH),
+                )
+            )
+        assert {reply.status for reply in replies} == {200}
+        sent += BATCH
+        lines = [
+            pid
+            for pid, status, method, path in server.access_lines(offset)
+            if (method, path, status) == ("GET", "/me", "200")
+        ]
+        if set(lines) >= server.workers:
+            return
+    pytest.fail(f"{sent} requests reached only workers {sorted(set(lines))}")
+
+
+@pytest.mark.parametrize("store", ["database-sqlite", "redis"])
+def test_a_user_deleted_through_the_api_is_refused_at_once_by_every_worker(
+    store, tmp_path
+):
+    """Every worker has the user in its user cache (for up to 2 s); the deletion
+    revokes the user's tokens in the store first, so none of them waits for it."""
+    with store_env(store, tmp_path) as (env, _):
+        migrate(env)
+        with gunicorn(env, tmp_path, "deletion") as server:
+            user, deleting = servers.sign_up(server.base, "alice")
+            other = servers.login(server.base, "alice")
+            _warm_every_worker(server, other["access_token"])
+
+            deleted = request(
+                server.base,
+                "DELETE",
+                f"/user/{user['id']}",
+                token=deleting["access_token"],
+            )
+            assert deleted.status == 200, deleted.body
+
+            refused = replay(server, other, FIRST_REPLAYS)
+            _assert_all_refused(refused, server, "after the deletion")
