@@ -23,7 +23,7 @@ from core.monitoring import init_metrics
 from core.observability import init_observability
 from core.patches import apply_patches
 from core.settings import load_settings
-from models.base import close_read_connection
+from models.base import SQLITE_SYNCHRONOUS, close_read_connection
 from resources import IdConverter, id_parameter_schema
 from resources.api_tokens import blp as api_tokens_blp
 from resources.discovery import blp as discovery_blp
@@ -102,4 +102,6 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # Every commit waits for the disk (a bookkeeping one may not: models/base.py).
+    cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
     cursor.close()

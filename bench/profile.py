@@ -53,6 +53,7 @@ PARTS = [
     ("  all SQLAlchemy work", "sqlalchemy/"),
     ("    session close at teardown", "scoped_session.remove"),
     ("  all logging", "logging/__init__.py"),
+    ("Flask-Limiter's expiry thread (memory storage)", "expire_events"),
 ]
 
 

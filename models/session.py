@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import Model, db
-from models.base import rows_changed, utcnow
+from models.base import bookkeeping_transaction, rows_changed, utcnow
 
 USER_AGENT_LENGTH = 256
 
@@ -80,10 +80,11 @@ class SessionModel(Model):
         ip_address: str | None,
     ) -> bool:
         """A refresh: when it was last used, from where, and its new end. One
-        UPDATE in a transaction of its own, on the refresh path: Core and a
-        statement built once (the ORM's bulk update cost more than the write).
-        False when there is no such row (the session ended meanwhile)."""
-        with db.engine.begin() as connection:
+        UPDATE in a bookkeeping transaction of its own (its commit does not wait
+        for the disk), on the refresh path: Core and a statement built once (the
+        ORM's bulk update cost more than the write). False when there is no such
+        row (the session ended meanwhile)."""
+        with bookkeeping_transaction() as connection:
             result = connection.execute(
                 _touch_statement(),
                 {

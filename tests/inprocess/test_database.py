@@ -1,12 +1,18 @@
 """The database layer: failed writes leave nothing behind; constraints hold."""
 
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+import models.base as models_base
+import models.session as session_module
+from app import create_app
 from core import Conflict, NotFound, db
 from models import ItemModel, StoreModel
-from models.base import write
-from tests.helpers import create_item, create_store
+from models.base import bookkeeping_transaction, write
+from tests.helpers import bearer, create_item, create_store
+from tests.services import postgres_database
 
 
 def _store_names() -> list[str]:
@@ -96,3 +102,85 @@ def test_the_read_connection_sees_what_was_committed_meanwhile(app, client, head
 
     assert response.status_code == 200
     assert response.get_json()["name"] == "renamed"
+
+
+# --- how commits reach the disk -------------------------------------------------
+
+
+def _synchronous(connection) -> int:
+    """SQLite's synchronous level of a connection (1 NORMAL, 2 FULL)."""
+    driver = connection.connection.driver_connection
+    return driver.execute("PRAGMA synchronous").fetchone()[0]
+
+
+def test_every_sqlite_connection_commits_through_to_the_disk(app):
+    with app.app_context(), db.engine.connect() as connection:
+        assert _synchronous(connection) == 2
+
+
+def test_a_bookkeeping_commit_skips_the_wait_and_leaves_the_connection_as_it_was(app):
+    with app.app_context():
+        with bookkeeping_transaction() as connection:
+            assert _synchronous(connection) == 1
+            connection.execute(db.insert(StoreModel).values(name="kept"))
+            used = connection.connection.driver_connection
+        with db.engine.connect() as connection:
+            # The same connection, from the pool, back to FULL.
+            assert connection.connection.driver_connection is used
+            assert _synchronous(connection) == 2
+        assert _store_names() == ["kept"]
+
+
+def test_a_failed_bookkeeping_transaction_rolls_back_and_restores(app):
+    with app.app_context():
+        with pytest.raises(IntegrityError):
+            with bookkeeping_transaction() as connection:
+                connection.execute(db.insert(StoreModel).values(name="twice"))
+                connection.execute(db.insert(StoreModel).values(name="twice"))
+        with db.engine.connect() as connection:
+            assert _synchronous(connection) == 2
+        assert _store_names() == []
+
+
+def test_a_refresh_touches_its_session_in_a_bookkeeping_commit(
+    app, auth, client, monkeypatch
+):
+    _, tokens = auth.user("alice")
+    used: list[str] = []
+    original = models_base.bookkeeping_transaction
+
+    @contextmanager
+    def recording():
+        with original() as connection:
+            used.append(str(_synchronous(connection)))
+            yield connection
+
+    monkeypatch.setattr(session_module, "bookkeeping_transaction", recording)
+
+    assert auth.refresh(tokens["refresh_token"]).status_code == 200
+    assert used == ["1"]
+    sessions = client.get("/me/sessions", headers=bearer(tokens["access_token"]))
+    assert sessions.status_code == 200 and len(sessions.get_json()) == 1
+
+
+@pytest.mark.live
+def test_on_postgresql_a_bookkeeping_commit_is_asynchronous_for_itself_only(
+    app_config,
+):
+    with postgres_database() as url:
+        app = create_app({**app_config, "SQLALCHEMY_DATABASE_URI": url})
+        try:
+            with app.app_context():
+                db.create_all()
+                with bookkeeping_transaction() as connection:
+                    setting = connection.exec_driver_sql("SHOW synchronous_commit")
+                    assert setting.scalar() == "off"
+                    connection.execute(db.insert(StoreModel).values(name="kept"))
+                with db.engine.connect() as connection:
+                    setting = connection.exec_driver_sql("SHOW synchronous_commit")
+                    assert setting.scalar() == "on"
+                assert _store_names() == ["kept"]
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
