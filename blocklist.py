@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
 from sqlalchemy import Table, and_, bindparam, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core import APIError, db, decode_leeway_seconds
 from core.metrics import STORE_ERRORS
+from models.base import read_connection
 from models.blocklist_entry import BlocklistEntryModel
 
 Clock = Callable[[], float]
@@ -230,9 +231,12 @@ class MemoryBlocklist(Blocklist):
 class DatabaseBlocklist(Blocklist):
     """A table in the app's own database (SQLite or PostgreSQL).
 
-    Each call runs in its own short transaction on its own connection, apart
-    from the request's session, so a revocation is committed at once. Expired
-    rows are purged every `purge_every` writes, and by `flask blocklist purge`.
+    Each write runs in its own short transaction on its own connection, apart
+    from the request's session, so a revocation is committed at once. The check
+    of a request reads through the request's read connection when `reader` gives
+    one (it sees every committed revocation, and the request needs no second
+    connection from the pool for it). Expired rows are purged every
+    `purge_every` writes, and by `flask blocklist purge`.
     """
 
     def __init__(
@@ -241,6 +245,7 @@ class DatabaseBlocklist(Blocklist):
         clock: Clock = time.time,
         margin: float = 0,
         purge_every: int = 200,
+        reader: Callable[[], Connection | None] = lambda: None,
     ) -> None:
         super().__init__(clock, margin)
         self._table = table = cast(Table, BlocklistEntryModel.__table__)
@@ -258,6 +263,7 @@ class DatabaseBlocklist(Blocklist):
             )
         )
         self._engine_getter = engine_getter
+        self._reader = reader
         self._purge_every = purge_every
         self._writes = 0
         self._writes_lock = threading.Lock()
@@ -333,11 +339,21 @@ class DatabaseBlocklist(Blocklist):
     def _lookup(
         self, jti: str, family: str | None, user_id: str
     ) -> tuple[bool, bool, float | None]:
-        values = {"jti": jti, "family": family or "", "user": user_id}
-        with self._transaction() as connection:
-            rows = connection.execute(
-                self._lookup_statement, {**values, "now": self._clock()}
-            ).all()
+        values = {
+            "jti": jti,
+            "family": family or "",
+            "user": user_id,
+            "now": self._clock(),
+        }
+        reader = self._reader()
+        if reader is None:
+            with self._transaction() as connection:
+                rows = connection.execute(self._lookup_statement, values).all()
+        else:
+            try:
+                rows = reader.execute(self._lookup_statement, values).all()
+            except SQLAlchemyError as exc:
+                raise store_unavailable() from exc
         found: dict[str, str] = {row.kind: row.value for row in rows}
         mark = found.get(USER)
         return JTI in found, FAMILY in found, None if mark is None else float(mark)
@@ -455,7 +471,9 @@ def init_blocklist(app: Flask) -> None:
     if backend == "memory":
         store = MemoryBlocklist(margin=margin)
     elif backend == "database":
-        store = DatabaseBlocklist(lambda: db.engine, margin=margin)
+        store = DatabaseBlocklist(
+            lambda: db.engine, margin=margin, reader=_request_read_connection
+        )
     else:
         client = redis.Redis.from_url(
             app.config["REDIS_URL"],
@@ -467,6 +485,11 @@ def init_blocklist(app: Flask) -> None:
             client, prefix=app.config["REDIS_KEY_PREFIX"] + "blocklist:", margin=margin
         )
     app.extensions["blocklist"] = store
+
+
+def _request_read_connection() -> Connection | None:
+    """The request's read connection (models.base), outside a request none."""
+    return read_connection() if has_request_context() else None
 
 
 def get_blocklist() -> Blocklist:

@@ -7,6 +7,7 @@ test the patch against the new version (tests/inprocess/test_patches.py), then a
 the version here. Where a library offers a public hook, use the hook instead.
 """
 
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -16,10 +17,15 @@ import flask_jwt_extended.view_decorators
 import jwt
 from flask import Flask
 from flask_jwt_extended import JWTManager
+from jwt import api_jws as jws
+from jwt.exceptions import DecodeError
+from jwt.utils import base64url_decode, base64url_encode
 
 from auth.claims_cache import claims_cache
 from core.extensions import limiter
 
+# RFC 4648 §5: the URL- and filename-safe alphabet, the only bytes of a segment.
+BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Flask-Limiter settings whose limits only its before_request hook applies.
 APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
 
@@ -62,7 +68,10 @@ def _decode_through_claims_cache(_app: Flask) -> None:
         if entry is not None:
             return entry.claims
         claims = original(self, encoded_token)
-        cache.put(encoded_token, jwt.get_unverified_header(encoded_token), claims)
+        # A refresh token is spent by its one use: keeping it would only push
+        # access tokens, which come back, out of the cache.
+        if claims.get("type") != "refresh":
+            cache.put(encoded_token, jwt.get_unverified_header(encoded_token), claims)
         return claims
 
     decode._claims_cache_patch = True  # type: ignore[attr-defined]
@@ -89,6 +98,44 @@ def _header_from_claims_cache(_app: Flask) -> None:
 
     header._claims_cache_patch = True  # type: ignore[attr-defined]
     module.get_unverified_jwt_headers = header
+
+
+def _check_base64url_segments_in_c(_app: Flask) -> None:
+    """PyJWT's check of a token's base64url segments, without a Python loop.
+
+    Since PyJWT 2.12, `PyJWS._decode_base64url_segment` refuses padding tricks,
+    characters outside the alphabet (GHSA-hxm8-2xgr-2p9m) and non-canonical
+    encodings; it tests the alphabet one character at a time in a generator,
+    three segments a parse, and a token is parsed four times when it is first
+    verified. The same checks here, the alphabet one by `bytes.translate`.
+    """
+    original = jws.PyJWS._decode_base64url_segment
+    if getattr(original, "_c_check_patch", False):
+        return
+
+    def decode_segment(segment: bytes, name: str) -> bytes:
+        data = segment.rstrip(b"=")
+        padding = len(segment) - len(data)
+        if (
+            padding > 2
+            or (padding and len(segment) % 4)
+            or len(data) % 4 == 1
+            or data.translate(None, BASE64URL_ALPHABET)
+        ):
+            raise DecodeError(f"Invalid {name} padding")
+        try:
+            decoded = base64url_decode(data)
+        except (TypeError, binascii.Error) as err:
+            raise DecodeError(f"Invalid {name} padding") from err
+        # Only the one canonical spelling of these bytes is accepted.
+        if base64url_encode(decoded) != data:
+            raise DecodeError(f"Invalid {name} padding")
+        return decoded
+
+    decode_segment._c_check_patch = True  # type: ignore[attr-defined]
+    # The library's own, which the tests compare it with.
+    decode_segment.original = original  # type: ignore[attr-defined]
+    jws.PyJWS._decode_base64url_segment = staticmethod(decode_segment)  # type: ignore[method-assign]
 
 
 def _drop_idle_limiter_pass(app: Flask) -> None:
@@ -125,6 +172,12 @@ PATCHES = (
         "flask-jwt-extended",
         ("4.7.4",),
         _header_from_claims_cache,
+    ),
+    Patch(
+        "base64url segments checked in C",
+        "pyjwt",
+        ("2.15.1",),
+        _check_base64url_segments_in_c,
     ),
     Patch(
         "no idle app-wide rate-limit pass",

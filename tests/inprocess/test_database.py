@@ -3,6 +3,7 @@
 from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 import models.base as models_base
@@ -184,3 +185,45 @@ def test_on_postgresql_a_bookkeeping_commit_is_asynchronous_for_itself_only(
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
+
+
+@pytest.fixture
+def database_store_config(app_config):
+    app_config["BLOCKLIST_BACKEND"] = "database"
+    return app_config
+
+
+def test_with_the_database_store_a_request_takes_one_connection(
+    database_store_config, app, auth, client
+):
+    """The revocation check reads through the request's read connection."""
+    _, tokens = auth.user("alice")
+    headers = bearer(tokens["access_token"])
+    item = create_item(client, headers, create_store(client, headers, "Shop")["id"])
+    checkouts: list[object] = []
+
+    def checkout(*args) -> None:
+        checkouts.append(args)
+
+    with app.app_context():
+        event.listen(db.engine, "checkout", checkout)
+        try:
+            response = client.get(f"/item/{item['id']}", headers=headers)
+        finally:
+            event.remove(db.engine, "checkout", checkout)
+    assert response.status_code == 200
+    assert len(checkouts) == 1
+
+
+def test_with_the_database_store_a_revocation_is_seen_by_the_next_request(
+    database_store_config, app, auth, client
+):
+    _, tokens = auth.user("alice")
+    headers = bearer(tokens["access_token"])
+    assert client.get("/store", headers=headers).status_code == 200
+    assert client.post("/logout", headers=headers).status_code == 200
+
+    response = client.get("/store", headers=headers)
+
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_revoked"

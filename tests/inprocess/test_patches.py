@@ -9,6 +9,10 @@ import flask_jwt_extended.view_decorators
 import pytest
 from flask import Flask
 from flask_jwt_extended import JWTManager
+from hypothesis import given
+from hypothesis import strategies as st
+from jwt.api_jws import PyJWS
+from jwt.exceptions import DecodeError
 
 import core.patches
 from app import create_app
@@ -23,6 +27,7 @@ def test_every_patch_names_the_versions_it_was_tested_with():
     assert {patch.distribution for patch in PATCHES} == {
         "flask-jwt-extended",
         "flask-limiter",
+        "pyjwt",
     }
     check_versions()  # the pinned versions are the tested ones
 
@@ -42,17 +47,19 @@ def test_patches_are_applied_by_the_factory_not_at_import():
         f"""
         import flask_jwt_extended.view_decorators as views
         from flask_jwt_extended import JWTManager
+        from jwt.api_jws import PyJWS
         import app
 
         def patched():
             return (
                 getattr(JWTManager._decode_jwt_from_config, "_claims_cache_patch", 0),
                 getattr(views.get_unverified_jwt_headers, "_claims_cache_patch", 0),
+                getattr(PyJWS._decode_base64url_segment, "_c_check_patch", 0),
             )
 
-        assert patched() == (0, 0), patched()
+        assert patched() == (0, 0, 0), patched()
         app.create_app({SETTINGS!r})
-        assert patched() == (True, True), patched()
+        assert patched() == (True, True, True), patched()
         """
     )
     result = subprocess.run(
@@ -70,11 +77,13 @@ def test_a_second_app_does_not_patch_again():
     create_app(SETTINGS)
     decode = JWTManager._decode_jwt_from_config
     header = flask_jwt_extended.view_decorators.get_unverified_jwt_headers
+    segment = PyJWS._decode_base64url_segment
 
     create_app(SETTINGS)
 
     assert JWTManager._decode_jwt_from_config is decode
     assert flask_jwt_extended.view_decorators.get_unverified_jwt_headers is header
+    assert PyJWS._decode_base64url_segment is segment
 
 
 def test_the_idle_limiter_pass_is_dropped_when_only_route_limits_exist():
@@ -92,3 +101,49 @@ def test_a_limiter_that_no_longer_registers_its_hook_fails_loudly():
     app.config.update(RATELIMIT_ENABLED=True)
     with pytest.raises(PatchError, match="no longer registers _check_request_limit"):
         core.patches._drop_idle_limiter_pass(app)
+
+
+# --- PyJWT's base64url segments, checked in C ---------------------------------------
+
+# Mostly the alphabet and padding, with the junk and the lengths that must fail.
+SEGMENT_BYTES = st.sampled_from(
+    list(core.patches.BASE64URL_ALPHABET) + list(b"==+/!. \x00\xff")
+)
+SEGMENTS = st.lists(SEGMENT_BYTES, max_size=40).map(bytes)
+
+
+def _patched_segment():
+    """PyJWT's segment decoder, patched (as the factory does it; idempotent)."""
+    core.patches._check_base64url_segments_in_c(Flask(__name__))
+    return PyJWS._decode_base64url_segment
+
+
+def _outcome(decode, segment: bytes):
+    try:
+        return decode(segment, "payload")
+    except DecodeError as error:
+        return ("refused", str(error))
+
+
+@given(SEGMENTS)
+def test_the_segment_check_answers_exactly_as_pyjwts_own(segment):
+    patched = _patched_segment()
+    assert _outcome(patched, segment) == _outcome(patched.original, segment)
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [b"e30", b"e30=", b"eyJhIjoxfQ", b"eyJhIjoxfQ==", b"", b"QUJD", b"QUI"],
+)
+def test_well_formed_segments_decode(segment):
+    patched = _patched_segment()
+    assert patched(segment, "payload") == patched.original(segment, "payload")
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [b"e30!", b"e3 0", b"e30===", b"e3=0", b"e", b"e30+", b"e30/", b"QUJ="],
+)
+def test_malformed_segments_are_refused(segment):
+    with pytest.raises(DecodeError, match="Invalid payload padding"):
+        _patched_segment()(segment, "payload")
