@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile.py                  # case 1, GET /item/<id>
     .venv/bin/python bench/profile.py --case refresh   # case 3, POST /refresh
+    .venv/bin/python bench/profile.py --case token     # POST /token, refresh grant
 
 Starts the project like bench/run.py does (same gunicorn settings, a fresh SQLite
 database, data seeded through the API), samples every worker with py-spy
@@ -46,6 +47,7 @@ PARTS = [
     ("  rate limit (route decorator)", "RouteLimit.__call__"),
     ("  GET /item/<id>: Core read", "ItemModel.read"),
     ("  /refresh: rotation and two new tokens", "rotate_refresh_token"),
+    ("  /token: the grant's own checks", "grant_tokens (auth/oauth.py"),
     ("  response: schema dump and JSON", "ResponseMixin.response"),
     ("  after_request hooks", "Flask.process_response"),
     ("    access log line", "_finish_request (core/observability.py"),
@@ -102,7 +104,7 @@ def report(total: int, stacks: list[tuple[set[str], int]], top: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=["item", "refresh"], default="item")
+    parser.add_argument("--case", choices=["item", "refresh", "token"], default="item")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--backend", default="memory")
     parser.add_argument("--workers", type=int, default=2)
@@ -128,7 +130,7 @@ def profile(bench: Bench, args) -> int:
     server = bench.start("project", "app:create_app()", env, "/readyz")
     access, _store, me = seed_through_api(server.base, items=20)
     tokens = None
-    if args.case == "refresh":
+    if args.case in ("refresh", "token"):
         tokens = mint_refresh_tokens(env, me["id"], args.seconds * 4_000)
 
     workers = subprocess.run(
@@ -152,8 +154,12 @@ def profile(bench: Bench, args) -> int:
     time.sleep(0.5)
     if args.case == "item":
         bench.measure("item", server.base + "/item/5", token=access)
-    else:
+    elif args.case == "refresh":
         bench.measure("refresh", server.base + "/refresh", method="POST", tokens=tokens)
+    else:
+        bench.measure(
+            "token", server.base + "/token", method="POST", tokens=tokens, form=True
+        )
     for sampler in samplers:
         sampler.wait(timeout=args.seconds + 30)
     report(*read_samples([f for f in files if f.exists()]), args.top)

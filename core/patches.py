@@ -8,16 +8,19 @@ the version here. Where a library offers a public hook, use the hook instead.
 """
 
 import binascii
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 import flask_jwt_extended.view_decorators
+import flask_limiter._limits
 import jwt
 from flask import Flask
 from flask_jwt_extended import JWTManager
 from jwt import api_jws as jws
+from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import DecodeError
 from jwt.utils import base64url_decode, base64url_encode
 
@@ -138,6 +141,51 @@ def _check_base64url_segments_in_c(_app: Flask) -> None:
     jws.PyJWS._decode_base64url_segment = staticmethod(decode_segment)  # type: ignore[method-assign]
 
 
+def _prepare_hmac_keys_once(_app: Flask) -> None:
+    """An HMAC secret is checked once, not at every signature.
+
+    PyJWT's `HMACAlgorithm.prepare_key` refuses secrets that are really
+    asymmetric keys, certificates or JWKs (PEM and SSH patterns, a DER parse, a
+    JSON parse) every time a token is signed or verified: three times a refresh.
+    The answer depends on the key alone, so it is kept for the few keys an app
+    has; a refused key is refused again each time (exceptions are not kept).
+    """
+    original = HMACAlgorithm.prepare_key
+    if getattr(original, "_once_patch", False):
+        return
+
+    @functools.lru_cache(maxsize=16)
+    def prepared(algorithm: HMACAlgorithm, key: str | bytes) -> bytes:
+        return original(algorithm, key)
+
+    def prepare_key(self: HMACAlgorithm, key: str | bytes) -> bytes:
+        return prepared(self, key)
+
+    prepare_key._once_patch = True  # type: ignore[attr-defined]
+    HMACAlgorithm.prepare_key = prepare_key  # type: ignore[method-assign]
+
+
+def _parse_limit_strings_once(_app: Flask) -> None:
+    """A rate-limit string is parsed once, not at every request.
+
+    The limits here are read from the settings per request (a callable), and
+    Flask-Limiter parses what the callable returns each time (`parse_many`, a
+    regular expression per limit): at /token, three strings a request. The same
+    string always parses to the same limits; they are kept as a tuple, which
+    Flask-Limiter only iterates.
+    """
+    original = flask_limiter._limits.parse_many
+    if getattr(original, "_once_patch", False):
+        return
+
+    @functools.lru_cache(maxsize=64)
+    def parse_many(limit_string: str) -> tuple:
+        return tuple(original(limit_string))
+
+    parse_many._once_patch = True  # type: ignore[attr-defined]
+    flask_limiter._limits.parse_many = parse_many  # type: ignore[assignment]
+
+
 def _drop_idle_limiter_pass(app: Flask) -> None:
     """No app-wide Flask-Limiter pass on every request when only route limits exist.
 
@@ -178,6 +226,18 @@ PATCHES = (
         "pyjwt",
         ("2.15.1",),
         _check_base64url_segments_in_c,
+    ),
+    Patch(
+        "HMAC secrets checked once",
+        "pyjwt",
+        ("2.15.1",),
+        _prepare_hmac_keys_once,
+    ),
+    Patch(
+        "rate-limit strings parsed once",
+        "flask-limiter",
+        ("4.1.1",),
+        _parse_limit_strings_once,
     ),
     Patch(
         "no idle app-wide rate-limit pass",

@@ -6,13 +6,16 @@ import sys
 import textwrap
 
 import flask_jwt_extended.view_decorators
+import flask_limiter._limits
+import limits
 import pytest
 from flask import Flask
 from flask_jwt_extended import JWTManager
 from hypothesis import given
 from hypothesis import strategies as st
+from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
-from jwt.exceptions import DecodeError
+from jwt.exceptions import DecodeError, InvalidKeyError
 
 import core.patches
 from app import create_app
@@ -48,6 +51,8 @@ def test_patches_are_applied_by_the_factory_not_at_import():
         import flask_jwt_extended.view_decorators as views
         from flask_jwt_extended import JWTManager
         from jwt.api_jws import PyJWS
+        from jwt.algorithms import HMACAlgorithm
+        import flask_limiter._limits as limits_module
         import app
 
         def patched():
@@ -55,11 +60,13 @@ def test_patches_are_applied_by_the_factory_not_at_import():
                 getattr(JWTManager._decode_jwt_from_config, "_claims_cache_patch", 0),
                 getattr(views.get_unverified_jwt_headers, "_claims_cache_patch", 0),
                 getattr(PyJWS._decode_base64url_segment, "_c_check_patch", 0),
+                getattr(HMACAlgorithm.prepare_key, "_once_patch", 0),
+                getattr(limits_module.parse_many, "_once_patch", 0),
             )
 
-        assert patched() == (0, 0, 0), patched()
+        assert patched() == (0, 0, 0, 0, 0), patched()
         app.create_app({SETTINGS!r})
-        assert patched() == (True, True, True), patched()
+        assert patched() == (True, True, True, True, True), patched()
         """
     )
     result = subprocess.run(
@@ -147,3 +154,39 @@ def test_well_formed_segments_decode(segment):
 def test_malformed_segments_are_refused(segment):
     with pytest.raises(DecodeError, match="Invalid payload padding"):
         _patched_segment()(segment, "payload")
+
+
+# --- what is kept: HMAC secrets checked, limit strings parsed -------------------------
+
+PEM_KEY = (
+    b"-----BEGIN PUBLIC KEY-----\n"
+    b"MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+    b"-----END PUBLIC KEY-----\n"
+)
+
+
+def test_an_hmac_secret_prepares_as_pyjwt_does_and_a_bad_one_is_always_refused():
+    create_app(SETTINGS)
+    algorithm = HMACAlgorithm(HMACAlgorithm.SHA256)
+    secret = "a-secret-of-the-right-kind-0123456789abcdef"
+
+    assert algorithm.prepare_key(secret) == secret.encode()
+    assert algorithm.prepare_key(secret.encode()) == secret.encode()
+    for _ in range(2):  # a refusal is not kept: each call refuses
+        with pytest.raises(InvalidKeyError, match="asymmetric key"):
+            algorithm.prepare_key(PEM_KEY)
+        with pytest.raises(InvalidKeyError, match="must not be empty"):
+            algorithm.prepare_key("")
+
+
+def test_a_limit_string_parses_as_before_and_a_bad_one_is_always_refused():
+    create_app(SETTINGS)
+    parse = flask_limiter._limits.parse_many
+
+    assert list(parse("10 per minute;100 per hour")) == limits.parse_many(
+        "10 per minute;100 per hour"
+    )
+    assert [str(limit) for limit in parse("30 per minute")] == ["30 per 1 minute"]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="couldn't parse"):
+            parse("lots per fortnight")
