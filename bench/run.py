@@ -1,6 +1,6 @@
 """Benchmark: the project against a bare Flask app, in one run, on loopback.
 
-    .venv/bin/python bench/run.py            # about 8 minutes on 2 cores
+    .venv/bin/python bench/run.py            # about 12 minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # one short round, to try it out
 
 Every server runs under the same gunicorn settings (gunicorn.conf.py with the same
