@@ -413,3 +413,68 @@ def test_production_with_a_metrics_token_or_without_metrics_does_not_warn(
         create_app({**production_config, "METRICS_ENABLED": False})
 
     assert not any("METRICS_TOKEN" in r.getMessage() for r in caplog.records)
+
+
+# --- under gunicorn: each worker's own CPU and memory ---------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_worker_copies_its_process_figures_at_most_every_few_seconds(monkeypatch):
+    from core import metrics
+
+    clock = FakeClock()
+    monkeypatch.setattr(metrics.time, "monotonic", clock)
+    worker = metrics.WorkerProcess()
+    gauges = worker._gauges
+    cpu = gauges["process_cpu_seconds_total"]
+
+    worker.refresh()
+    first = cpu._value.get()
+    assert first > 0
+    assert gauges["process_resident_memory_bytes"]._value.get() > 1024 * 1024
+    assert gauges["process_start_time_seconds"]._value.get() > 1_600_000_000
+    cpu.set(-1)  # so a copy shows
+    clock.now += metrics.PROCESS_REFRESH_SECONDS - 0.1
+    worker.refresh()
+    assert cpu._value.get() == -1  # too soon
+    worker.refresh(force=True)
+    assert cpu._value.get() >= first
+    cpu.set(-1)
+    clock.now += metrics.PROCESS_REFRESH_SECONDS
+    worker.refresh()
+    assert cpu._value.get() >= first
+
+
+def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
+    app, client, monkeypatch, tmp_path
+):
+    """What a gunicorn worker does (the live tests run it for real): the scrape
+    reads the directory's files, after refreshing its own figures."""
+    from core import metrics, monitoring
+
+    refreshed: list[bool] = []
+
+    class Worker:
+        def refresh(self, force: bool = False) -> None:
+            refreshed.append(force)
+
+    directory = tmp_path / "metrics"  # tmp_path holds the app's own test.db
+    directory.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    monkeypatch.setattr(monitoring, "worker_process", Worker())
+    assert metrics.MULTIPROCESS is False  # this process keeps its own values
+
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    # An empty directory: no worker has written anything there.
+    assert "http_requests_total{" not in response.get_data(as_text=True)
+    assert refreshed == [False, True]
