@@ -270,9 +270,14 @@ class DatabaseBlocklist(Blocklist):
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
+        with self._store_errors(), self._engine_getter().begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """A database that fails (but for a constraint) is a store that is down."""
         try:
-            with self._engine_getter().begin() as connection:
-                yield connection
+            yield
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
@@ -350,10 +355,8 @@ class DatabaseBlocklist(Blocklist):
             with self._transaction() as connection:
                 rows = connection.execute(self._lookup_statement, values).all()
         else:
-            try:
+            with self._store_errors():
                 rows = reader.execute(self._lookup_statement, values).all()
-            except SQLAlchemyError as exc:
-                raise store_unavailable() from exc
         found: dict[str, str] = {row.kind: row.value for row in rows}
         mark = found.get(USER)
         return JTI in found, FAMILY in found, None if mark is None else float(mark)

@@ -9,9 +9,9 @@ wiped when the master starts, dead workers marked); without it (`flask run`, the
 tests) the metrics are this process's own. The variable must be set before
 prometheus-client is imported, which is why only gunicorn.conf.py sets it.
 
-Label values are bounded, whatever clients send: the route is the URL rule
-(`/item/<id:item_id>`, Flask's form, never the raw path), `unmatched` when no rule
-matched; an unknown method counts as `other`; no label names a user or a token.
+This module holds the metrics alone, for the code that counts to import;
+core/monitoring.py serves them, counts the requests and says how their labels
+stay bounded.
 """
 
 import os
