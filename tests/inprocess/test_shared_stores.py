@@ -2,6 +2,8 @@
 they survive restarts, expire what they hold, and fail closed.
 """
 
+import os
+import threading
 import time
 
 import pytest
@@ -203,6 +205,36 @@ def test_a_revoked_access_token_expires_from_redis_with_the_token(app_config, au
             assert remaining <= ttl <= remaining + 5 + 1
         finally:
             _dispose(app)
+
+
+@pytest.mark.live
+def test_each_thread_and_each_forked_worker_has_its_own_redis_connection():
+    """The per-request lookup keeps a connection per thread, made in the process
+    that uses it: a forked worker never reads from its parent's socket."""
+    with redis_namespace() as (_url, prefix, client):
+        store = RedisBlocklist(client, prefix=prefix)
+        mine = store._read("CLIENT", "ID")
+        assert store._read("CLIENT", "ID") == mine  # kept from one command to the next
+        in_thread: list[int] = []
+        thread = threading.Thread(
+            target=lambda: in_thread.append(store._read("CLIENT", "ID"))
+        )
+        thread.start()
+        thread.join()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its connection's id, and nothing else
+            try:
+                os.write(write_end, str(store._read("CLIENT", "ID")).encode())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        in_child = int(os.read(read_end, 64))
+        os.close(read_end)
+        os.close(write_end)
+
+        assert len({mine, in_thread[0], in_child}) == 3
+        assert store._read("CLIENT", "ID") == mine
 
 
 def test_the_database_store_purges_expired_rows(app):

@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from blocklist import RedisBlocklist, StoreUnavailable
 from core import db
 from models import StoreModel
 from tests import servers
@@ -123,6 +125,58 @@ def test_readyz_follows_redis_going_away_and_coming_back(app_config, private_red
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+def test_a_redis_restart_between_two_requests_goes_unseen(app_config, private_redis):
+    """The lookup's own connection breaks when Redis restarts; the next request
+    sends its command again on a new connection (blocklist.RedisBlocklist._read)."""
+    app = create_app(
+        {**app_config, "BLOCKLIST_BACKEND": "redis", "REDIS_URL": private_redis.url}
+    )
+    with app.app_context():
+        db.create_all()
+    client = app.test_client()
+    headers = bearer(AuthActions(app, client).user()[1]["access_token"])
+    try:
+        assert client.get("/me", headers=headers).status_code == 200
+
+        private_redis.stop()
+        private_redis.start()
+        response = client.get("/me", headers=headers)
+
+        assert response.status_code == 200
+        assert response.get_json()["username"] == "alice"
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_a_timed_out_lookup_is_never_answered_by_its_late_reply(private_redis):
+    """After a timeout the connection is closed: the reply that comes late must not
+    be read as the answer to the next lookup."""
+    client = redis.Redis.from_url(
+        private_redis.url, socket_timeout=0.3, socket_connect_timeout=0.3
+    )
+    admin = redis.Redis.from_url(private_redis.url)
+    try:
+        store = RedisBlocklist(client, prefix="timeout:")
+        now = time.time()
+        store.revoke("revoked", now + 100)
+
+        def revoked(jti: str) -> bool:
+            return store.is_token_revoked({"jti": jti, "sub": "1", "iat": now})
+
+        assert revoked("kept") is False  # the lookup's connection is open
+        admin.client_pause(1_000)  # every client's commands wait a second
+        with pytest.raises(StoreUnavailable):
+            revoked("kept")
+        time.sleep(1.2)
+
+        assert revoked("revoked") is True
+        assert revoked("kept") is False
+    finally:
+        client.close()
+        admin.close()
 
 
 class FlakyPostgres:
