@@ -1,13 +1,15 @@
 """What each library patch of core/patches.py buys, in microseconds per request.
 
-    .venv/bin/python bench/patches.py          # about a minute on 2 cores
+    .venv/bin/python bench/patches.py                  # about a minute on 2 cores
+    .venv/bin/python bench/patches.py --case refresh   # POST /refresh
 
-GET /item/<id> with one access token, through Flask's test client (no server: the
-app's own cost only), on production settings with the memory blocklist and a
-SQLite file. Every variant leaves one patch out and runs in a process of its own
-(two of the patches are process-wide); variants take turns over the rounds, so
-the machine's drift spreads over all of them. Compare the differences within one
-run, never absolute numbers across runs.
+GET /item/<id> with one access token (or POST /refresh, each request with a
+refresh token of its own), through Flask's test client (no server: the app's own
+cost only), on production settings with the memory blocklist and a SQLite file.
+Every variant leaves one patch out and runs in a process of its own (some of the
+patches are process-wide); variants take turns over the rounds, so the machine's
+drift spreads over all of them. Compare the differences within one run, never
+absolute numbers across runs.
 """
 
 import argparse
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 ALL = "all patches"
 
 
-def measure(skip: list[str], requests: int, batches: int) -> float:
+def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
     """Median microseconds per request over `batches` batches (in this process)."""
     import core.patches
 
@@ -48,6 +50,8 @@ def measure(skip: list[str], requests: int, batches: int) -> float:
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.db",
             "BLOCKLIST_BACKEND": "memory",
+            # The limit stays on, but never bites (as in bench/run.py).
+            "RATELIMIT_REFRESH": "1000000 per minute",
         }
     )
     with app.app_context():
@@ -59,16 +63,27 @@ def measure(skip: list[str], requests: int, batches: int) -> float:
         item = ItemModel(name="Chair", price=15.99, store_id=store.id)
         db.session.add(item)
         db.session.commit()
-        path = f"/item/{item.id}"
-        headers = {"Authorization": "Bearer " + start_session(user)["access_token"]}
+        if case == "item":
+            path, method = f"/item/{item.id}", "GET"
+            access = start_session(user)["access_token"]
+            tokens = iter(lambda: access, None)  # the same one, every time
+        else:
+            path, method = "/refresh", "POST"
+            minted = [start_session(user) for _ in range(200 + requests * batches)]
+            tokens = iter([pair["refresh_token"] for pair in minted])
     client = app.test_client()
+
+    def send() -> int:
+        headers = {"Authorization": "Bearer " + next(tokens)}
+        return client.open(path, method=method, headers=headers).status_code
+
     for _ in range(200):  # warm up: caches, statement compilation, the pool
-        assert client.get(path, headers=headers).status_code == 200
+        assert send() == 200
     timings = []
     for _ in range(batches):
         started = time.perf_counter()
         for _ in range(requests):
-            client.get(path, headers=headers)
+            send()
         timings.append((time.perf_counter() - started) / requests * 1e6)
     return statistics.median(timings)
 
@@ -78,10 +93,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=1000, help="per batch")
     parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--case", choices=["item", "refresh"], default="item")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(measure(json.loads(args.child), args.requests, args.batches)))
+        skip = json.loads(args.child)
+        print(json.dumps(measure(skip, args.requests, args.batches, args.case)))
         return 0
 
     import core.patches
@@ -103,6 +120,8 @@ def main() -> int:
                     str(args.requests),
                     "--batches",
                     str(args.batches),
+                    "--case",
+                    args.case,
                 ],
                 cwd=ROOT,
                 env={**os.environ, "LOG_LEVEL": "INFO"},
@@ -115,7 +134,8 @@ def main() -> int:
             results[name].append(float(child.stdout.strip().splitlines()[-1]))
 
     base = statistics.median(results[ALL])
-    print("GET /item/<id>, in-process; medians over the rounds.")
+    title = "GET /item/<id>" if args.case == "item" else "POST /refresh"
+    print(f"{title}, in-process; medians over the rounds.")
     print("| variant | us per request | patch buys |")
     print("|---|---:|---:|")
     for name, values in results.items():

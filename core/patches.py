@@ -8,6 +8,8 @@ the version here. Where a library offers a public hook, use the hook instead.
 """
 
 import functools
+import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -138,6 +140,46 @@ def _check_base64url_segments_in_c(_app: Flask) -> None:
     jws.PyJWS._decode_base64url_segment = staticmethod(decode_segment)  # type: ignore[method-assign]
 
 
+def _parse_each_token_once(_app: Flask) -> None:
+    """A token is split and base64-decoded once, not four times in a row.
+
+    Verifying a token the claims cache does not hold (every refresh token, and an
+    access token the first time) parses it four times: Flask-JWT-Extended reads
+    its claims and its header unverified, PyJWT verifies it, and the view
+    decorator reads the header again. Each parse runs `PyJWS._load`: split, three
+    base64url segments checked and decoded, the header's JSON. Its result depends
+    on the token string alone, so each thread keeps the last one; a parse that
+    fails is never kept (the next one fails again). The signature, the claims and
+    everything else are still checked by each caller; the header is decoded again
+    from its own segment for each caller, so no two share a dict.
+    """
+    original = jws.PyJWS._load
+    if getattr(original, "_once_patch", False):
+        return
+    last = threading.local()
+
+    def load(
+        self: jws.PyJWS, token: str | bytes
+    ) -> tuple[bytes, bytes, dict[str, Any], bytes]:
+        kept = getattr(last, "parsed", None)
+        if kept is not None and kept[0] == token:
+            _token, payload, signing_input, signature = kept
+            header_segment = signing_input.split(b".", 1)[0]
+            return (
+                payload,
+                signing_input,
+                json.loads(base64url_decode(header_segment)),
+                signature,
+            )
+        payload, signing_input, header, signature = original(self, token)
+        last.parsed = (token, payload, signing_input, signature)
+        return payload, signing_input, header, signature
+
+    load._once_patch = True  # type: ignore[attr-defined]
+    load.original = original  # type: ignore[attr-defined]
+    jws.PyJWS._load = load  # type: ignore[method-assign, assignment]
+
+
 def _prepare_hmac_keys_once(_app: Flask) -> None:
     """An HMAC secret is checked once, not at every signature.
 
@@ -223,6 +265,12 @@ PATCHES = (
         "pyjwt",
         ("2.15.1",),
         _check_base64url_segments_in_c,
+    ),
+    Patch(
+        "each token parsed once",
+        "pyjwt",
+        ("2.15.1",),
+        _parse_each_token_once,
     ),
     Patch(
         "HMAC secrets checked once",

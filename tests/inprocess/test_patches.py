@@ -21,7 +21,7 @@ import core.patches
 from app import create_app
 from core import limiter
 from core.patches import PATCHES, PatchError, check_versions
-from tests.helpers import REPO, TEST_SETTINGS
+from tests.helpers import REPO, TEST_SETTINGS, bearer
 
 SETTINGS = {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": "sqlite://"}
 
@@ -62,11 +62,12 @@ def test_patches_are_applied_by_the_factory_not_at_import():
                 getattr(PyJWS._decode_base64url_segment, "_c_check_patch", 0),
                 getattr(HMACAlgorithm.prepare_key, "_once_patch", 0),
                 getattr(limits_module.parse_many, "_once_patch", 0),
+                getattr(PyJWS._load, "_once_patch", 0),
             )
 
-        assert patched() == (0, 0, 0, 0, 0), patched()
+        assert patched() == (0,) * 6, patched()
         app.create_app({SETTINGS!r})
-        assert patched() == (True, True, True, True, True), patched()
+        assert patched() == (True,) * 6, patched()
         """
     )
     result = subprocess.run(
@@ -154,6 +155,79 @@ def test_well_formed_segments_decode(segment):
 def test_malformed_segments_are_refused(segment):
     with pytest.raises(DecodeError, match="Invalid payload padding"):
         _patched_segment()(segment, "payload")
+
+
+# --- PyJWT's parse of a token, once in a row ---------------------------------------
+
+
+def _patched_load():
+    core.patches._parse_each_token_once(Flask(__name__))
+    return PyJWS._load
+
+
+# Tokens of three segments of the alphabet and some junk: some parse, most do not.
+TOKENS = st.lists(SEGMENTS, min_size=1, max_size=4).map(lambda parts: b".".join(parts))
+GOOD_TOKEN = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImsxIn0"
+    ".eyJzdWIiOiIxIiwidHlwZSI6InJlZnJlc2gifQ.c2lnbmF0dXJl"
+)
+
+
+def _loaded(load, token):
+    try:
+        return load(PyJWS(), token)
+    except DecodeError as error:
+        return ("refused", str(error))
+
+
+@given(TOKENS, st.booleans())
+def test_a_parse_answers_as_pyjwts_own_the_first_time_and_again(token, as_text):
+    load = _patched_load()
+    token = token.decode("latin-1") if as_text else token
+    expected = _loaded(load.original, token)
+
+    assert _loaded(load, token) == expected
+    assert _loaded(load, token) == expected  # the kept parse, if it parsed
+
+
+def test_each_caller_gets_a_header_of_its_own():
+    load = _patched_load()
+    first = load(PyJWS(), GOOD_TOKEN)[2]
+    first["alg"] = "none"
+    second = load(PyJWS(), GOOD_TOKEN)[2]
+
+    assert second == {"alg": "HS256", "typ": "JWT", "kid": "k1"}
+    assert second is not first
+
+
+def test_a_parse_that_failed_is_not_kept():
+    load = _patched_load()
+    load(PyJWS(), GOOD_TOKEN)
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="Not enough segments"):
+            load(PyJWS(), "not-a-token")
+    # The same characters as bytes (never equal to the kept str): parsed anew.
+    assert load(PyJWS(), GOOD_TOKEN.encode()) == load.original(
+        PyJWS(), GOOD_TOKEN.encode()
+    )
+
+
+def test_a_refresh_parses_its_token_once(auth, client, monkeypatch):
+    """Flask-JWT-Extended and PyJWT read a new token four times: one parse, so
+    three segments decoded (each parse checks and decodes all three)."""
+    _, tokens = auth.user()
+    decode_segment = PyJWS._decode_base64url_segment
+    decoded = []
+
+    def counted(segment: bytes, name: str) -> bytes:
+        decoded.append(name)
+        return decode_segment(segment, name)
+
+    monkeypatch.setattr(PyJWS, "_decode_base64url_segment", staticmethod(counted))
+    response = client.post("/refresh", headers=bearer(tokens["refresh_token"]))
+
+    assert response.status_code == 200, response.get_json()
+    assert decoded == ["header", "payload", "crypto"]
 
 
 # --- what is kept: HMAC secrets checked, limit strings parsed -------------------------
