@@ -46,6 +46,7 @@ BACKENDS = [
     pytest.param("redis", marks=pytest.mark.live),
 ]
 SHARED_BACKENDS = BACKENDS[1:]
+DATABASE_BACKENDS = BACKENDS[1:3]
 
 
 def _backend_overrides(name: str, tmp_path) -> Iterator[dict]:
@@ -70,6 +71,12 @@ def _backend_overrides(name: str, tmp_path) -> Iterator[dict]:
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path) -> Iterator[dict]:
     """Config overrides for each revocation store (real PostgreSQL and Redis)."""
+    yield from _backend_overrides(request.param, tmp_path)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def database_backend(request, tmp_path) -> Iterator[dict]:
+    """Config overrides for the database store, on SQLite and on PostgreSQL."""
     yield from _backend_overrides(request.param, tmp_path)
 
 

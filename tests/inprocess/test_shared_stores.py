@@ -132,9 +132,9 @@ def test_an_unreachable_redis_refuses_protected_requests_with_503(unreachable_re
 
 
 @pytest.fixture
-def database_store(app_config):
-    """The app with the database revocation store (on SQLite)."""
-    return {**app_config, "BLOCKLIST_BACKEND": "database"}
+def database_store(app_config, database_backend):
+    """The app with the database revocation store (SQLite, PostgreSQL)."""
+    return {**app_config, **database_backend}
 
 
 def test_a_broken_database_store_refuses_with_503(database_store):
@@ -150,7 +150,39 @@ def test_a_broken_database_store_refuses_with_503(database_store):
     response = client.get("/me", headers=bearer(tokens["access_token"]))
 
     assert_error(response, 503, "service_unavailable")
+    assert response.get_json()["message"] == "The revocation store is unavailable."
     _dispose(app)
+
+
+def test_the_request_check_answers_as_a_store_transaction_does(database_store):
+    """The per-request check runs on the driver's cursor with the statement
+    compiled per dialect; its answers are those of the SQLAlchemy statement."""
+    app = create_app(database_store)
+    try:
+        with app.app_context():
+            db.create_all()
+            store = app.extensions["blocklist"]
+            now = time.time()
+            store.revoke("revoked-jti", now + 100)
+            store.revoke_family("revoked-family", now + 100)
+            store.revoke_user("7", now - 5, now + 100)
+            store.revoke("expired-jti", now - 1)
+            questions = [
+                (jti, family, user)
+                for jti in ("revoked-jti", "expired-jti", "other-jti")
+                for family in ("revoked-family", "other-family", None)
+                for user in ("7", "8")
+            ]
+            through_transactions = [store._lookup(*q) for q in questions]
+            with db.engine.connect() as connection:
+                store._reader = lambda: connection
+                through_driver = [store._lookup(*q) for q in questions]
+
+        assert through_driver == through_transactions
+        assert through_driver[0] == (True, True, pytest.approx(now - 5))
+        assert (False, False, None) in through_driver
+    finally:
+        _dispose(app)
 
 
 # --- expiry ---------------------------------------------------------------------
