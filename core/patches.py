@@ -9,6 +9,7 @@ the version here. Where a library offers a public hook, use the hook instead.
 
 import functools
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from jwt import api_jws as jws
 from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import DecodeError
 from jwt.utils import base64url_decode, base64url_encode
+from prometheus_client.mmap_dict import MmapedDict
 
 from auth.claims_cache import claims_cache
 from core.extensions import limiter
@@ -180,6 +182,30 @@ def _parse_each_token_once(_app: Flask) -> None:
     jws.PyJWS._load = load  # type: ignore[method-assign, assignment]
 
 
+def _read_unsized_metric_files_as_empty(_app: Flask) -> None:
+    """A worker's metrics file that is not sized yet reads as holding nothing.
+
+    In multiprocess mode prometheus-client creates a process's file, then sizes it
+    (`MmapedDict.__init__`). A scrape answered by another worker in between read
+    the empty file and failed with `struct.error`, a 500; and if the process died
+    in between, every later scrape failed (prometheus/client_python#1199, open).
+    Sizing is one `ftruncate`, so a file is either empty or whole, and an empty
+    one holds no values yet. Any other file is read as before.
+    """
+    original = MmapedDict.read_all_values_from_file
+    if getattr(original, "_unsized_patch", False):
+        return
+
+    def read_all_values_from_file(filename: str) -> list:
+        if os.path.getsize(filename) == 0:
+            return []
+        return original(filename)
+
+    read_all_values_from_file._unsized_patch = True  # type: ignore[attr-defined]
+    read_all_values_from_file.original = original  # type: ignore[attr-defined]
+    MmapedDict.read_all_values_from_file = staticmethod(read_all_values_from_file)  # type: ignore[method-assign]
+
+
 def _prepare_hmac_keys_once(_app: Flask) -> None:
     """An HMAC secret is checked once, not at every signature.
 
@@ -289,6 +315,12 @@ PATCHES = (
         "flask-limiter",
         ("4.1.1",),
         _drop_idle_limiter_pass,
+    ),
+    Patch(
+        "metrics files not sized yet read as empty",
+        "prometheus-client",
+        ("0.26.0",),
+        _read_unsized_metric_files_as_empty,
     ),
 )
 

@@ -1,6 +1,7 @@
 """Library patches: applied by the factory (never at import), once, and only on the
 library versions they were tested with."""
 
+import struct
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,9 @@ from hypothesis import strategies as st
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
 from jwt.exceptions import DecodeError, InvalidKeyError
+from prometheus_client import CollectorRegistry
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
 
 import core.patches
 from app import create_app
@@ -30,6 +34,7 @@ def test_every_patch_names_the_versions_it_was_tested_with():
     assert {patch.distribution for patch in PATCHES} == {
         "flask-jwt-extended",
         "flask-limiter",
+        "prometheus-client",
         "pyjwt",
     }
     check_versions()  # the pinned versions are the tested ones
@@ -52,6 +57,7 @@ def test_patches_are_applied_by_the_factory_not_at_import():
         from flask_jwt_extended import JWTManager
         from jwt.api_jws import PyJWS
         from jwt.algorithms import HMACAlgorithm
+        from prometheus_client.mmap_dict import MmapedDict
         import flask_limiter._limits as limits_module
         import app
 
@@ -63,11 +69,12 @@ def test_patches_are_applied_by_the_factory_not_at_import():
                 getattr(HMACAlgorithm.prepare_key, "_once_patch", 0),
                 getattr(limits_module.parse_many, "_once_patch", 0),
                 getattr(PyJWS._load, "_once_patch", 0),
+                getattr(MmapedDict.read_all_values_from_file, "_unsized_patch", 0),
             )
 
-        assert patched() == (0,) * 6, patched()
+        assert patched() == (0,) * 7, patched()
         app.create_app({SETTINGS!r})
-        assert patched() == (True,) * 6, patched()
+        assert patched() == (True,) * 7, patched()
         """
     )
     result = subprocess.run(
@@ -228,6 +235,31 @@ def test_a_refresh_parses_its_token_once(auth, client, monkeypatch):
 
     assert response.status_code == 200, response.get_json()
     assert decoded == ["header", "payload", "crypto"]
+
+
+# --- prometheus-client's multiprocess files -----------------------------------------
+
+
+def test_a_metrics_file_not_sized_yet_reads_as_empty(tmp_path):
+    """A scrape while another worker is creating its file: that worker's empty
+    file holds nothing yet, and every other file is still counted."""
+    core.patches._read_unsized_metric_files_as_empty(Flask(__name__))
+    key = mmap_key("jobs_total", "jobs_total", (), (), "Jobs done.")
+    written = MmapedDict(str(tmp_path / "counter_100.db"))
+    written.write_value(key, 3.0, 0.0)
+    written.close()
+    unsized = tmp_path / "counter_200.db"
+    unsized.touch()  # created, not sized yet
+    read = MmapedDict.read_all_values_from_file
+    with pytest.raises(struct.error):  # the library's own answer
+        read.original(str(unsized))
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+    samples = {s.name: s.value for m in registry.collect() for s in m.samples}
+
+    assert read(str(unsized)) == []
+    assert samples == {"jobs_total": 3.0}
 
 
 # --- what is kept: HMAC secrets checked, limit strings parsed -------------------------
