@@ -13,6 +13,7 @@ absolute numbers across runs.
 """
 
 import argparse
+import itertools
 import json
 import os
 import secrets
@@ -66,7 +67,7 @@ def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
         if case == "item":
             path, method = f"/item/{item.id}", "GET"
             access = start_session(user)["access_token"]
-            tokens = iter(lambda: access, None)  # the same one, every time
+            tokens = itertools.repeat(access)  # the same one, every time
         else:
             path, method = "/refresh", "POST"
             minted = [start_session(user) for _ in range(200 + requests * batches)]

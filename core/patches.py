@@ -112,8 +112,8 @@ def _check_base64url_segments_in_c(_app: Flask) -> None:
     Since PyJWT 2.12, `PyJWS._decode_base64url_segment` refuses padding tricks,
     characters outside the alphabet (GHSA-hxm8-2xgr-2p9m) and non-canonical
     encodings; it tests the alphabet one character at a time in a generator,
-    three segments a parse, and a token is parsed four times when it is first
-    verified. The same checks here, the alphabet one by `bytes.translate`.
+    three segments a parse (a new token's one parse: `_parse_each_token_once`).
+    The same checks here, the alphabet one by `bytes.translate`.
     """
     original = jws.PyJWS._decode_base64url_segment
     if getattr(original, "_c_check_patch", False):
