@@ -6,7 +6,9 @@ bound (an entry is useless once every token it could refuse has expired):
 - revoked tokens (`jti`), until the token's own expiry;
 - revoked families (every token descended from one login), until the newest
   refresh token of the family could have expired;
-- per-user marks: the user's tokens issued before the mark are refused;
+- per-user marks: every token of the user's sessions started before the mark is
+  refused (whenever the token itself was minted: a refresh in flight when the
+  mark was set mints tokens of a session that has ended);
 - rotation marks: refresh token `jti` -> when it was rotated and which refresh
   token replaced it, so a replay can be told from a retry.
 
@@ -65,6 +67,20 @@ class Rotation:
     replaced_by: str
 
 
+def session_start(claims: dict[str, Any]) -> float:
+    """When the session of a token started, which no refresh changes: `fam_iat`.
+
+    A per-user mark is compared with it, not with the token's `iat`: a refresh that
+    passed its check just before the mark mints tokens with a later `iat`, and
+    those must be refused all the same. Tokens minted before `fam_iat` existed
+    count from their login (`auth_time`), else from their own `iat`.
+    """
+    for claim in ("fam_iat", "auth_time", "iat"):
+        if claim in claims:
+            return float(claims[claim])
+    raise KeyError("iat")
+
+
 class Blocklist(ABC):
     """What the app needs from a revocation store.
 
@@ -85,11 +101,12 @@ class Blocklist(ABC):
         self._put(FAMILY, family, "1", expires_at + self._margin)
 
     def revoke_user(
-        self, user_id: str, issued_before: float, expires_at: float
+        self, user_id: str, started_before: float, expires_at: float
     ) -> None:
-        """Refuse every token of `user_id` issued before `issued_before`."""
+        """Refuse every token of `user_id`'s sessions started before
+        `started_before` (see `session_start`)."""
         self._put(
-            USER, user_id, issued_before, expires_at + self._margin, keep_max=True
+            USER, user_id, started_before, expires_at + self._margin, keep_max=True
         )
 
     def mark_rotated(self, jti: str, rotation: Rotation, expires_at: float) -> bool:
@@ -119,7 +136,7 @@ class Blocklist(ABC):
         if jti_revoked or family_revoked:
             return True
         return (
-            by_user_mark and user_mark is not None and float(claims["iat"]) < user_mark
+            by_user_mark and user_mark is not None and session_start(claims) < user_mark
         )
 
     def now(self) -> float:

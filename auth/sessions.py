@@ -3,10 +3,13 @@ client address and user agent are recorded on the session).
 
 Every login starts a *session*: a token family (the `fam` claim, carried by every
 access and refresh token descended from that login) and a row in `sessions`, listed
-to its user until the session ends. Each token also carries `auth_time`, the login
-time, copied unchanged by every rotation: no token outlives
-`auth_time + SESSION_MAX_AGE`, however often it is refreshed, and a session not
-refreshed for `JWT_REFRESH_TOKEN_EXPIRES` (the idle timeout) ends too.
+to its user until the session ends. Each token also carries `fam_iat`, when the
+session started (to the microsecond), and `auth_time`, the login time, both copied
+unchanged by every rotation: no token outlives `fam_iat + SESSION_MAX_AGE`, however
+often it is refreshed, and a session not refreshed for `JWT_REFRESH_TOKEN_EXPIRES`
+(the idle timeout) ends too. Ending every session of a user (`end_all_sessions`)
+refuses the tokens of every session whose `fam_iat` is before its mark, so a
+refresh that was in flight cannot carry a session past it.
 
 `/refresh` rotates within the family: each refresh token is traded once. A refresh
 token presented again is a retry when it is the family's immediately previous one
@@ -21,6 +24,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from flask import current_app, has_request_context, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
@@ -29,7 +33,7 @@ from jwt import PyJWTError
 
 from auth.api_tokens import forget_api_token, is_api_token
 from auth.callbacks import REVOKED, token_user_id, www_authenticate
-from blocklist import Rotation, get_blocklist
+from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
 from core.metrics import REFRESHES
 from models import SessionModel
@@ -54,23 +58,42 @@ class SessionExpired(APIError):
     headers = {"WWW-Authenticate": www_authenticate("invalid_token", SESSION_ENDED)}
 
 
+class SessionEnded(APIError):
+    """The session ended while its refresh was in flight: nothing is minted."""
+
+    status_code = 401
+    error = "token_revoked"
+    headers = {"WWW-Authenticate": www_authenticate("invalid_token", REVOKED)}
+
+
+class _Session(NamedTuple):
+    """What every token of one session carries unchanged: its family, when it
+    started (`fam_iat`) and when its user logged in (`auth_time`)."""
+
+    family: str
+    started: float
+    auth_time: int
+
+
 def start_session(user: TokenSubject) -> dict:
     """Log in: a new session, a fresh access token and a refresh token."""
-    family = uuid.uuid4().hex
-    tokens, ends_at = _issue(
-        user, fresh=True, auth_time=int(time.time()), family=family
-    )
-    SessionModel.start(family, user.id, ends_at, *_client())
+    started = time.time()
+    session = _Session(uuid.uuid4().hex, started, int(started))
+    tokens, ends_at = _issue(user, session, fresh=True)
+    SessionModel.start(session.family, user.id, ends_at, *_client())
     return tokens
 
 
 def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     """Trade a refresh token for a non-fresh access token and a new refresh token."""
     blocklist = get_blocklist()
-    family = claims["fam"]
     # Tokens minted before sessions had an absolute lifetime count from their iat.
-    auth_time = int(claims.get("auth_time", claims["iat"]))
-    if _session_end(auth_time) <= time.time():
+    session = _Session(
+        claims["fam"],
+        session_start(claims),
+        int(claims.get("auth_time", claims["iat"])),
+    )
+    if _session_end(session.started) <= time.time():
         # Inside the decode leeway a token past its cap still decodes: the session
         # is over all the same, and no new token is minted for it.
         raise SessionExpired(SESSION_ENDED)
@@ -81,7 +104,7 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
     # after it, so it may expire that much later: the mark must outlive both.
     if blocklist.mark_rotated(claims["jti"], rotation, claims["exp"] + grace):
         REFRESHES.labels("rotated").inc()
-        return _refreshed(user, auth_time, family, replacement)
+        return _refreshed(user, claims, session, replacement)
 
     previous = blocklist.get_rotation(claims["jti"])
     # Read the clock now: a concurrent winner may have rotated after we started.
@@ -94,17 +117,17 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
         # The winner's successor `jti`: whichever copy is rotated first makes the
         # other one a used token, so one chain goes on, never two.
         REFRESHES.labels("retry").inc()
-        return _refreshed(user, auth_time, family, previous.replaced_by)
+        return _refreshed(user, claims, session, previous.replaced_by)
 
-    _revoke_family(family)
-    SessionModel.end(int(claims["sub"]), [family])
+    _revoke_family(session.family)
+    SessionModel.end(int(claims["sub"]), [session.family])
     REFRESHES.labels("reuse_detected").inc()
     audit(
         "refresh_token_reuse",
         "Refresh token reuse detected: family revoked",
         level=logging.WARNING,
         user_id=claims["sub"],
-        family=family,
+        family=session.family,
     )
     raise RefreshTokenReused(REVOKED)
 
@@ -178,17 +201,18 @@ def revoke_token(token: str) -> dict | None:
 
 
 def _issue(
-    user: TokenSubject, *, fresh: bool, auth_time: int, family: str, refresh_jti=None
+    user: TokenSubject, session: _Session, *, fresh: bool, refresh_jti=None
 ) -> tuple[dict, datetime]:
-    """A new access token and refresh token of the session `family`, and when the
-    session ends at the latest (the refresh token's expiry).
+    """A new access token and refresh token of `session`, and when the session
+    ends at the latest (the refresh token's expiry).
 
-    Neither outlives `auth_time + SESSION_MAX_AGE`. `iat` is kept to the
-    microsecond so per-user marks ("issued before T") are exact.
+    Neither outlives the session's start + SESSION_MAX_AGE. `iat` and `fam_iat`
+    are kept to the microsecond so per-user marks ("sessions started before T")
+    are exact.
     """
     config = current_app.config
     now = time.time()
-    cap = _session_end(auth_time)
+    cap = _session_end(session.started)
     ends = min(now + config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds(), cap)
     access = min(now + config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds(), cap) - now
     refresh = ends - now
@@ -198,8 +222,9 @@ def _issue(
         # The user check's row (at most 2 s old), never copied from an old token;
         # rights are read from the database anyway (auth.decorators).
         "is_admin": user.is_admin,
-        "fam": family,
-        "auth_time": auth_time,
+        "fam": session.family,
+        "fam_iat": session.started,
+        "auth_time": session.auth_time,
         "iat": now,
     }
     identity = str(user.id)
@@ -221,12 +246,23 @@ def _issue(
     return tokens, datetime.fromtimestamp(ends, UTC)
 
 
-def _refreshed(user: TokenSubject, auth_time: int, family: str, refresh_jti: str):
-    """The pair a refresh answers, and the session row moved on (one UPDATE)."""
-    tokens, ends_at = _issue(
-        user, fresh=False, auth_time=auth_time, family=family, refresh_jti=refresh_jti
-    )
-    SessionModel.touch(family, ends_at, *_client())
+def _refreshed(
+    user: TokenSubject, claims: dict, session: _Session, refresh_jti: str
+) -> dict:
+    """The pair a refresh answers, and the session row moved on (one UPDATE).
+
+    The session may have ended while this refresh was in flight (a logout, every
+    session ended by a password change): the tokens minted here are refused
+    everywhere anyway (same family, same `fam_iat`), and the refresh says so with
+    a 401 rather than answer tokens that would not work. Every ending writes the
+    revocation store before it deletes the session's row, so the check after the
+    UPDATE sees any ending that the UPDATE missed; the UPDATE never recreates a
+    row.
+    """
+    tokens, ends_at = _issue(user, session, fresh=False, refresh_jti=refresh_jti)
+    SessionModel.touch(session.family, ends_at, *_client())
+    if get_blocklist().is_token_revoked(claims):
+        raise SessionEnded(REVOKED)
     return tokens
 
 
@@ -244,9 +280,9 @@ def _client() -> tuple[str | None, str | None]:
     return request.user_agent.string or None, request.remote_addr
 
 
-def _session_end(auth_time: int) -> float:
-    """When a session that logged in at `auth_time` ends, however it is refreshed."""
-    return auth_time + current_app.config["SESSION_MAX_AGE"].total_seconds()
+def _session_end(started: float) -> float:
+    """When a session that started at `started` ends, however it is refreshed."""
+    return started + current_app.config["SESSION_MAX_AGE"].total_seconds()
 
 
 def _revoke_family(family: str) -> None:

@@ -2,7 +2,9 @@
 
 import threading
 
-from blocklist import MemoryBlocklist, Rotation
+import pytest
+
+from blocklist import MemoryBlocklist, Rotation, session_start
 
 
 def token(jti: str) -> dict:
@@ -108,20 +110,35 @@ def test_families_user_marks_and_rotations_expire_too():
     assert live_entries(blocklist) == 0
 
 
-def test_a_user_mark_refuses_only_tokens_issued_before_it():
+def test_a_user_mark_refuses_only_tokens_of_sessions_started_before_it():
     clock = FakeClock()
     blocklist = MemoryBlocklist(clock)
     blocklist.revoke_user("7", clock.now, clock.now + 100)
 
-    def token(iat: float, sub: str = "7") -> dict:
-        return {"jti": "j", "fam": "f", "sub": sub, "iat": iat}
+    def token(started: float, sub: str = "7", **claims) -> dict:
+        return {"jti": "j", "fam": "f", "sub": sub, "fam_iat": started, **claims}
 
     assert blocklist.is_token_revoked(token(clock.now - 0.000001))
     assert not blocklist.is_token_revoked(token(clock.now))
     assert not blocklist.is_token_revoked(token(clock.now - 5, sub="8"))
+    # Minted after the mark by a refresh of an older session: refused all the same.
+    assert blocklist.is_token_revoked(token(clock.now - 1, iat=clock.now + 1))
     # An older mark arriving late never lowers the newer one.
     blocklist.revoke_user("7", clock.now - 50, clock.now + 100)
     assert blocklist.is_token_revoked(token(clock.now - 1))
+
+
+@pytest.mark.parametrize(
+    ("claims", "started"),
+    [
+        ({"fam_iat": 10.5, "auth_time": 10, "iat": 99.0}, 10.5),
+        # Tokens minted before fam_iat existed: their login, else their own iat.
+        ({"auth_time": 10, "iat": 99.0}, 10.0),
+        ({"iat": 99.0}, 99.0),
+    ],
+)
+def test_a_sessions_start_is_read_from_the_oldest_claim_a_token_has(claims, started):
+    assert session_start(claims) == started
 
 
 def test_a_token_is_rotated_once():

@@ -143,8 +143,8 @@ def test_the_end_is_the_absolute_cap_when_it_comes_first(app, auth, client):
     (entry,) = sessions(client, tokens)
 
     with app.app_context():
-        auth_time = decode_token(tokens["access_token"])["auth_time"]
-    assert moment(entry["expires_at"]) == datetime.fromtimestamp(auth_time + 600, UTC)
+        started = decode_token(tokens["access_token"])["fam_iat"]
+    assert moment(entry["expires_at"]) == datetime.fromtimestamp(started + 600, UTC)
 
 
 def test_ending_one_session_revokes_its_tokens(app, auth, client, caplog):

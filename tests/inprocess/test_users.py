@@ -217,8 +217,10 @@ def test_login_access_token_is_fresh_and_names_the_user_as_a_string(app, auth):
     assert access["sub"] == str(user_id)
     assert isinstance(access["sub"], str)
     assert access["is_admin"] is False
-    # iat is kept to the microsecond, so per-user "issued before" marks are exact.
+    # iat and fam_iat are kept to the microsecond, so per-user marks ("sessions
+    # started before") are exact.
     assert 899 < access["exp"] - access["iat"] <= 900
+    assert access["iat"] - 1 < access["fam_iat"] <= access["iat"]
 
 
 def test_login_refresh_token_is_a_refresh_token_for_the_user(app, auth):
