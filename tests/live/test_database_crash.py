@@ -12,11 +12,12 @@ failed (the app logs it; before the fix gunicorn answered such a request 500).
 What holds, in every round:
 - no answer is a 500; every answer but a 201 is a 503 in the envelope;
 - every item answered 201 exists afterwards;
-- an item that exists without a 201 is one whose request was answered 503 or lost
-  its connection: a COMMIT whose acknowledgement was lost in the crash may have
-  happened, and no server can tell its client more than "unavailable" then. What
-  can be promised is that 201 means stored, and that a committed write is never
-  answered 500;
+- an item that exists without a 201 is one whose request was answered 503: its
+  COMMIT went through but the acknowledgement was lost in the crash (no server can
+  tell its client more than "unavailable" then), or it was acknowledged and
+  reading the item back for the answer (its store, its tags) failed (0 to 3 a
+  run). What can be promised is that 201 means stored, that a 503 means "unknown,
+  retry or check", and that a committed write is never answered 500;
 - the server recovers at once: after the restart every thread creates items again.
 """
 
