@@ -197,15 +197,19 @@ def test_an_app_context_closes_without_raising_either(app, caplog):
 
 def test_without_a_session_teardown_to_guard_it_says_so(tmp_path, caplog):
     """Should Flask-SQLAlchemy stop registering its own teardown, the start-up
-    log says that this guard has nothing to guard."""
+    log says that this guard has nothing to guard; other teardowns stay."""
     bare = Flask("bare")
     bare.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'bare.db'}"
     db.init_app(bare)
-    bare.teardown_appcontext_funcs.clear()
+
+    def someone_elses(_error) -> None:
+        """Another extension's teardown."""
+
+    bare.teardown_appcontext_funcs[:] = [someone_elses]
 
     init_database_teardown(bare)
 
-    assert bare.teardown_appcontext_funcs == [close_read_connection]
+    assert bare.teardown_appcontext_funcs == [someone_elses, close_read_connection]
     assert "registered no teardown of its own" in caplog.text
 
 
