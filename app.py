@@ -23,7 +23,7 @@ from core.monitoring import init_metrics
 from core.observability import init_observability
 from core.patches import apply_patches
 from core.settings import load_settings
-from models.base import SQLITE_SYNCHRONOUS, close_read_connection
+from models.base import SQLITE_SYNCHRONOUS, init_database_teardown
 from resources import IdConverter, id_parameter_schema
 from resources.api_tokens import blp as api_tokens_blp
 from resources.discovery import blp as discovery_blp
@@ -63,7 +63,7 @@ def _register_extensions(app: Flask) -> None:
     """Bind the extension objects, the revocation store, the token cache and the
     API tokens' use record."""
     db.init_app(app)
-    app.teardown_appcontext(close_read_connection)
+    init_database_teardown(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _configure_sqlite)

@@ -55,9 +55,26 @@ def init_hardening(app: Flask) -> None:
 
 
 def _refuse_oversized_body() -> None:
-    """413 before any work, even on endpoints that never read the body."""
+    """413 before any work, even on endpoints that never read the body, however
+    the body is framed.
+
+    A Content-Length over the limit is refused on the header alone. A chunked
+    body (RFC 9112 §7.1) announces no length, and werkzeug stops reading one at
+    the limit without a word: the app was handed the body cut short (a form
+    with the credentials first was acted on). So it is read here, up to one
+    byte past the limit (to tell "exactly the limit" from "more"), and kept:
+    `get_data` caches it, and forms and JSON are parsed from that copy.
+    """
     limit = request.max_content_length
-    if limit is not None and (request.content_length or 0) > limit:
+    if limit is None:
+        return
+    if request.content_length is None and "Transfer-Encoding" in request.headers:
+        request.max_content_length = limit + 1
+        oversized = len(request.get_data(cache=True)) > limit
+        request.max_content_length = limit
+    else:
+        oversized = (request.content_length or 0) > limit
+    if oversized:
         raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes.")
 
 

@@ -1,13 +1,18 @@
-"""Helpers shared by the models: timestamps, writes, pagination."""
+"""Helpers shared by the models: timestamps, writes, pagination, and the end of
+a request's database work."""
 
+import functools
+import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from flask import g
-from sqlalchemy import Connection, CursorResult, Executable, Select, func
+from flask import Flask, g
+from sqlalchemy import Connection, CursorResult, Executable, Select, event, func
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -16,6 +21,10 @@ from core import Conflict, Model, NotFound, db
 M = TypeVar("M", bound=Model)
 # How every SQLite connection commits (app.py): each commit waits for the disk.
 SQLITE_SYNCHRONOUS = "FULL"
+
+log = logging.getLogger("api.database")
+# True while a request's session and read connection are being closed.
+_closing: ContextVar[bool] = ContextVar("closing_database_work", default=False)
 
 
 def utcnow() -> datetime:
@@ -38,10 +47,95 @@ def read_connection() -> Connection:
 
 
 def close_read_connection(_error: BaseException | None = None) -> None:
-    """Give the request's read connection back to the pool (teardown)."""
+    """Give the request's read connection back to the pool (teardown); one that
+    fails to close is discarded (`init_database_teardown`)."""
     connection = g.pop("read_connection", None)
-    if connection is not None:
-        connection.close()
+    if connection is None:
+        return
+    with _closing_database_work("read connection"):
+        try:
+            connection.close()
+        except Exception:
+            connection.invalidate()  # a no-op if the failure already did
+            raise
+
+
+def init_database_teardown(app: Flask) -> None:
+    """Close the request's database work at teardown without ever costing the
+    request its answer.
+
+    Teardown functions run after the view's answer is built. When the database
+    has just gone away, closing the ORM session (Flask-SQLAlchemy's
+    `session.remove()`, a ROLLBACK) or the read connection raises, and Flask
+    let that replace the answer: a committed write was answered 500. Here every
+    such error is logged with the request id and the connection is invalidated
+    (`_discard_on_closing_error`), never handed to another request; the client
+    gets what the view produced.
+    """
+    teardowns = app.teardown_appcontext_funcs
+    wrapped = 0
+    for index, teardown in enumerate(teardowns):
+        if getattr(teardown, "__self__", None) is db:  # Flask-SQLAlchemy's own
+            teardowns[index] = _harmless_session_teardown(teardown)
+            wrapped += 1
+    if not wrapped:
+        app.logger.warning(
+            "Flask-SQLAlchemy registered no teardown of its own: review "
+            "models/base.py (init_database_teardown)."
+        )
+    app.teardown_appcontext(close_read_connection)
+    with app.app_context():
+        for engine in db.engines.values():
+            event.listen(engine, "handle_error", _discard_on_closing_error)
+
+
+def _harmless_session_teardown(
+    teardown: Callable[[BaseException | None], object],
+) -> Callable[[BaseException | None], None]:
+    """`teardown` (which removes the session), its errors logged, not raised."""
+
+    @functools.wraps(teardown)
+    def remove_session(error: BaseException | None) -> None:
+        with _closing_database_work("session"):
+            try:
+                teardown(error)
+            except Exception:
+                # scoped_session.remove() skips this when the close raised:
+                # the broken session would stay registered.
+                db.session.registry.clear()
+                raise
+
+    return remove_session
+
+
+@contextmanager
+def _closing_database_work(what: str) -> Iterator[None]:
+    """Mark the block as closing the request's database work, and log (never
+    raise) what fails in it."""
+    token = _closing.set(True)
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - nothing here may replace the answer
+        log.error(
+            "Closing the request's %s failed (%s): its connection is discarded, "
+            "the answer stands.",
+            what,
+            exc.__class__.__name__,
+            exc_info=exc,
+            extra={"request_id": g.get("request_id"), "closing": what},
+        )
+    finally:
+        _closing.reset(token)
+
+
+def _discard_on_closing_error(context: ExceptionContext) -> None:
+    """A connection whose ROLLBACK or close failed at teardown is invalidated,
+    whether or not the driver's error reads as a disconnect: its transaction's
+    state is unknown. (SQLAlchemy's `handle_error` event.)"""
+    if _closing.get() and not context.is_disconnect:
+        context.is_disconnect = True
+        # This connection only: the others may be healthy.
+        context.invalidate_pool_on_disconnect = False
 
 
 @contextmanager

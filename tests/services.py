@@ -5,11 +5,18 @@ On a developer's machine without them those tests skip, saying why; with CI set
 they fail instead, so CI can never go green without having run them.
 """
 
+import glob
 import os
 import shutil
+import signal
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import redis
@@ -80,6 +87,151 @@ def redis_namespace() -> Iterator[tuple[str, str, redis.Redis]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+# Where Debian's postgresql-NN packages put initdb, pg_ctl and postgres.
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+CLUSTER_TIMEOUT = 30  # seconds, for initdb and for each start and stop
+
+
+@dataclass
+class PostgresCluster:
+    """A PostgreSQL server of the test's own on a loopback port, which the test
+    may crash (`kill`) and start again (`start`)."""
+
+    bin: Path
+    directory: Path  # holds the data and the log
+    port: int
+    run_as: list[str] = field(default_factory=list)  # runuser, when root
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.run_as, str(self.bin / "pg_ctl"), "-D", str(self.data), *args],
+            capture_output=True,
+            text=True,
+            timeout=CLUSTER_TIMEOUT + 5,
+            check=False,
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            # TCP only: a Unix socket's lock file would name the killed postmaster too.
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            "-c unix_socket_directories='' "
+            # A crash of the server process, never of the machine: fsync adds
+            # nothing to what the test sees, only time.
+            "-c fsync=off -c max_connections=60 -c shared_buffers=16MB"
+        )
+        result = self.pg_ctl(
+            "start",
+            "-w",
+            "-t",
+            str(CLUSTER_TIMEOUT),
+            "-l",
+            str(self.directory / "server.log"),
+            "-o",
+            options,
+        )
+        assert result.returncode == 0, f"{result.stderr}\n{self.log_tail()}"
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster (its pid from postmaster.pid), as a crash does,
+        and wait until its children (which notice and exit) are gone: they hold
+        the shared memory a restart needs."""
+        lock = self.data / "postmaster.pid"
+        pid = int(lock.read_text().split()[0])
+        children = _children(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
+        for child in [pid, *children]:
+            while _alive(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert not any(map(_alive, [pid, *children])), "PostgreSQL did not die"
+        # The stale lock file names the dead postmaster; until init reaps it, the
+        # zombie would pass for a running server and refuse the restart.
+        lock.unlink()
+
+    def stop(self) -> None:
+        """Stop the server if it runs (immediate: nothing to keep)."""
+        if (self.data / "postmaster.pid").exists():
+            self.pg_ctl("stop", "-m", "immediate", "-t", str(CLUSTER_TIMEOUT))
+
+    def log_tail(self, size: int = 3000) -> str:
+        log = self.directory / "server.log"
+        return log.read_text(errors="replace")[-size:] if log.exists() else ""
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after it.
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.split("/")[2]))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has exited: only its parent has to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@contextmanager
+def postgres_cluster(port: int) -> Iterator[PostgresCluster]:
+    """initdb a throw-away cluster, start it on `port`; always stop and remove it.
+
+    initdb refuses to run as root: then every program runs as the `postgres`
+    user (runuser), in a directory that user owns.
+    """
+    binaries = sorted(glob.glob(POSTGRES_BIN_GLOB), key=_version)
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin")
+        run_as = [runuser, "-u", "postgres", "--"] if runuser else []
+    if not binaries or (os.geteuid() == 0 and not run_as):
+        message = "PostgreSQL's server programs (initdb, pg_ctl) are not installed"
+        unavailable("A PostgreSQL cluster of the test's own", message)
+    directory = Path(tempfile.mkdtemp(prefix="pg-cluster-"))
+    if run_as:
+        shutil.chown(directory, "postgres", "postgres")
+    cluster = PostgresCluster(Path(binaries[-1]), directory, port, run_as)
+    try:
+        result = subprocess.run(
+            [*run_as, str(cluster.bin / "initdb"), "-D", str(cluster.data)]
+            + ["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+            capture_output=True,
+            text=True,
+            timeout=CLUSTER_TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _version(path: str) -> int:
+    """The major version in /usr/lib/postgresql/NN/bin."""
+    return int(Path(path).parent.name) if Path(path).parent.name.isdigit() else 0
 
 
 def problems() -> dict[str, str | None]:
