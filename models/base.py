@@ -177,8 +177,14 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
     A constraint violation becomes a 409 `Conflict`; anything else is re-raised
     after the rollback, so a failed write never leaves half of itself behind.
     """
+    session = db.session()
     try:
         yield
+        # The answer is built from what was just committed, not read back: a
+        # database that dies right after the COMMIT must not turn a stored write
+        # into a 503 (issue 22, finding 9). Columns the database fills in itself
+        # are still loaded on first use.
+        session.expire_on_commit = False
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -190,6 +196,8 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
     except BaseException:
         db.session.rollback()
         raise
+    finally:
+        session.expire_on_commit = True
 
 
 def not_found(model: type[Model]) -> NotFound:

@@ -59,13 +59,15 @@ class ItemList(MethodView):
     )
     def post(self, item_data):
         """Create an item; needs a fresh token."""
-        if db.session.get(StoreModel, item_data["store_id"]) is None:
+        store = db.session.get(StoreModel, item_data["store_id"])
+        if store is None:
             abort(
                 422,
                 message="The item's store does not exist.",
                 errors={"json": {"store_id": ["Store not found."]}},
             )
-        item = ItemModel(**item_data)
+        # Relations set here: the answer is built without reading the item back.
+        item = ItemModel(**item_data, store=store, tags=[])
         with write("The item conflicts with an existing one."):
             db.session.add(item)
         return item

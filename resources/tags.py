@@ -51,8 +51,9 @@ class TagsInStore(MethodView):
     )
     def post(self, tag_data, store_id):
         """Create a tag in a store."""
-        get_or_404(StoreModel, store_id)
-        tag = TagModel(store_id=store_id, **tag_data)
+        store = get_or_404(StoreModel, store_id)
+        # Relations set here: the answer is built without reading the tag back.
+        tag = TagModel(store=store, **tag_data, items=[])
         with write("This store already has a tag with that name.", "tag_exists"):
             db.session.add(tag)
         return tag
