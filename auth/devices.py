@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 from flask import Response, current_app, g, request
@@ -52,17 +52,24 @@ def device_cookies_enabled() -> bool:
     return bool(config["RATELIMIT_ENABLED"] and config["DEVICE_COOKIE_MAX_AGE"])
 
 
-def known_device(username: str) -> str | None:
-    """The device id of this request's device cookie if it was issued to the
-    account `username` names, under its current password; else None. Worked out
-    once per request."""
+class KnownDevice(NamedTuple):
+    """A device that has logged in to an account: whose, and which."""
+
+    user_id: str
+    device_id: str
+
+
+def known_device(username: str) -> KnownDevice | None:
+    """This request's device, if its device cookie was issued to the account
+    `username` names, under its current password; else None (an unknown device).
+    Worked out once per request."""
     cache = g.setdefault("_known_devices", {})
     if username not in cache:
         cache[username] = _known_device(username)
     return cache[username]
 
 
-def _known_device(username: str) -> str | None:
+def _known_device(username: str) -> KnownDevice | None:
     value = request.cookies.get(DEVICE_COOKIE)
     if not value or not device_cookies_enabled():
         return None
@@ -76,7 +83,7 @@ def _known_device(username: str) -> str | None:
         or _credential_tag(user.password_hash) != claims["cred"]
     ):
         return None
-    return f"{claims['sub']}:{claims['jti']}"
+    return KnownDevice(claims["sub"], claims["jti"])
 
 
 def _verified(value: str) -> dict[str, Any] | None:

@@ -116,7 +116,7 @@ def login_budgets(
         _failure_budget(
             "device",
             "RATELIMIT_LOGIN_USERNAME",
-            lambda: f"device:{known_device(username())}",
+            lambda: "device:" + ":".join(known_device(username()) or ()),
             failed,
             exempt(unknown_device),
             username,
@@ -150,8 +150,9 @@ def _failure_budget(
 
     def spent(limit: RequestLimit) -> None:
         LOGIN_BUDGET_REFUSALS.labels(budget).inc()
-        if budget == "device":
-            user_id = known_device(username()).split(":")[0]  # type: ignore[union-attr]
+        device = known_device(username())
+        if device is not None:
+            user_id: str | None = device.user_id
         else:
             user = account(username())
             user_id = None if user is None else str(user.id)
