@@ -24,6 +24,15 @@ BLOCKLIST_BACKENDS = ("memory", "database", "redis")
 # What may sign tokens (auth/keys.py): a secret, or an asymmetric key.
 SIGNING_ALGORITHMS = ("HS256", "EdDSA", "ES256", "RS256")
 LOG_FORMATS = ("json", "text")
+# The limits of the auth routes (auth/limits.py), checked at start-up.
+LIMIT_SETTINGS = (
+    "RATELIMIT_LOGIN",
+    "RATELIMIT_LOGIN_USERNAME",
+    "RATELIMIT_LOGIN_USERNAME_TOTAL",
+    "RATELIMIT_REGISTER",
+    "RATELIMIT_REFRESH",
+    "RATELIMIT_API_TOKENS",
+)
 # limits' Redis storages, whose keys take the app's key prefix.
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+")
 SAMESITE_VALUES = ("Strict", "Lax", "None")
@@ -412,6 +421,14 @@ def scaled_limit(limit: str, times: int) -> str:
 def validate(values: Mapping[str, Any]) -> None:
     """Refuse unsafe or contradictory settings (raises; never changes one)."""
     _validate_signing(values)
+    for name in LIMIT_SETTINGS:
+        try:
+            parse_many(values[name])
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be limits such as '5 per minute;20 per hour', "
+                f"got {values[name]!r}."
+            ) from None
     if values["JWT_COOKIE_SAMESITE"] not in SAMESITE_VALUES:
         raise ConfigError("AUTH_COOKIE_SAMESITE must be Strict, Lax or None.")
     if values["JWT_COOKIE_SAMESITE"] == "None" and not values["JWT_COOKIE_SECURE"]:

@@ -8,7 +8,12 @@ import pytest
 
 from app import create_app
 from core import db
-from core.settings import load_settings, per_worker_limits_warning, scaled_limit
+from core.settings import (
+    ConfigError,
+    load_settings,
+    per_worker_limits_warning,
+    scaled_limit,
+)
 from tests.helpers import PASSWORD, TEST_SETTINGS
 from tests.services import redis_namespace
 
@@ -94,6 +99,14 @@ def test_the_defaults():
     assert values["RATELIMIT_LOGIN_USERNAME"] == "5 per minute;20 per hour"
     assert values["RATELIMIT_LOGIN_USERNAME_TOTAL"] == "100 per day"
     assert values["DEVICE_COOKIE_MAX_AGE"] == timedelta(days=180)
+
+
+@pytest.mark.parametrize("value", ["lots", "5 per fortnight", ""])
+def test_a_limit_that_does_not_parse_stops_the_start(monkeypatch, value):
+    monkeypatch.setenv("RATELIMIT_LOGIN_USERNAME_TOTAL", value or " ")
+
+    with pytest.raises(ConfigError, match="RATELIMIT_LOGIN_USERNAME_TOTAL must be"):
+        settings()
 
 
 def test_per_process_limits_with_several_workers_are_warned_about():
