@@ -89,11 +89,11 @@ def login_budgets(
     passes, e.g., `lambda: token_user().username.lower()`).
     """
 
-    def unknown_device() -> bool:
-        return known_device(username()) is None
+    def known() -> bool:
+        return known_device(username()) is not None
 
-    def exempt(*conditions: Callable[[], bool]) -> Callable[[], bool]:
-        return lambda: not_a_login() or any(condition() for condition in conditions)
+    def exempt(when: Callable[[], bool] = never) -> Callable[[], bool]:
+        return lambda: not_a_login() or when()
 
     budgets = (
         rate_limited("RATELIMIT_LOGIN", exempt_when=exempt(), shared="login"),
@@ -102,7 +102,7 @@ def login_budgets(
             "RATELIMIT_LOGIN_USERNAME",
             lambda: f"login:{_hashed(username())}:{get_remote_address() or ''}",
             failed,
-            exempt(lambda: not unknown_device()),
+            exempt(known),
             username,
         ),
         _failure_budget(
@@ -110,7 +110,7 @@ def login_budgets(
             "RATELIMIT_LOGIN_USERNAME_TOTAL",
             lambda: f"login:{_hashed(username())}",
             failed,
-            exempt(lambda: not unknown_device()),
+            exempt(known),
             username,
         ),
         _failure_budget(
@@ -118,7 +118,7 @@ def login_budgets(
             "RATELIMIT_LOGIN_USERNAME",
             lambda: "device:" + ":".join(known_device(username()) or ()),
             failed,
-            exempt(unknown_device),
+            exempt(lambda: not known()),
             username,
         ),
     )
