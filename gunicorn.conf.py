@@ -83,6 +83,23 @@ def on_starting(server) -> None:
         os.remove(path)
 
 
+def when_ready(server) -> None:
+    """Warn, in gunicorn's JSON log, when the workers count the rate limits each in
+    its own memory: every budget is then the number of workers times its number."""
+    from dotenv import load_dotenv
+
+    from core.settings import ConfigError, load_settings, per_worker_limits_warning
+
+    load_dotenv()  # as each worker's create_app() does
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return  # each worker refuses to start, and says why
+    warning = per_worker_limits_warning(settings.values, server.cfg.workers)
+    if warning:
+        server.log.warning(warning)
+
+
 def child_exit(server, worker) -> None:
     """A dead worker's counters stay in the totals; its gauges (CPU, memory) go."""
     multiprocess.mark_process_dead(worker.pid)

@@ -5,7 +5,8 @@ callbacks, every token failure in the envelope), `decorators` (`token_required`,
 `public`, the token's user), `sessions` (sessions and their tokens: log in,
 rotate, revoke, list), `api_tokens` (long-lived tokens for scripts), `accounts`
 and `passwords` (credentials), `delivery` (body or cookies), `limits` (rate
-limits of the auth routes), `oauth` (the token endpoint's grants, form-encoded
+limits of the auth routes, the failed-login budgets), `devices` (device cookies:
+a known device's own budget), `oauth` (the token endpoint's grants, form-encoded
 requests), `keys` (the signing keys and their JWKS) and `claims_cache`.
 """
 
@@ -38,7 +39,7 @@ from auth.limits import (
     failed_grant,
     failed_login,
     grant_is_not,
-    login_username_key,
+    login_budgets,
     rate_limited,
 )
 from auth.oauth import form_body_doc, form_parameters, grant_tokens
@@ -78,7 +79,7 @@ __all__ = [
     "init_signing_keys",
     "list_api_tokens",
     "list_sessions",
-    "login_username_key",
+    "login_budgets",
     "passwords",
     "public",
     "rate_limited",

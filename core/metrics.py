@@ -66,6 +66,12 @@ REFRESHES = Counter(
 RATE_LIMIT_HITS = Counter(
     "rate_limit_hits", "Requests refused with a 429, by the limit.", ["limit"]
 )
+LOGIN_BUDGET_REFUSALS = Counter(
+    "auth_login_budget_refusals",
+    "Logins refused with a 429 because a failed-login budget is spent, by budget: "
+    "username_address, username (every address together) or device.",
+    ["budget"],
+)
 STORE_ERRORS = Counter(
     "revocation_store_errors",
     "Calls to the revocation store that failed (each answered 503).",

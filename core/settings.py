@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+from limits import parse_many
+
 # Used only in development, loudly, when JWT_SECRET_KEY is not set.
 # Production refuses to start with it.
 DEVELOPMENT_JWT_SECRET_KEY = "development-only-jwt-secret-key-do-not-deploy"
@@ -22,6 +24,17 @@ BLOCKLIST_BACKENDS = ("memory", "database", "redis")
 # What may sign tokens (auth/keys.py): a secret, or an asymmetric key.
 SIGNING_ALGORITHMS = ("HS256", "EdDSA", "ES256", "RS256")
 LOG_FORMATS = ("json", "text")
+# The limits of the auth routes (auth/limits.py), checked at start-up.
+LIMIT_SETTINGS = (
+    "RATELIMIT_LOGIN",
+    "RATELIMIT_LOGIN_USERNAME",
+    "RATELIMIT_LOGIN_USERNAME_TOTAL",
+    "RATELIMIT_REGISTER",
+    "RATELIMIT_REFRESH",
+    "RATELIMIT_API_TOKENS",
+)
+# limits' Redis storages, whose keys take the app's key prefix.
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+")
 SAMESITE_VALUES = ("Strict", "Lax", "None")
 # An operation that needs a token takes it either way (OpenAPI: one or the other).
 BEARER_OR_OAUTH2: list[dict[str, list]] = [{"bearerAuth": []}, {"oauth2": []}]
@@ -204,9 +217,18 @@ def _rate_limits() -> dict[str, Any]:
         "RATELIMIT_LOGIN": os.environ.get(
             "RATELIMIT_LOGIN", "10 per minute;100 per hour"
         ),
+        # Failed logins per (username, client address), and per device that has
+        # logged in before (auth/limits.py).
         "RATELIMIT_LOGIN_USERNAME": os.environ.get(
             "RATELIMIT_LOGIN_USERNAME", "5 per minute;20 per hour"
         ),
+        # Failed logins per username from every address together: NIST SP
+        # 800-63B §5.2.2's cap of 100 (docs/security.md says why it is safe).
+        "RATELIMIT_LOGIN_USERNAME_TOTAL": os.environ.get(
+            "RATELIMIT_LOGIN_USERNAME_TOTAL", "100 per day"
+        ),
+        # How long a device cookie names a device that logged in (0: none are set).
+        "DEVICE_COOKIE_MAX_AGE": env_seconds("DEVICE_COOKIE_MAX_AGE", 180 * 24 * 3600),
         "RATELIMIT_REGISTER": os.environ.get(
             "RATELIMIT_REGISTER", "5 per minute;50 per hour"
         ),
@@ -215,6 +237,8 @@ def _rate_limits() -> dict[str, Any]:
         "RATELIMIT_API_TOKENS": os.environ.get(
             "RATELIMIT_API_TOKENS", "10 per minute;50 per hour"
         ),
+        # Unset: REDIS_URL when there is one, else each process's memory (derived).
+        "RATELIMIT_STORAGE_URI": env_text("RATELIMIT_STORAGE_URI") or None,
         "RATELIMIT_STRATEGY": "moving-window",
         # Only a 429 says when to come back (Retry-After, set with the envelope):
         # X-RateLimit-* would describe just one of a route's several limits.
@@ -362,17 +386,49 @@ def derive(values: dict[str, Any]) -> list[str]:
     # instance), under the app's key prefix; else in this process's memory.
     if not values.get("RATELIMIT_STORAGE_URI"):
         values["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
-        if redis_url:
-            values.setdefault(
-                "RATELIMIT_STORAGE_OPTIONS",
-                {"key_prefix": values["REDIS_KEY_PREFIX"] + "ratelimit"},
-            )
+    if str(values["RATELIMIT_STORAGE_URI"]).startswith(REDIS_SCHEMES):
+        values.setdefault(
+            "RATELIMIT_STORAGE_OPTIONS",
+            {"key_prefix": values["REDIS_KEY_PREFIX"] + "ratelimit"},
+        )
     return warnings
+
+
+def per_worker_limits_warning(values: Mapping[str, Any], workers: int) -> str | None:
+    """The start-up warning when each of `workers` processes counts the rate limits
+    in its own memory: every budget is then `workers` times its number."""
+    per_process = str(values["RATELIMIT_STORAGE_URI"]).startswith("memory://")
+    if not values["RATELIMIT_ENABLED"] or not per_process or workers < 2:
+        return None
+    login = values["RATELIMIT_LOGIN_USERNAME"]
+    return (
+        f"Rate limits are counted in each worker's memory (RATELIMIT_STORAGE_URI="
+        f"memory://) and {workers} workers serve: every limit allows up to {workers} "
+        f"times its number (RATELIMIT_LOGIN_USERNAME {login!r} allows "
+        f"{scaled_limit(login, workers)!r}). Set REDIS_URL or RATELIMIT_STORAGE_URI "
+        "to a shared store."
+    )
+
+
+def scaled_limit(limit: str, times: int) -> str:
+    """A Flask-Limiter limit string with each amount multiplied by `times`."""
+    return ";".join(
+        f"{item.amount * times} per {item.multiples} {item.GRANULARITY.name}"
+        for item in parse_many(limit)
+    )
 
 
 def validate(values: Mapping[str, Any]) -> None:
     """Refuse unsafe or contradictory settings (raises; never changes one)."""
     _validate_signing(values)
+    for name in LIMIT_SETTINGS:
+        try:
+            parse_many(values[name])
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be limits such as '5 per minute;20 per hour', "
+                f"got {values[name]!r}."
+            ) from None
     if values["JWT_COOKIE_SAMESITE"] not in SAMESITE_VALUES:
         raise ConfigError("AUTH_COOKIE_SAMESITE must be Strict, Lax or None.")
     if values["JWT_COOKIE_SAMESITE"] == "None" and not values["JWT_COOKIE_SECURE"]:

@@ -14,7 +14,7 @@ from auth import (
     form_parameters,
     grant_is_not,
     grant_tokens,
-    login_username_key,
+    login_budgets,
     public,
     rate_limited,
     revoke_token,
@@ -45,13 +45,7 @@ REVOCATION = RevocationSchema()
 @blp.route("/login")
 class UserLogin(MethodView):
     @public
-    @rate_limited("RATELIMIT_LOGIN", shared="login")
-    @rate_limited(
-        "RATELIMIT_LOGIN_USERNAME",
-        key_func=login_username_key,
-        deduct_when=failed_login,
-        shared="login-username",
-    )
+    @login_budgets(failed=failed_login)
     @blp.arguments(UserLoginSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(401, response="UNAUTHORIZED", description="Invalid credentials")
@@ -104,17 +98,9 @@ class UserLogoutAll(MethodView):
 @blp.route("/token")
 class TokenEndpoint(MethodView):
     @public
-    # The password grant is a login: it shares /login's budgets.
-    @rate_limited(
-        "RATELIMIT_LOGIN", exempt_when=grant_is_not("password"), shared="login"
-    )
-    @rate_limited(
-        "RATELIMIT_LOGIN_USERNAME",
-        key_func=login_username_key,
-        deduct_when=failed_grant,
-        exempt_when=grant_is_not("password"),
-        shared="login-username",
-    )
+    # The password grant is a login: it shares every budget of /login's, and
+    # sets a device cookie too (a browser client such as Swagger UI keeps it).
+    @login_budgets(failed=failed_grant, not_a_login=grant_is_not("password"))
     @rate_limited("RATELIMIT_REFRESH", exempt_when=grant_is_not("refresh_token"))
     @blp.doc(requestBody=form_body_doc(TokenRequestSchema, json=False))
     @blp.response(200, TokenSchema)
