@@ -13,6 +13,7 @@ from flask_jwt_extended import JWTManager
 from flask_jwt_extended.exceptions import JWTDecodeError
 
 from auth.api_tokens import is_api_token, note_api_token_use
+from auth.claims import claims_problem
 from auth.claims_cache import user_check_cache
 from auth.keys import (
     NO_KID,
@@ -26,9 +27,6 @@ from core import error_response
 from models import UserModel
 from models.user import TokenSubject
 
-# Claims every token of ours carries; anything else is not ours.
-REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
-
 # Flask-JWT-Extended's and PyJWT's wording, rewritten for API consumers.
 INVALID_TOKEN_MESSAGES = {
     "Only non-refresh tokens are allowed": (
@@ -39,7 +37,6 @@ INVALID_TOKEN_MESSAGES = {
     ),
     "Signature verification failed": "The token's signature is invalid.",
     "The specified alg value is not allowed": WRONG_ALGORITHM,
-    "Subject must be a string": "The token's subject must be a string.",
     # The key checks (auth/keys.py) word their own.
     NO_KID: NO_KID,
     UNKNOWN_KID: UNKNOWN_KID,
@@ -141,11 +138,12 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.decode_key_loader
     def decode_key(header: dict, unverified_claims: dict) -> Any:
-        # Called before the signature check; a token without our claims is refused
-        # either way, and Flask-JWT-Extended would otherwise fill some in.
-        for claim in REQUIRED_CLAIMS:
-            if claim not in unverified_claims:
-                raise JWTDecodeError(f"The token is missing the '{claim}' claim.")
+        # Called before the signature check, on every full decode: a token whose
+        # claims are not ours is refused either way, and Flask-JWT-Extended would
+        # otherwise fill some in (auth/claims.py).
+        problem = claims_problem(unverified_claims)
+        if problem is not None:
+            raise JWTDecodeError(problem)
         return verifying_key(header)
 
     # New tokens: signed with the current key, which their header names.
