@@ -9,6 +9,7 @@ from auth import (
     init_api_tokens,
     init_claims_cache,
     init_signing_keys,
+    init_token_headers,
     passwords,
     register_jwt_callbacks,
 )
@@ -51,6 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_hardening(app)
     _register_extensions(app)
     register_jwt_callbacks(jwt)
+    init_token_headers(app)
     register_error_handlers(app)
     apply_patches(app)
     _register_blueprints(app, api)

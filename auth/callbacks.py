@@ -53,6 +53,9 @@ MALFORMED_TOKEN_REASONS = (
 )
 
 
+# Flask-JWT-Extended's reason for an Authorization header of another shape.
+BAD_HEADER_REASON = "Bad Authorization header"
+BAD_HEADER = "The Authorization header must be 'Bearer <token>'."
 REVOKED = "The token has been revoked."
 USER_GONE = "The user of this token no longer exists."
 
@@ -77,6 +80,17 @@ def token_error(error: str, message: str) -> Response:
     )
 
 
+def header_refused(message: str) -> Response:
+    """A 401 for a request without a token in the expected form (RFC 6750 §3.1:
+    the challenge then names no error)."""
+    return error_response(
+        401,
+        message,
+        "authorization_required",
+        headers={"WWW-Authenticate": www_authenticate()},
+    )
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith(".") else text + "."
@@ -97,21 +111,16 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
                 "csrf_failed",
             )
         if request.headers.get("Authorization", "").strip():
-            message = "The Authorization header must be 'Bearer <token>'."
-        else:
-            message = "Missing Authorization header with a Bearer token."
-        return error_response(
-            401,
-            message,
-            "authorization_required",
-            headers={"WWW-Authenticate": www_authenticate()},
-        )
+            return header_refused(BAD_HEADER)
+        return header_refused("Missing Authorization header with a Bearer token.")
 
     @jwt.invalid_token_loader
     def invalid_token(reason: str) -> Response:
-        if reason.startswith("Bad Authorization header"):
-            message = "The Authorization header must be 'Bearer <token>'."
-        elif reason.startswith(MALFORMED_TOKEN_REASONS):
+        if reason.startswith(BAD_HEADER_REASON):
+            # `Bearer` alone, or followed by more than one word: a header of
+            # another shape, like any other (no token to refuse).
+            return header_refused(BAD_HEADER)
+        if reason.startswith(MALFORMED_TOKEN_REASONS):
             message = "The token is malformed."
         else:
             message = INVALID_TOKEN_MESSAGES.get(reason) or (

@@ -115,9 +115,10 @@ def test_non_bearer_authorization_header(client, header):
 
 @pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer  "])
 def test_malformed_bearer_header(client, header):
+    """No token in the expected form: like any other header's shape."""
     response = client.get("/store", headers={"Authorization": header})
 
-    assert_token_refused(response, "invalid_token", HEADER_FORMAT)
+    assert_no_token(response, HEADER_FORMAT)
 
 
 # --- a well-formed token of ours is accepted (the baseline for the forgeries) ------
