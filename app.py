@@ -44,10 +44,11 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, static_folder=pages.STATIC, template_folder=pages.TEMPLATES)
     app.json = ORJSONProvider(app)  # keys keep their (documented) order
     app.config.update(settings.values)
-    for warning in settings.warnings:
-        app.logger.warning(warning)
 
     init_observability(app)
+    # After the log format is set: in production, warnings are JSON lines too.
+    for warning in settings.warnings:
+        app.logger.warning(warning)
     init_metrics(app)
     init_hardening(app)
     _register_extensions(app)
