@@ -77,7 +77,10 @@ CLAIM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "is_admin": (_boolean, "true or false"),
     "token_use": (lambda value: value == "api", "'api'"),
     # Compared with hmac.compare_digest, which refuses non-ASCII strings.
-    "csrf": (lambda value: isinstance(value, str) and value.isascii(), "a string"),
+    "csrf": (
+        lambda value: isinstance(value, str) and value.isascii(),
+        "an ASCII string",
+    ),
 }
 
 

@@ -204,3 +204,35 @@ def test_a_malformed_token_in_a_cookie_is_refused(app, auth, client):
     response = client.post("/logout", headers={"X-CSRF-TOKEN": "7"})
 
     assert_refused(response, "The token is invalid: The token's 'sub' claim must be ")
+
+
+@pytest.mark.parametrize(
+    ("changes", "claim"),
+    [
+        ({"token_use": "API"}, "token_use"),
+        ({"exp": "4102444800"}, "exp"),
+        ({"sub": "01"}, "sub"),
+        ({"fresh": "false"}, "fresh"),
+    ],
+)
+def test_an_api_token_with_a_malformed_claim_is_refused(
+    app, auth, client, changes, claim
+):
+    """API tokens have claims of their own (`token_use`, float times, no `fam`):
+    the same table applies."""
+    _, tokens = auth.user("alice")
+    response = client.post(
+        "/me/api-tokens",
+        json={"name": "ci"},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 201, response.get_json()
+    api_token = response.get_json()["token"]
+    assert client.get("/me", headers=bearer(api_token)).status_code == 200
+
+    response = client.get("/me", headers=bearer(resign(app, api_token, **changes)))
+
+    assert_refused(response, f"The token is invalid: The token's '{claim}' claim")
+    response = client.post("/revoke", data={"token": resign(app, api_token, **changes)})
+    assert (response.status_code, response.get_json()) == (200, REVOKED)
+    assert client.get("/me", headers=bearer(api_token)).status_code == 200
