@@ -9,7 +9,7 @@ freshness check reads `fresh`. A claim not in the table is ignored (RFC 7519
 app decodes with JWT_DECODE_ISSUER and JWT_DECODE_AUDIENCE), so a token of
 another audience, a device cookie's for one, is never accepted here.
 
-`check_claims` runs in Flask-JWT-Extended's decode-key callback, which every full
+`claims_problem` runs in Flask-JWT-Extended's decode-key callback, which every full
 decode calls (protected routes, /refresh, /token, /revoke); a token the cache
 serves was checked when it was first decoded.
 """
