@@ -9,6 +9,7 @@ from auth import (
     init_api_tokens,
     init_claims_cache,
     init_signing_keys,
+    init_token_headers,
     passwords,
     register_jwt_callbacks,
 )
@@ -43,14 +44,16 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, static_folder=pages.STATIC, template_folder=pages.TEMPLATES)
     app.json = ORJSONProvider(app)  # keys keep their (documented) order
     app.config.update(settings.values)
-    for warning in settings.warnings:
-        app.logger.warning(warning)
 
     init_observability(app)
+    # After the log format is set: in production, warnings are JSON lines too.
+    for warning in settings.warnings:
+        app.logger.warning(warning)
     init_metrics(app)
     init_hardening(app)
     _register_extensions(app)
     register_jwt_callbacks(jwt)
+    init_token_headers(app)
     register_error_handlers(app)
     apply_patches(app)
     _register_blueprints(app, api)

@@ -1,13 +1,15 @@
 """The token layer: what resources (and the factory) may use of it.
 
 Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
-callbacks, every token failure in the envelope), `decorators` (`token_required`,
-`public`, the token's user), `sessions` (sessions and their tokens: log in,
-rotate, revoke, list), `api_tokens` (long-lived tokens for scripts), `accounts`
-and `passwords` (credentials), `delivery` (body or cookies), `limits` (rate
-limits of the auth routes, the failed-login budgets), `devices` (device cookies:
-a known device's own budget), `oauth` (the token endpoint's grants, form-encoded
-requests), `keys` (the signing keys and their JWKS) and `claims_cache`.
+callbacks, every token failure in the envelope), `claims` (what a token of ours
+carries), `headers` (the token headers, made sound before they are read),
+`decorators` (`token_required`, `public`, the token's user), `sessions` (sessions
+and their tokens: log in, rotate, revoke, list), `api_tokens` (long-lived tokens
+for scripts), `accounts` and `passwords` (credentials), `delivery` (body or
+cookies), `limits` (rate limits of the auth routes, the failed-login budgets),
+`devices` (device cookies: a known device's own budget), `oauth` (the token
+endpoint's grants, form-encoded requests), `keys` (the signing keys and their
+JWKS) and `claims_cache`.
 """
 
 from auth.accounts import (
@@ -33,6 +35,7 @@ from auth.decorators import (
     token_user,
 )
 from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
+from auth.headers import init_token_headers
 from auth.keys import init_signing_keys, signing_keys
 from auth.limits import (
     created_one,
@@ -77,6 +80,7 @@ __all__ = [
     "init_api_tokens",
     "init_claims_cache",
     "init_signing_keys",
+    "init_token_headers",
     "list_api_tokens",
     "list_sessions",
     "login_budgets",

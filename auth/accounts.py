@@ -10,6 +10,10 @@ from models import UserModel
 from models.base import write
 from schemas import USERNAME_RE
 
+# The audit log's username of a failed login whose name matches no account (no
+# account can have it: USERNAME_RE has no angle brackets).
+UNKNOWN_USERNAME = "<unknown>"
+
 
 class InvalidCredentials(APIError):
     """Unknown username or wrong password: one answer for both."""
@@ -49,7 +53,13 @@ def authenticate(username: str, password: str) -> UserModel:
             audit("login_success", "Login succeeded", user_id=str(user.id))
             LOGINS.labels("success").inc()
             return user
-    audit("login_failure", "Login failed", username=username[:80])
+    # Only an account's own name is logged: people type passwords into username
+    # fields, and what was typed for an unknown name may be one.
+    audit(
+        "login_failure",
+        "Login failed",
+        username=UNKNOWN_USERNAME if user is None else user.username,
+    )
     LOGINS.labels("failure").inc()
     raise InvalidCredentials("Invalid credentials.")
 

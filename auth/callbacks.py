@@ -13,6 +13,7 @@ from flask_jwt_extended import JWTManager
 from flask_jwt_extended.exceptions import JWTDecodeError
 
 from auth.api_tokens import is_api_token, note_api_token_use
+from auth.claims import claims_problem
 from auth.claims_cache import user_check_cache
 from auth.keys import (
     NO_KID,
@@ -26,9 +27,6 @@ from core import error_response
 from models import UserModel
 from models.user import TokenSubject
 
-# Claims every token of ours carries; anything else is not ours.
-REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
-
 # Flask-JWT-Extended's and PyJWT's wording, rewritten for API consumers.
 INVALID_TOKEN_MESSAGES = {
     "Only non-refresh tokens are allowed": (
@@ -39,7 +37,6 @@ INVALID_TOKEN_MESSAGES = {
     ),
     "Signature verification failed": "The token's signature is invalid.",
     "The specified alg value is not allowed": WRONG_ALGORITHM,
-    "Subject must be a string": "The token's subject must be a string.",
     # The key checks (auth/keys.py) word their own.
     NO_KID: NO_KID,
     UNKNOWN_KID: UNKNOWN_KID,
@@ -56,6 +53,9 @@ MALFORMED_TOKEN_REASONS = (
 )
 
 
+# Flask-JWT-Extended's reason for an Authorization header of another shape.
+BAD_HEADER_REASON = "Bad Authorization header"
+BAD_HEADER = "The Authorization header must be 'Bearer <token>'."
 REVOKED = "The token has been revoked."
 USER_GONE = "The user of this token no longer exists."
 
@@ -80,6 +80,17 @@ def token_error(error: str, message: str) -> Response:
     )
 
 
+def header_refused(message: str) -> Response:
+    """A 401 for a request without a token in the expected form (RFC 6750 §3.1:
+    the challenge then names no error)."""
+    return error_response(
+        401,
+        message,
+        "authorization_required",
+        headers={"WWW-Authenticate": www_authenticate()},
+    )
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if text.endswith(".") else text + "."
@@ -100,21 +111,16 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
                 "csrf_failed",
             )
         if request.headers.get("Authorization", "").strip():
-            message = "The Authorization header must be 'Bearer <token>'."
-        else:
-            message = "Missing Authorization header with a Bearer token."
-        return error_response(
-            401,
-            message,
-            "authorization_required",
-            headers={"WWW-Authenticate": www_authenticate()},
-        )
+            return header_refused(BAD_HEADER)
+        return header_refused("Missing Authorization header with a Bearer token.")
 
     @jwt.invalid_token_loader
     def invalid_token(reason: str) -> Response:
-        if reason.startswith("Bad Authorization header"):
-            message = "The Authorization header must be 'Bearer <token>'."
-        elif reason.startswith(MALFORMED_TOKEN_REASONS):
+        if reason.startswith(BAD_HEADER_REASON):
+            # `Bearer` alone, or followed by more than one word: a header of
+            # another shape, like any other (no token to refuse).
+            return header_refused(BAD_HEADER)
+        if reason.startswith(MALFORMED_TOKEN_REASONS):
             message = "The token is malformed."
         else:
             message = INVALID_TOKEN_MESSAGES.get(reason) or (
@@ -141,11 +147,12 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.decode_key_loader
     def decode_key(header: dict, unverified_claims: dict) -> Any:
-        # Called before the signature check; a token without our claims is refused
-        # either way, and Flask-JWT-Extended would otherwise fill some in.
-        for claim in REQUIRED_CLAIMS:
-            if claim not in unverified_claims:
-                raise JWTDecodeError(f"The token is missing the '{claim}' claim.")
+        # Called before the signature check, on every full decode: a token whose
+        # claims are not ours is refused either way, and Flask-JWT-Extended would
+        # otherwise fill some in (auth/claims.py).
+        problem = claims_problem(unverified_claims)
+        if problem is not None:
+            raise JWTDecodeError(problem)
         return verifying_key(header)
 
     # New tokens: signed with the current key, which their header names.

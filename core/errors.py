@@ -9,6 +9,7 @@ the JWT callbacks and the domain errors raised by models and services; and by
 
 import http
 import math
+import re
 import time
 from typing import Any
 
@@ -30,25 +31,30 @@ from werkzeug.sansio.response import Response as BaseResponse
 from core.metrics import RATE_LIMIT_HITS
 from core.observability import audit
 
-# The machine-readable `error` for each status, unless a more precise one is given.
-DEFAULT_ERROR_CODES = {
-    400: "bad_request",
+# The machine-readable `error` of a status, unless a more precise one is given: its
+# reason phrase in snake case (RFC 9110 §15), but for these.
+ERROR_CODE_EXCEPTIONS = {
     401: "authorization_required",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
     413: "payload_too_large",
     414: "uri_too_long",
-    415: "unsupported_media_type",
-    417: "expectation_failed",
+    # RFC 9110 §15.5.17's name; Python's is RFC 2616's "Requested Range ...".
+    416: "range_not_satisfiable",
     422: "validation_error",
     429: "rate_limited",
-    431: "request_header_fields_too_large",
     500: "internal_error",
-    501: "not_implemented",
-    503: "service_unavailable",
 }
+
+
+def snake_case(phrase: str) -> str:
+    """A reason phrase as an `error` code: "I'm a Teapot" -> "im_a_teapot"."""
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower().replace("'", "")).strip("_")
+
+
+ERROR_CODES = {
+    status.value: snake_case(status.phrase)
+    for status in http.HTTPStatus
+    if status >= 400
+} | ERROR_CODE_EXCEPTIONS
 DEFAULT_MESSAGES = {
     422: "The request failed validation.",
     500: "An internal error occurred.",
@@ -141,7 +147,7 @@ def error_body(
         "message": message
         or DEFAULT_MESSAGES.get(code)
         or http.HTTPStatus(code).description,
-        "error": error or DEFAULT_ERROR_CODES.get(code, "error"),
+        "error": error or ERROR_CODES[code],
     }
     if errors:
         body["errors"] = errors

@@ -38,6 +38,7 @@ def init_hardening(app: Flask) -> None:
         )
     app.before_request(_refuse_oversized_body)
     app.after_request(_add_security_headers)
+    app.after_request(_no_content_for_automatic_options)
     if app.config["CORS_ORIGINS"]:
         cors.init_app(
             app,
@@ -76,6 +77,22 @@ def _refuse_oversized_body() -> None:
         oversized = (request.content_length or 0) > limit
     if oversized:
         raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes.")
+
+
+def _no_content_for_automatic_options(response: Response) -> Response:
+    """Flask answers OPTIONS itself with 200 and an empty text/html body: 204 No
+    Content with `Allow` instead, no body and no Content-Type (RFC 9110 §9.3.7,
+    §15.3.5). CORS preflights get it too (flask-cors adds its headers; any 2xx
+    is an ok status for a preflight)."""
+    rule = request.url_rule
+    if (
+        request.method == "OPTIONS"
+        and getattr(rule, "provide_automatic_options", False)
+        and response.status_code == 200
+    ):
+        response.status_code = 204
+        del response.headers["Content-Type"]
+    return response
 
 
 def _add_security_headers(response: Response) -> Response:

@@ -2,9 +2,10 @@
 
 Some requests never reach the app: gunicorn refuses them while parsing (a
 malformed request line or header: 400; a request line over `limit_request_line`:
-414; headers over `limit_request_fields` or `limit_request_field_size`: 431) and
-answers with an HTML page of its own. Clients of this API read JSON only, so
-these workers answer in the envelope (`core.errors.error_body`) instead.
+414; headers over `limit_request_fields` or `limit_request_field_size`: 431; a
+transfer coding it does not support: 501) and answers with an HTML page of its
+own. Clients of this API read JSON only, so these workers answer in the envelope
+(`core.errors.error_body`) instead.
 
 The hook is `Worker.handle_error`, which the sync and gthread workers call for
 anything that goes wrong around a request. It decides the status and reason
@@ -13,13 +14,15 @@ phrase, logs, writes the access-log line, then writes the page with
 copy its table of exceptions (which grows with gunicorn's releases), the
 override lets it run on a stand-in for the client socket that keeps what it
 writes, reads the status line from that, and sends the envelope with the same
-status and reason. Nothing of gunicorn's is patched, and a gunicorn that wrote
-something else than an HTTP response there gets its own answer sent as it was.
+status and its reason phrase (`_reason`). Nothing of gunicorn's is patched, and a
+gunicorn that wrote something else than an HTTP response there gets its own
+answer sent as it was.
 
 `error_body` is sound to use here: it only builds a dict, and `core` is already
 imported by gunicorn.conf.py in the master, before the workers fork.
 """
 
+import http
 import socket
 from typing import Any
 
@@ -59,6 +62,25 @@ def _status(response: bytes) -> tuple[int, str] | None:
     return int(code), reason
 
 
+# Each status's reason phrase (Python's names), to tell when gunicorn pairs a
+# status with another's.
+_PHRASES = {status.value: status.phrase for status in http.HTTPStatus}
+_ALL_PHRASES = frozenset(_PHRASES.values())
+
+
+def _reason(code: int, reason: str) -> str:
+    """gunicorn's reason phrase, unless it names another status.
+
+    gunicorn starts every refusal as 400 Bad Request and changes both as it goes,
+    but its 501 (a transfer coding it does not support) and its 500 (its own
+    configuration) keep "Bad Request". Its own spelling of the right status stays
+    (414 "URI Too Long" is RFC 9110 §15.5.15's; Python's is "Request-URI ...")."""
+    own = _PHRASES.get(code)
+    if own is not None and reason != own and reason in _ALL_PHRASES:
+        return own
+    return reason
+
+
 class EnvelopeErrors:
     """Mixin for a gunicorn worker: its own error answers are the JSON envelope."""
 
@@ -79,6 +101,7 @@ class EnvelopeErrors:
             self.log.debug("Failed to send error message.")
 
     def _envelope(self, code: int, reason: str) -> bytes:
+        reason = _reason(code, reason)
         body = error_body(code, self._messages().get(code))
         body["status"] = reason  # the status line's phrase, as gunicorn chose it
         payload = orjson.dumps(body)
@@ -105,6 +128,8 @@ class EnvelopeErrors:
                 f"{self.cfg.limit_request_fields} headers of at most "
                 f"{self.cfg.limit_request_field_size} bytes each."
             ),
+            501: "The request's Transfer-Encoding is not one this server "
+            "supports (chunked, gzip, deflate, compress).",
         }
 
 

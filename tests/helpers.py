@@ -2,6 +2,7 @@
 and `AuthActions` (the `auth` fixture) for the Flask test client."""
 
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -139,9 +140,13 @@ class AuthActions:
             return create_access_token(identity=identity, **kwargs)
 
     def refresh_token(self, identity: str, **kwargs) -> str:
-        """Mint a refresh token directly."""
+        """Mint a refresh token directly, of a session (a `fam` unless given: every
+        refresh token of ours has one)."""
+        claims = {"fam": uuid.uuid4().hex, **kwargs.pop("additional_claims", {})}
         with self._app.app_context():
-            return create_refresh_token(identity=identity, **kwargs)
+            return create_refresh_token(
+                identity=identity, additional_claims=claims, **kwargs
+            )
 
     def expired_access_token(self, identity: str) -> str:
         """An access token that expired a minute ago (no sleeping)."""

@@ -406,7 +406,7 @@ def preflight(client, origin: str, path: str = "/store"):
 def test_cors_preflight_from_an_allowed_origin(client):
     response = preflight(client, ALLOWED_ORIGIN)
 
-    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.status_code == 204, response.get_data(as_text=True)
     assert response.get_data() == b""
     headers = response.headers
     assert headers.get("Access-Control-Allow-Origin") == ALLOWED_ORIGIN
@@ -429,7 +429,7 @@ def test_cors_preflight_from_an_allowed_origin(client):
 )
 def test_cors_refuses_other_origins(client, auth, origin):
     response = preflight(client, origin)
-    assert response.status_code == 200
+    assert response.status_code == 204
     assert response.get_data() == b""
     assert "Access-Control-Allow-Origin" not in response.headers
     assert "Access-Control-Allow-Credentials" not in response.headers
@@ -448,7 +448,7 @@ def test_cors_refuses_other_origins(client, auth, origin):
 def test_preflights_do_not_use_up_the_login_limit(client):
     for _ in range(5):
         response = preflight(client, ALLOWED_ORIGIN, "/login")
-        assert response.status_code == 200
+        assert response.status_code == 204
         assert response.headers.get("Access-Control-Allow-Origin") == ALLOWED_ORIGIN
     for i in range(3):
         assert_invalid_credentials(login(client, f"nobody{i}"))
@@ -465,7 +465,7 @@ def test_no_cors_headers_without_configured_origins(app, client, auth):
             headers={"Origin": ALLOWED_ORIGIN, **bearer(tokens["access_token"])},
         ),
     ]
-    assert [r.status_code for r in responses] == [200, 200]
+    assert [r.status_code for r in responses] == [204, 200]
     assert responses[1].get_json() == []
     for response in responses:
         cors = [h for h in response.headers.keys() if h.lower().startswith("access-")]

@@ -1,0 +1,52 @@
+"""How a token arrives: the request headers Flask-JWT-Extended reads, made sound
+before it reads them (a hook before every request).
+
+- The auth scheme is case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER`
+  are `Bearer`; the library compares JWT_HEADER_TYPE exactly, and has no option
+  for it. After the scheme come one or more spaces (RFC 6750 §2.1:
+  `"Bearer" 1*SP b64token`), as the library already accepts.
+- A CSRF header that is not ASCII could never match the token's `csrf` (ours are
+  UUIDs), and `hmac.compare_digest`, which the library compares them with, raises
+  on it: it is dropped, so the request is refused as one without the header (403
+  `csrf_failed`).
+"""
+
+import re
+
+from flask import Flask, current_app, request
+
+# The scheme of each credential in the header (the library reads comma-separated
+# credentials): "bearer" in any case, then whitespace, a comma or the end.
+BEARER_SCHEME = re.compile(r"(^|,)(\s*)bearer(?=\s|,|$)", re.IGNORECASE)
+TOKEN_HEADERS_EXTENSION = "token_headers"
+
+
+def _environ_key(header: str) -> str:
+    """The WSGI environ key of a request header (PEP 3333)."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def init_token_headers(app: Flask) -> None:
+    """Normalise the token headers of every request (after jwt.init_app, whose
+    defaults name them)."""
+    config = app.config
+    app.extensions[TOKEN_HEADERS_EXTENSION] = (
+        _environ_key(config["JWT_HEADER_NAME"]),
+        {
+            _environ_key(config["JWT_ACCESS_CSRF_HEADER_NAME"]),
+            _environ_key(config["JWT_REFRESH_CSRF_HEADER_NAME"]),
+        },
+    )
+    app.before_request(normalize_token_headers)
+
+
+def normalize_token_headers() -> None:
+    """Any case of the Bearer scheme as `Bearer`; a non-ASCII CSRF header dropped."""
+    authorization, csrf_headers = current_app.extensions[TOKEN_HEADERS_EXTENSION]
+    environ = request.environ
+    value = environ.get(authorization)
+    if value:
+        environ[authorization] = BEARER_SCHEME.sub(r"\1\2Bearer", value)
+    for key in csrf_headers:
+        if not environ.get(key, "").isascii():
+            del environ[key]
