@@ -136,7 +136,9 @@ def _database() -> dict[str, Any]:
             # Flask-SQLAlchemy resolves a relative SQLite path under instance/.
             env_text("DATABASE_URL", "sqlite:///app.db")
         ),
-        "SQLALCHEMY_ENGINE_OPTIONS": {},
+        # A database error's message never carries the statement's values (a
+        # username typed at a login, a password hash being written).
+        "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
     }
 
 

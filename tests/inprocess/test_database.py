@@ -4,7 +4,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 import models.base as models_base
 import models.session as session_module
@@ -227,3 +227,15 @@ def test_with_the_database_store_a_revocation_is_seen_by_the_next_request(
 
     assert response.status_code == 401
     assert response.get_json()["error"] == "token_revoked"
+
+
+def test_a_database_errors_message_never_carries_the_statements_values(app):
+    """What a user typed (a username at a login) never reaches an error's log
+    line through SQLAlchemy's message."""
+    with app.app_context(), pytest.raises(SQLAlchemyError) as raised:
+        db.session.execute(
+            db.text("SELECT * FROM no_such_table WHERE name = :name"),
+            {"name": "MyS3cret-Passw0rd"},
+        )
+    assert "MyS3cret-Passw0rd" not in str(raised.value)
+    assert "hidden due to hide_parameters" in str(raised.value)
