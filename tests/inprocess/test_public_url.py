@@ -6,9 +6,11 @@ TRUSTED_HOSTS (issue 22, finding 3)."""
 import re
 
 import pytest
+import yaml
 
 from app import create_app
 from core.settings import ConfigError, load_settings
+from tests.helpers import REPO
 
 PUBLIC_URL = "https://api.example.com/api"
 METADATA = "/.well-known/oauth-authorization-server"
@@ -162,3 +164,17 @@ def test_trusted_hosts_are_names_without_ports(monkeypatch, hosts):
 
     with pytest.raises(ConfigError, match="TRUSTED_HOSTS holds host names"):
         load_settings()
+
+
+def test_the_compose_file_starts_with_its_own_public_url(monkeypatch):
+    """`docker compose up` as the README says: the app at http://localhost:8000."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    for name, value in compose["services"]["app"]["environment"].items():
+        # ${NAME:-default} is the default; ${NAME:?message} must be given.
+        given = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+        monkeypatch.setenv(name, re.sub(r"\$\{\w+:\?[^}]*\}", STRONG_SECRET, given))
+
+    values = load_settings().values
+
+    assert values["PUBLIC_URL"] == "http://localhost:8000"
+    assert values["TRUSTED_HOSTS"] == ["localhost"]

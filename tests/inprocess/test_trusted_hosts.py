@@ -6,9 +6,12 @@ The Flask test client sends `Host: localhost`; the live tests, nginx and the bro
 tests `127.0.0.1:<port>`: the development default trusts both, at any port.
 """
 
-import pytest
+import re
 
-from tests.helpers import assert_error
+import pytest
+import yaml
+
+from tests.helpers import REPO, assert_error
 
 METADATA = "/.well-known/oauth-authorization-server"
 FORGED_HOST = "evil.example"
@@ -148,3 +151,21 @@ def test_documents_built_on_the_mount_path_vary_on_the_prefix(client):
         assert response.headers["Vary"] == "X-Forwarded-Prefix", path
     # Not the other answers: a JSON body holds no URL.
     assert "Vary" not in client.get("/healthz").headers
+
+
+def test_the_deployment_files_probe_paths_that_answer_any_host(app):
+    """Docker's HEALTHCHECK, compose's health check and its Prometheus call the app
+    by address (127.0.0.1, app:8000): on paths that answer any Host."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    scrape = yaml.safe_load(compose["configs"]["prometheus"]["content"])
+    probed = {
+        re.search(r"127\.0\.0\.1:[^/]+(/\w+)", dockerfile).group(1),
+        re.search(
+            r"(/\w+)'", compose["services"]["app"]["healthcheck"]["test"][-1]
+        ).group(1),
+        scrape["scrape_configs"][0]["metrics_path"],
+    }
+
+    assert probed == set(ANY_HOST_PATHS)
+    assert app.request_class.any_host_paths == set(ANY_HOST_PATHS)
