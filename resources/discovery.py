@@ -5,8 +5,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from auth import public, signing_keys
-from core import Blueprint
-from core.urls import external_url, host_headers
+from core import Blueprint, external_url, host_headers
 from schemas import JwkSetSchema, ServerMetadataSchema
 
 blp = Blueprint(
