@@ -9,8 +9,9 @@ import logging
 import re
 
 import pytest
+from gunicorn.config import Config
 
-from tests.helpers import PASSWORD, bearer
+from tests.helpers import PASSWORD, REPO, bearer
 
 METADATA = "/.well-known/oauth-authorization-server"
 PEER = "127.0.0.1"  # the test client's REMOTE_ADDR
@@ -177,3 +178,22 @@ def test_a_forwarded_path_is_the_mount_path(client, prefix, mounted):
 
     assert spec.get("servers") == ([{"url": mounted}] if mounted else None)
     assert metadata["token_endpoint"] == f"http://localhost{mounted}/token"
+
+
+@pytest.mark.parametrize("proxies", ["0", "1", "2"])
+def test_gunicorn_believes_no_forwarded_header_whatever_trusted_proxies(
+    monkeypatch, tmp_path, proxies
+):
+    """gunicorn's defaults trust loopback (and Unix socket) peers' scheme headers
+    and SCRIPT_NAME/PATH_INFO headers; the app's ProxyFix alone reads them."""
+    monkeypatch.setenv("TRUSTED_PROXIES", proxies)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # none made
+    settings: dict = {}
+    exec((REPO / "gunicorn.conf.py").read_text(), settings)
+    config = Config()
+    for name in ("forwarded_allow_ips", "secure_scheme_headers", "forwarder_headers"):
+        config.set(name, settings[name])
+
+    assert config.forwarded_allow_ips == []
+    assert config.secure_scheme_headers == {}
+    assert config.forwarder_headers == []
