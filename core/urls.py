@@ -73,7 +73,7 @@ def public_url_problem(url: str, production: bool) -> str | None:
         return "must be an absolute http or https URL (https://api.example.com/api)"
     if not is_host_name(parts.hostname) or parts.hostname.startswith("."):
         return "must name its host by a name or an IPv4 address"
-    if parts.username is not None or parts.query or parts.fragment or "?" in url:
+    if parts.username is not None or "?" in url or "#" in url:
         return "must have no user name, query or fragment"
     if not is_mount_path(parts.path.rstrip("/")):
         return "must have a plain path (letters, digits, - . _ ~ between slashes)"

@@ -124,6 +124,7 @@ def test_production_refuses_to_start_with_neither(monkeypatch, tmp_path):
         ("https://api.example.com/api?x=1", "no user name, query or fragment"),
         ("https://api.example.com/api?", "no user name, query or fragment"),
         ("https://api.example.com/#top", "no user name, query or fragment"),
+        ("https://api.example.com/#", "no user name, query or fragment"),
         ("https://api.example.com//evil.example", "plain path"),
         ("https://api.example.com/a/../b", "plain path"),
         ("https://api.example.com/a%2Fb", "plain path"),
