@@ -10,6 +10,8 @@ RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
 # Final stage: the virtualenv and the code, no build tools, an unprivileged user.
 # APP_ENV=production leaves the browser demo at /demo off: to serve it, run the
 # image with -e DEMO_ENABLED=true.
+# Production needs PUBLIC_URL (https://api.example.com) or TRUSTED_HOSTS: -e
+# PUBLIC_URL=... The HEALTHCHECK calls /healthz at 127.0.0.1, which answers any Host.
 FROM python:3.12-slim
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -56,6 +56,16 @@ max_requests_jitter = max_requests // 10
 # (gunicorn issue #1910), so the stop waits for graceful_timeout.
 preload_app = env_bool("GUNICORN_PRELOAD", False)
 
+# gunicorn believes no forwarded header: the app reads them (its ProxyFix), from
+# the last TRUSTED_PROXIES hops only, and only values that are what their header
+# means (core/urls.py). gunicorn's own defaults would let any process on the host
+# (forwarded_allow_ips = 127.0.0.1,::1; every peer on a Unix socket) make a
+# request https with X-Forwarded-Proto, -Ssl or -Protocol whatever TRUSTED_PROXIES
+# says, and set SCRIPT_NAME and PATH_INFO from headers of those names.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+forwarder_headers = ""
+
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 errorlog = "-"

@@ -48,6 +48,7 @@ def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
     app = create_app(
         {
             "APP_ENV": "production",
+            "TRUSTED_HOSTS": ["localhost"],  # the test client's Host
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.db",
             "BLOCKLIST_BACKEND": "memory",

@@ -212,6 +212,7 @@ class Bench:
             }
         return self.env(
             APP_ENV="production",
+            TRUSTED_HOSTS="127.0.0.1",  # where the bench talks to it
             **keys,
             DATABASE_URL=f"sqlite:///{database}",
             BLOCKLIST_BACKEND=backend,

@@ -1,12 +1,13 @@
 """The service plumbing: settings, extension objects, the error envelope, logging,
-and the `Blueprint` every resource is made with (its bodies parsed by the app's
-JSON provider).
+the URLs the API hands out (`urls`: from PUBLIC_URL or a trusted Host), and the
+`Blueprint` every resource is made with (its bodies parsed by the app's JSON
+provider).
 
 Everything outside `core` imports what it needs from here. The wiring the factory
-alone uses stays in its modules: `hardening` (security headers, CORS, proxies,
-body size), `json_provider`'s provider, `commands` (CLI), `pages` (Swagger UI and
-/demo), `patches` (every library patch, version-guarded) and `workers` (gunicorn's
-worker classes, named by gunicorn.conf.py).
+alone uses stays in its modules: `hardening` (security headers, CORS, proxies and
+hosts, body size), `json_provider`'s provider, `commands` (CLI), `pages` (Swagger
+UI and /demo), `patches` (every library patch, version-guarded) and `workers`
+(gunicorn's worker classes, named by gunicorn.conf.py).
 """
 
 from core.errors import (
@@ -29,6 +30,7 @@ from core.settings import (
     env_bool,
     env_int,
 )
+from core.urls import external_url, host_headers
 
 __all__ = [
     "APIError",
@@ -50,6 +52,8 @@ __all__ = [
     "env_int",
     "error_response",
     "error_response_doc",
+    "external_url",
+    "host_headers",
     "jwt",
     "limiter",
     "migrate",

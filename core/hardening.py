@@ -1,10 +1,15 @@
-"""HTTP hardening: trusted proxies, security headers, CORS, the body-size limit."""
+"""HTTP hardening: trusted proxies and hosts, security headers, CORS, the body-size
+limit."""
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core.errors import error_response
 from core.extensions import cors
+from core.monitoring import METRICS_PATH
+from core.observability import QUIET_PATHS
+from core.urls import ForwardedValues, HostCheckedRequest
 
 # Lets the bundled Swagger UI work (its own scripts and styles, inline styles,
 # data: images) and nothing else; JSON responses are never rendered anyway.
@@ -22,20 +27,15 @@ SECURITY_HEADERS = {
 }
 
 
+class ProbeAnyHostRequest(HostCheckedRequest):
+    """The probes and the metrics answer any Host; every other path a trusted one."""
+
+    any_host_paths = QUIET_PATHS | {METRICS_PATH}
+
+
 def init_hardening(app: Flask) -> None:
     """Wire the defences into the app."""
-    proxies = app.config["TRUSTED_PROXIES"]
-    if proxies:
-        # Only the last `proxies` hops of X-Forwarded-* are believed; the proxy's
-        # X-Forwarded-Prefix becomes the mount path (request.script_root), as a
-        # SCRIPT_NAME does without a proxy.
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app,
-            x_for=proxies,
-            x_proto=proxies,
-            x_host=proxies,
-            x_prefix=proxies,
-        )
+    _trust_proxies_and_hosts(app)
     app.before_request(_refuse_oversized_body)
     app.after_request(_add_security_headers)
     app.after_request(_no_content_for_automatic_options)
@@ -53,6 +53,37 @@ def init_hardening(app: Flask) -> None:
             expose_headers=["X-Pagination", "X-Request-ID", "Retry-After"],
             max_age=600,
         )
+
+
+def _trust_proxies_and_hosts(app: Flask) -> None:
+    """Believe the trusted proxies' forwarded values, answer only the trusted hosts,
+    and route every path as it is written."""
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        # Only the last `proxies` hops of X-Forwarded-* are believed, and only
+        # values that are what their header means (an address, a scheme, a path;
+        # a host is checked against TRUSTED_HOSTS); the proxy's X-Forwarded-Prefix
+        # becomes the mount path (request.script_root), as a SCRIPT_NAME does
+        # without a proxy.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            ForwardedValues(app.wsgi_app),
+            x_for=proxies,
+            x_proto=proxies,
+            x_host=proxies,
+            x_prefix=proxies,
+        )
+    app.request_class = ProbeAnyHostRequest
+    app.register_error_handler(SecurityError, _untrusted_host)
+    # werkzeug would answer "/store//1" with a redirect to "/store/1", built from
+    # the Host, in HTML: such a path is simply not one of the API's (404).
+    app.url_map.merge_slashes = False
+
+
+def _untrusted_host(_error: SecurityError) -> Response:
+    """400 in the envelope; the Host is not echoed (it is the attacker's text)."""
+    return error_response(
+        400, "The request's Host is not one this API answers.", "untrusted_host"
+    )
 
 
 def _refuse_oversized_body() -> None:

@@ -14,10 +14,15 @@ from typing import Any, NamedTuple
 
 from limits import parse_many
 
+from core.urls import host_of, is_host_name, public_url_problem
+
 # Used only in development, loudly, when JWT_SECRET_KEY is not set.
 # Production refuses to start with it.
 DEVELOPMENT_JWT_SECRET_KEY = "development-only-jwt-secret-key-do-not-deploy"
 MIN_SECRET_KEY_BYTES = 32
+# The Host a development server answers when neither PUBLIC_URL nor TRUSTED_HOSTS
+# is set (werkzeug compares names without the port).
+DEVELOPMENT_TRUSTED_HOSTS = ("localhost", "127.0.0.1")
 MAX_USER_CHECK_CACHE_SECONDS = 2
 ENVIRONMENTS = ("development", "production")
 BLOCKLIST_BACKENDS = ("memory", "database", "redis")
@@ -258,6 +263,11 @@ def _http(production: bool) -> dict[str, Any]:
         # How many reverse proxies in front of the app set X-Forwarded-For (and
         # -Proto, -Host, -Prefix: the path the API is mounted under).
         "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        # The API's external base URL: every absolute URL it hands out starts with
+        # it (else with the request's Host, which must be one of TRUSTED_HOSTS,
+        # Flask's own setting: any other answers 400). Derived below.
+        "PUBLIC_URL": env_text("PUBLIC_URL") or None,
+        "TRUSTED_HOSTS": env_list("TRUSTED_HOSTS") or None,
         "CORS_ORIGINS": [
             origin.strip()
             for origin in os.environ.get("CORS_ORIGINS", "").split(",")
@@ -360,6 +370,7 @@ def derive(values: dict[str, Any]) -> list[str]:
             "JWT_SECRET_KEY is not set: using the development key. "
             "Never deploy like this."
         )
+    _derive_trusted_hosts(values, production)
     cookies = values["AUTH_COOKIES_ENABLED"]
     values["JWT_TOKEN_LOCATION"] = ["headers", "cookies"] if cookies else ["headers"]
     values["JWT_COOKIE_CSRF_PROTECT"] = cookies
@@ -420,6 +431,17 @@ def scaled_limit(limit: str, times: int) -> str:
     )
 
 
+def _derive_trusted_hosts(values: dict[str, Any], production: bool) -> None:
+    """TRUSTED_HOSTS unset: PUBLIC_URL's host; without it, loopback in development
+    (production then refuses to start: validate)."""
+    if values.get("TRUSTED_HOSTS"):
+        values["TRUSTED_HOSTS"] = [host.lower() for host in values["TRUSTED_HOSTS"]]
+    elif values.get("PUBLIC_URL"):
+        values["TRUSTED_HOSTS"] = [host_of(values["PUBLIC_URL"])]
+    elif not production:
+        values["TRUSTED_HOSTS"] = list(DEVELOPMENT_TRUSTED_HOSTS)
+
+
 def validate(values: Mapping[str, Any]) -> None:
     """Refuse unsafe or contradictory settings (raises; never changes one)."""
     _validate_signing(values)
@@ -431,6 +453,7 @@ def validate(values: Mapping[str, Any]) -> None:
                 f"{name} must be limits such as '5 per minute;20 per hour', "
                 f"got {values[name]!r}."
             ) from None
+    _validate_hosts(values)
     if values["JWT_COOKIE_SAMESITE"] not in SAMESITE_VALUES:
         raise ConfigError("AUTH_COOKIE_SAMESITE must be Strict, Lax or None.")
     if values["JWT_COOKIE_SAMESITE"] == "None" and not values["JWT_COOKIE_SECURE"]:
@@ -451,6 +474,27 @@ def validate(values: Mapping[str, Any]) -> None:
         raise ConfigError("SESSION_MAX_AGE must be at least one second.")
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError("LOG_FORMAT must be json or text.")
+
+
+def _validate_hosts(values: Mapping[str, Any]) -> None:
+    """PUBLIC_URL and TRUSTED_HOSTS: where the API's URLs come from."""
+    public_url = values.get("PUBLIC_URL")
+    production = values["APP_ENV"] == "production"
+    problem = public_url and public_url_problem(public_url, production)
+    if problem:
+        raise ConfigError(f"PUBLIC_URL {problem}, got {public_url!r}.")
+    if not values.get("TRUSTED_HOSTS"):
+        raise ConfigError(
+            "Set PUBLIC_URL (the API's external URL, e.g. https://api.example.com) "
+            "or TRUSTED_HOSTS in production: the API's URLs must not come from "
+            "whatever Host a client sends."
+        )
+    for host in values["TRUSTED_HOSTS"]:
+        if not is_host_name(host):
+            raise ConfigError(
+                "TRUSTED_HOSTS holds host names or IPv4 addresses, without a port "
+                f"(a leading '.' admits the subdomains), got {host!r}."
+            )
 
 
 def _validate_signing(values: Mapping[str, Any]) -> None:

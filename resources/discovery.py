@@ -1,11 +1,11 @@
 """What other services and OAuth 2.0 clients discover: the public signing keys
 (RFC 7517 JWK Set) and the server's metadata (RFC 8414)."""
 
-from flask import current_app, url_for
+from flask import current_app
 from flask.views import MethodView
 
 from auth import public, signing_keys
-from core import Blueprint
+from core import Blueprint, external_url, host_headers
 from schemas import JwkSetSchema, ServerMetadataSchema
 
 blp = Blueprint(
@@ -36,13 +36,11 @@ class ServerMetadata(MethodView):
         return (
             {
                 "issuer": current_app.config["JWT_ENCODE_ISSUER"],
-                # Absolute, as RFC 8414 §2 requires: from this request's own URL (the
-                # trusted proxies' X-Forwarded-* and any path prefix included).
-                "token_endpoint": url_for("tokens.TokenEndpoint", _external=True),
-                "revocation_endpoint": url_for(
-                    "tokens.TokenRevocation", _external=True
-                ),
-                "jwks_uri": url_for("discovery.JwkSet", _external=True),
+                # Absolute, as RFC 8414 §2 requires: under PUBLIC_URL, else at this
+                # request's trusted Host (and the trusted proxies' X-Forwarded-*).
+                "token_endpoint": external_url("tokens.TokenEndpoint"),
+                "revocation_endpoint": external_url("tokens.TokenRevocation"),
+                "jwks_uri": external_url("discovery.JwkSet"),
                 "grant_types_supported": ["password", "refresh_token"],
                 # No authorization endpoint (RFC 8414 §2: the list is then empty).
                 "response_types_supported": [],
@@ -51,5 +49,10 @@ class ServerMetadata(MethodView):
                 "revocation_endpoint_auth_methods_supported": ["none"],
             },
             200,
-            CACHEABLE,
+            # A cache in front must not hand one Host's URLs to another.
+            {**CACHEABLE, **_vary(host_headers())},
         )
+
+
+def _vary(headers: list[str]) -> dict[str, str]:
+    return {"Vary": ", ".join(headers)} if headers else {}

@@ -7,7 +7,8 @@ demo from `clients/js` (static files, no build step).
 
 Under a path prefix (a trusted proxy's X-Forwarded-Prefix, or SCRIPT_NAME) every
 URL of these pages is under it: the pages build theirs with url_for or relative to
-themselves, and the OpenAPI document names the prefix as its server.
+themselves, and the OpenAPI document names the prefix as its server (PUBLIC_URL,
+when it is set: then the document is the same for every request).
 """
 
 import copy
@@ -26,6 +27,7 @@ from flask import (
 )
 
 from core.extensions import api
+from core.urls import forwarded, public_base
 
 PAGES = Path(__file__).resolve().parent
 TEMPLATES = PAGES / "templates"
@@ -39,8 +41,10 @@ DEMO_FILES = {
     "auth-client.js": "auth-client.js",
 }
 
-# flask-smorest's endpoint for the OpenAPI document (OPENAPI_JSON_PATH).
+# flask-smorest's endpoints for the OpenAPI document (OPENAPI_JSON_PATH) and
+# Swagger UI's page.
 OPENAPI_JSON_ENDPOINT = "api-docs.openapi_json"
+SWAGGER_UI_ENDPOINT = "api-docs.openapi_swagger_ui"
 # The URLs of an OAuth 2.0 flow (OpenAPI 3.0 Security Scheme Object).
 FLOW_URLS = ("authorizationUrl", "tokenUrl", "refreshUrl")
 
@@ -48,18 +52,25 @@ demo_blp = Blueprint("demo", __name__)
 
 
 def openapi_document() -> Response:
-    """The OpenAPI document, as flask-smorest serves it, under this request's mount
-    path (the document of an app without a prefix is flask-smorest's own)."""
+    """The OpenAPI document, as flask-smorest serves it, at PUBLIC_URL or under this
+    request's mount path (the document of an app with neither is flask-smorest's
+    own)."""
     document = api.spec.to_dict()
-    if request.script_root:
-        document = mounted(document, request.script_root)
-    return current_app.response_class(
+    public_url = current_app.config["PUBLIC_URL"]
+    base = public_base(public_url) if public_url else request.script_root
+    if base:
+        document = mounted(document, base)
+    response = current_app.response_class(
         json.dumps(document, indent=2, sort_keys=False), mimetype="application/json"
     )
+    if not public_url:
+        response.vary.update(forwarded())
+    return response
 
 
 def mounted(document: dict, prefix: str) -> dict:
-    """A copy of the document for an API mounted at `prefix` (e.g. "/api").
+    """A copy of the document for an API at `prefix`: a mount path ("/api") or
+    PUBLIC_URL ("https://api.example.com/api").
 
     `servers` is the prefix: Swagger UI's Try it out and generated clients put the
     paths after it. The OAuth 2.0 flows' absolute-path URLs get it too: Swagger UI
@@ -74,6 +85,14 @@ def mounted(document: dict, prefix: str) -> dict:
                 if flow.get(key, "").startswith("/"):
                     flow[key] = prefix + flow[key]
     return document
+
+
+def _vary_swagger_ui(response: Response) -> Response:
+    """Swagger UI's page names its assets under the mount path: a cache must keep
+    the pages of two prefixes apart."""
+    if request.endpoint == SWAGGER_UI_ENDPOINT:
+        response.vary.update(forwarded())
+    return response
 
 
 @demo_blp.get("/demo", defaults={"name": ""})
@@ -98,6 +117,7 @@ def register_pages(app: Flask) -> None:
         )
     # Flask's public hook to give an endpoint its view: the same URL, this view.
     app.endpoint(OPENAPI_JSON_ENDPOINT)(openapi_document)
+    app.after_request(_vary_swagger_ui)
     app.register_blueprint(
         Blueprint(
             "swagger_ui_assets",

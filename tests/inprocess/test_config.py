@@ -37,6 +37,8 @@ def clean_environment(monkeypatch, tmp_path):
         "AUTH_COOKIE_SECURE",
         "AUTH_COOKIE_SAMESITE",
         "DEMO_ENABLED",
+        "PUBLIC_URL",
+        "TRUSTED_HOSTS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -55,6 +57,7 @@ def _app(**overrides):
 )
 def test_production_refuses_weak_secrets(monkeypatch, secret, reason):
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")  # the test client's Host
     if secret:
         monkeypatch.setenv("JWT_SECRET_KEY", secret)
     with pytest.raises(ConfigError, match=reason):
@@ -63,6 +66,7 @@ def test_production_refuses_weak_secrets(monkeypatch, secret, reason):
 
 def test_production_starts_with_a_strong_secret(monkeypatch):
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")  # the test client's Host
     monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
     app = _app()
     assert app.config["APP_ENV"] == "production"
@@ -186,6 +190,7 @@ def test_database_urls_are_normalized_to_psycopg3(url, expected):
 )
 def test_production_defaults_to_a_shared_blocklist(monkeypatch, env, expected):
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")  # the test client's Host
     monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -196,6 +201,7 @@ def test_production_defaults_to_a_shared_blocklist(monkeypatch, env, expected):
 
 def test_memory_blocklist_in_production_warns(monkeypatch, caplog):
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")  # the test client's Host
     monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
     monkeypatch.setenv("BLOCKLIST_BACKEND", "memory")
     _app()
@@ -219,6 +225,7 @@ def test_redis_backend_needs_a_url(monkeypatch):
 
 def test_production_cookies_are_secure_by_default(monkeypatch):
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")  # the test client's Host
     monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
     assert _app().config["JWT_COOKIE_SECURE"] is True
     monkeypatch.setenv("AUTH_COOKIE_SECURE", "false")
@@ -238,6 +245,7 @@ def test_the_demo_is_off_in_production_unless_asked_for(
     monkeypatch, app_env, demo_enabled, status
 ):
     monkeypatch.setenv("APP_ENV", app_env)
+    monkeypatch.setenv("TRUSTED_HOSTS", "localhost")  # the test client's Host
     monkeypatch.setenv("JWT_SECRET_KEY", STRONG_SECRET)
     if demo_enabled is not None:
         monkeypatch.setenv("DEMO_ENABLED", demo_enabled)

@@ -393,6 +393,7 @@ def test_metrics_are_not_in_the_openapi_document(client):
 @pytest.fixture
 def production_config(app_config):
     app_config["APP_ENV"] = "production"
+    app_config["TRUSTED_HOSTS"] = ["localhost"]  # the test client's Host
     return app_config
 
 

@@ -193,7 +193,11 @@ def test_with_secrets_only_the_jwks_is_empty(tmp_path):
 
 
 def test_the_server_metadata_names_the_endpoints(tmp_path):
-    app = make_app(tmp_path, JWT_ENCODE_ISSUER="https://api.example.com")
+    app = make_app(
+        tmp_path,
+        JWT_ENCODE_ISSUER="https://api.example.com",
+        PUBLIC_URL="https://api.example.com",
+    )
     response = app.test_client().get(
         "/.well-known/oauth-authorization-server", base_url="https://api.example.com"
     )
@@ -473,6 +477,7 @@ def test_production_with_an_asymmetric_key_needs_no_secret(tmp_path):
     app = make_app(
         tmp_path,
         APP_ENV="production",
+        TRUSTED_HOSTS=["localhost"],  # the test client's Host
         JWT_SECRET_KEY=None,
         JWT_ALGORITHM="EdDSA",
         JWT_PRIVATE_KEY_FILE=key_file(tmp_path, "EdDSA"),
@@ -545,6 +550,7 @@ def test_production_warns_when_the_issuer_is_not_an_https_url():
         **TEST_SETTINGS,
         "APP_ENV": "production",
         "BLOCKLIST_BACKEND": "database",
+        "TRUSTED_HOSTS": ["localhost"],
     }
     warned = [w for w in load_settings(production).warnings if "JWT_ISSUER" in w]
     assert warned == [

@@ -271,6 +271,7 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
         "APP_ENV": "production",
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{database}",
+        "TRUSTED_HOSTS": "127.0.0.1",
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",

@@ -51,6 +51,7 @@ def base_env(database_url: str, **settings: str) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "TRUSTED_HOSTS": HOST,
         "DATABASE_URL": database_url,
         "BLOCKLIST_BACKEND": "database",
         "JWT_ISSUER": ISSUER,

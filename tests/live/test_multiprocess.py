@@ -47,6 +47,7 @@ def server_env(database_url: str, backend: str, redis=None) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "TRUSTED_HOSTS": HOST,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": database_url,
         "BLOCKLIST_BACKEND": backend,

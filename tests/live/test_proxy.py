@@ -60,6 +60,34 @@ def test_the_server_metadata_names_nginxs_address(proxied):
     assert reply.body["jwks_uri"] == f"{proxied}{PREFIX}/.well-known/jwks.json"
 
 
+def test_what_a_client_forwards_through_nginx_forges_nothing(proxied):
+    """nginx sets -Proto, -Host and -Prefix itself and appends to -For: a client's
+    own values never reach the app as the last hop."""
+    forged = {
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Prefix": "//evil.example",
+        "X-Forwarded-For": "<script>",
+    }
+    api = proxied + PREFIX
+    timeout = servers.REQUEST_TIMEOUT
+
+    metadata = requests.get(
+        f"{api}/.well-known/oauth-authorization-server", headers=forged, timeout=timeout
+    )
+    spec = requests.get(f"{api}/openapi.json", headers=forged, timeout=timeout)
+    evil = requests.get(
+        f"{api}/openapi.json", headers={"Host": "evil.example"}, timeout=timeout
+    )
+
+    assert metadata.status_code == 200, metadata.text
+    assert metadata.json()["token_endpoint"] == f"{api}/token"
+    assert spec.json()["servers"] == [{"url": PREFIX}]
+    # The Host nginx was sent is the one it forwards: not a trusted one.
+    assert evil.status_code == 400, evil.text
+    assert evil.json()["error"] == "untrusted_host"
+
+
 def test_cookie_mode_logs_in_and_refreshes_through_nginx(proxied):
     api = proxied + PREFIX
     username = f"user_{secrets.token_hex(4)}"

@@ -135,6 +135,7 @@ def server_env(database_url: str, redis_url: str, prefix: str, **overrides) -> d
         "JWT_REFRESH_TOKEN_EXPIRES": "2592000",
         "REFRESH_REUSE_GRACE_SECONDS": "10",
         "TRUSTED_PROXIES": "0",
+        "TRUSTED_HOSTS": HOST,
         "RATELIMIT_ENABLED": "true",
         "RATELIMIT_LOGIN": GENEROUS,
         "RATELIMIT_LOGIN_USERNAME": GENEROUS,

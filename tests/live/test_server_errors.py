@@ -29,6 +29,7 @@ def server_env(tmp_path: Path, threads: int) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "TRUSTED_HOSTS": HOST,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}",
         "BLOCKLIST_BACKEND": "database",
