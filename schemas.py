@@ -238,6 +238,12 @@ class UserLoginSchema(Schema):
     )
 
 
+class ReauthenticationSchema(Schema):
+    """A step-up inside the session: the password again (JSON or form-encoded)."""
+
+    password = password_field(metadata={"example": "correct horse battery"})
+
+
 class PasswordChangeSchema(Schema):
     """The current password, and the new one."""
 
@@ -370,6 +376,13 @@ class SessionSchema(Schema):
     )
     ip_address = fields.String(
         dump_only=True, allow_none=True, metadata={"description": "At the last use"}
+    )
+    authenticated_at = UTCDateTime(
+        dump_only=True,
+        metadata={
+            "description": "When its user last proved who they are: the login, or "
+            "the latest POST /reauthenticate"
+        },
     )
     current = fields.Boolean(
         dump_only=True, metadata={"description": "The session of the calling token"}

@@ -15,6 +15,7 @@ JWKS) and `claims_cache`.
 from auth.accounts import (
     authenticate,
     change_password,
+    check_password,
     delete_account,
     register_user,
 )
@@ -33,8 +34,10 @@ from auth.decorators import (
     token_required,
     token_subject,
     token_user,
+    token_username,
 )
 from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
+from auth.freshness import Freshness
 from auth.headers import init_token_headers
 from auth.keys import init_signing_keys, signing_keys
 from auth.limits import (
@@ -44,21 +47,35 @@ from auth.limits import (
     grant_is_not,
     login_budgets,
     rate_limited,
+    wrong_password,
 )
-from auth.oauth import form_body_doc, form_parameters, grant_tokens
+from auth.oauth import FORM, form_body_doc, form_parameters, grant_tokens
 from auth.passwords import passwords
+from auth.sessions import (
+    PASSWORD as PASSWORD_AMR,
+)
 from auth.sessions import (
     end_all_sessions,
     end_other_sessions,
     end_session,
     end_session_by_id,
     list_sessions,
+    reauthenticate,
+    require_session,
     revoke_token,
     rotate_refresh_token,
     start_session,
 )
 
 __all__ = [
+    "FORM",
+    "Freshness",
+    "PASSWORD_AMR",
+    "check_password",
+    "reauthenticate",
+    "require_session",
+    "token_username",
+    "wrong_password",
     "NO_STORE",
     "authenticate",
     "change_password",

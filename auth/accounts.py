@@ -5,7 +5,7 @@ from auth.claims_cache import user_check_cache
 from auth.passwords import passwords
 from auth.sessions import end_all_sessions
 from core import APIError, Forbidden, audit, db
-from core.metrics import LOGINS
+from core.metrics import LOGINS, REAUTHENTICATIONS
 from models import UserModel
 from models.base import write
 from schemas import USERNAME_RE
@@ -62,6 +62,19 @@ def authenticate(username: str, password: str) -> UserModel:
     )
     LOGINS.labels("failure").inc()
     raise InvalidCredentials("Invalid credentials.")
+
+
+def check_password(user: UserModel, password: str) -> None:
+    """A re-authentication: the password of a user the token already names, or a
+    401 (audited and counted; the caller's failure budgets count it too)."""
+    valid, _ = passwords.verify_and_update(password, user.password_hash)
+    outcome = "success" if valid else "failure"
+    REAUTHENTICATIONS.labels(outcome).inc()
+    if not valid:
+        audit(
+            "reauthentication_failure", "Re-authentication failed", user_id=str(user.id)
+        )
+        raise InvalidCredentials("Invalid credentials.")
 
 
 def change_password(user: UserModel, current_password: str, new_password: str) -> None:

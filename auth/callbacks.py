@@ -13,8 +13,10 @@ from flask_jwt_extended import JWTManager
 from flask_jwt_extended.exceptions import JWTDecodeError
 
 from auth.api_tokens import is_api_token, note_api_token_use
+from auth.challenges import www_authenticate
 from auth.claims import claims_problem
 from auth.claims_cache import user_check_cache
+from auth.freshness import not_fresh_response
 from auth.keys import (
     NO_KID,
     UNKNOWN_KID,
@@ -58,16 +60,6 @@ BAD_HEADER_REASON = "Bad Authorization header"
 BAD_HEADER = "The Authorization header must be 'Bearer <token>'."
 REVOKED = "The token has been revoked."
 USER_GONE = "The user of this token no longer exists."
-
-
-def www_authenticate(error: str | None = None, description: str | None = None) -> str:
-    """The RFC 6750 §3 challenge, with the error when a token was refused."""
-    value = 'Bearer realm="api"'
-    if error:
-        # Quoted-string values may not carry quotes or backslashes (RFC 6750 §3).
-        safe = (description or "").replace('"', "'").replace("\\", "/")
-        value += f', error="{error}", error_description="{safe}"'
-    return value
 
 
 def token_error(error: str, message: str) -> Response:
@@ -138,7 +130,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.needs_fresh_token_loader
     def token_not_fresh(_header: dict, _payload: dict) -> Response:
-        return token_error("fresh_token_required", "The token is not fresh.")
+        return not_fresh_response()
 
     @jwt.token_verification_failed_loader
     @jwt.user_lookup_error_loader

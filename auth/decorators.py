@@ -15,6 +15,9 @@ from flask_jwt_extended import get_jwt, get_jwt_header, jwt_required
 from flask_jwt_extended.exceptions import UserLookupError
 
 from auth.callbacks import USER_GONE, token_user_id
+from auth.freshness import FRESH_MAX_AGE_KEY, Freshness
+from auth.freshness import check as check_freshness
+from auth.freshness import require as require_freshness
 from core import BEARER_OR_OAUTH2, Blueprint, Forbidden, error_response_doc
 from models import UserModel
 from models.user import TokenSubject
@@ -57,16 +60,29 @@ def token_user() -> UserModel:
     return user
 
 
+def token_username() -> str:
+    """The username of this request's user, as the failure budgets compare it."""
+    return token_user().username.strip().lower()
+
+
 def token_required(
-    *, fresh: bool = False, refresh: bool = False, admin: bool = False
+    *, fresh: bool | Freshness = False, refresh: bool = False, admin: bool = False
 ) -> Callable:
     """Require a token (and optionally freshness or admin), and document it.
 
     Wraps Flask-JWT-Extended's `jwt_required` and records the bearer security
-    requirement and the 401/403/503 answers in the OpenAPI document.
+    requirement and the 401/403/503 answers in the OpenAPI document. `fresh` is
+    the route's freshness (`True`: `Freshness.DEFAULT`): a fresh access token
+    whose user authenticated within its max age (auth/freshness.py), stated in
+    the operation as `x-fresh-max-age`.
     """
-    if fresh:
-        needs = "a fresh access token (from /login)"
+    freshness = Freshness.DEFAULT if fresh is True else (fresh or None)
+    if freshness is not None:
+        needs = (
+            "a fresh access token (from /login or /reauthenticate) whose user "
+            f"authenticated at most {freshness.value} seconds ago (x-fresh-max-age); "
+            "else `fresh_token_required` with an RFC 9470 challenge"
+        )
     elif refresh:
         needs = "a refresh token"
     else:
@@ -82,16 +98,33 @@ def token_required(
     }
     if admin:
         responses["403"] = error_response_doc("Administrator rights are required.")
+    # Resolved to the configured seconds in the served document (core/pages).
+    extensions = (
+        {} if freshness is None else {FRESH_MAX_AGE_KEY: {"setting": freshness.value}}
+    )
 
     def decorator(func: Callable) -> Callable:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if freshness is not None:
+                check_freshness(get_jwt())
             if admin and not has_admin_rights():
                 raise Forbidden("Administrator rights are required.")
             return func(*args, **kwargs)
 
-        protected = jwt_required(fresh=fresh, refresh=refresh)(wrapper)
-        return Blueprint.doc(security=BEARER_OR_OAUTH2, responses=responses)(protected)
+        verified = jwt_required(fresh=freshness is not None, refresh=refresh)(wrapper)
+
+        @wraps(verified)
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            if freshness is not None:
+                # Read by the callback of a token that is not fresh at all.
+                require_freshness(freshness)
+            return verified(*args, **kwargs)
+
+        document = Blueprint.doc(
+            security=BEARER_OR_OAUTH2, responses=responses, **extensions
+        )
+        return document(protected)
 
     return decorator
 

@@ -38,7 +38,7 @@ from schemas import USERNAME_RE
 DEVICE_COOKIE = "login_device"
 DEVICE_TOKEN_TYPE = "device"
 # The routes that take a password; the cookie is sent to them only.
-LOGIN_PATHS = ("/login", "/token")
+LOGIN_PATHS = ("/login", "/token", "/reauthenticate")
 REQUIRED = ["iss", "aud", "sub", "jti", "type", "iat", "exp", "cred"]
 
 log = logging.getLogger("api.devices")

@@ -52,6 +52,17 @@ def failed_login(response: Response) -> bool:
     return response.status_code == 401
 
 
+def wrong_password(response: Response) -> bool:
+    """A refused password where the token already names the user (a step-up):
+    other 401s there are refused tokens, counted nowhere."""
+    body = response.get_json(silent=True) if response.is_json else None
+    return (
+        response.status_code == 401
+        and isinstance(body, dict)
+        and body.get("error") == "invalid_credentials"
+    )
+
+
 def failed_grant(response: Response) -> bool:
     """At /token a failed password grant is a 400 (RFC 6749 §5.2)."""
     return response.status_code == 400

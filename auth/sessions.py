@@ -32,7 +32,8 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
 from auth.api_tokens import forget_api_token, is_api_token
-from auth.callbacks import REVOKED, token_user_id, www_authenticate
+from auth.callbacks import REVOKED, token_user_id
+from auth.challenges import www_authenticate
 from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
 from core.metrics import REFRESHES
@@ -40,6 +41,11 @@ from models import SessionModel
 from models.user import TokenSubject
 
 SESSION_ENDED = "The session has ended: log in again."
+NO_SESSION = "An API token has no session to re-authenticate: log in for one."
+# RFC 8176 §2: what a password login proves.
+PASSWORD = ("pwd",)
+# Refreshes racing with a re-authentication that it follows down the chain.
+MAX_CHAIN_STEPS = 8
 
 
 class RefreshTokenReused(APIError):
@@ -66,22 +72,85 @@ class SessionEnded(APIError):
     headers = {"WWW-Authenticate": www_authenticate("invalid_token", REVOKED)}
 
 
+class NoSession(APIError):
+    """A step-up asked with a token that belongs to no session (an API token)."""
+
+    status_code = 401
+    error = "invalid_token"
+    headers = {"WWW-Authenticate": www_authenticate("invalid_token", NO_SESSION)}
+
+
+def require_session(claims: dict) -> None:
+    """Refuse a token of no session (an API token): nothing to step up in."""
+    if "fam" not in claims:
+        raise NoSession(NO_SESSION)
+
+
 class _Session(NamedTuple):
-    """What every token of one session carries unchanged: its family, when it
-    started (`fam_iat`) and when its user logged in (`auth_time`)."""
+    """What every token of one session carries: its family and when it started
+    (`fam_iat`), unchanged; when its user last proved who they are (`auth_time`)
+    and how (`amr`, RFC 8176), which a re-authentication moves on."""
 
     family: str
     started: float
     auth_time: int
+    amr: tuple[str, ...]
 
 
-def start_session(user: TokenSubject) -> dict:
+def start_session(user: TokenSubject, amr: Sequence[str] = PASSWORD) -> dict:
     """Log in: a new session, a fresh access token and a refresh token."""
     started = time.time()
-    session = _Session(uuid.uuid4().hex, started, int(started))
-    tokens, ends_at = _issue(user, session, fresh=True)
-    SessionModel.start(session.family, user.id, ends_at, *_client())
+    session = _Session(uuid.uuid4().hex, started, int(started), tuple(amr))
+    refresh_jti = str(uuid.uuid4())
+    tokens, ends_at = _issue(user, session, fresh=True, refresh_jti=refresh_jti)
+    SessionModel.start(session.family, user.id, ends_at, *_client(), refresh_jti)
     return tokens
+
+
+def reauthenticate(user: TokenSubject, claims: dict, amr: Sequence[str]) -> dict:
+    """Step up inside the session of an access token whose user has just proved
+    who they are: a fresh access token of the same session (same `fam`, same
+    start, so the same absolute end), `auth_time` now, and a new refresh token.
+
+    The session's newest refresh token is spent as at a refresh: re-sent within
+    REFRESH_REUSE_GRACE_SECONDS it gets a pair of the same chain, later it is a
+    replay. A refresh racing with this one is followed down the chain, so one
+    chain goes on, never two.
+    """
+    session = _Session(
+        claims["fam"], session_start(claims), int(time.time()), tuple(amr)
+    )
+    replacement = str(uuid.uuid4())
+    _spend_newest_refresh_token(session, replacement)
+    tokens, ends_at = _issue(user, session, fresh=True, refresh_jti=replacement)
+    SessionModel.reauthenticated(session.family, ends_at, *_client(), replacement)
+    if get_blocklist().is_token_revoked(claims):
+        raise SessionEnded(REVOKED)
+    return tokens
+
+
+def _spend_newest_refresh_token(session: _Session, replacement: str) -> None:
+    """Mark the session's newest refresh token rotated into `replacement`."""
+    blocklist = get_blocklist()
+    row = SessionModel.newest_refresh_token(session.family)
+    if row is None or row[0] is None:
+        raise SessionEnded(SESSION_ENDED)  # ended meanwhile, or older than rows
+    newest: str = row[0]
+    expires = row[1] if row[1].tzinfo else row[1].replace(tzinfo=UTC)
+    # That token expires with the row (its exp is the row's end); a grace copy a
+    # little later: the mark must outlive both.
+    grace = current_app.config["REFRESH_REUSE_GRACE_SECONDS"]
+    expires_at = expires.timestamp() + grace
+    rotation = Rotation(blocklist.now(), replacement)
+    for _ in range(MAX_CHAIN_STEPS):
+        if blocklist.mark_rotated(newest, rotation, expires_at):
+            return
+        # Rotated meanwhile by a refresh: its successor is the newest now.
+        previous = blocklist.get_rotation(newest)
+        if previous is None:
+            continue
+        newest = previous.replaced_by
+    raise SessionEnded(SESSION_ENDED)
 
 
 def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
@@ -92,6 +161,7 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
         claims["fam"],
         session_start(claims),
         int(claims.get("auth_time", claims["iat"])),
+        tuple(claims.get("amr", PASSWORD)),
     )
     if _session_end(session.started) <= time.time():
         # Inside the decode leeway a token past its cap still decodes: the session
@@ -165,6 +235,7 @@ def list_sessions(user_id: int, current: str | None) -> list[dict]:
             "expires_at": row.expires_at,
             "user_agent": row.user_agent,
             "ip_address": row.ip_address,
+            "authenticated_at": row.authenticated_at or row.created_at,
             "current": row.id == current,
         }
         for row in SessionModel.of_user(user_id)
@@ -225,6 +296,7 @@ def _issue(
         "fam": session.family,
         "fam_iat": session.started,
         "auth_time": session.auth_time,
+        "amr": list(session.amr),
         "iat": now,
     }
     identity = str(user.id)
@@ -260,7 +332,7 @@ def _refreshed(
     row.
     """
     tokens, ends_at = _issue(user, session, fresh=False, refresh_jti=refresh_jti)
-    SessionModel.touch(session.family, ends_at, *_client())
+    SessionModel.touch(session.family, ends_at, *_client(), refresh_jti)
     if get_blocklist().is_token_revoked(claims):
         raise SessionEnded(REVOKED)
     return tokens

@@ -57,6 +57,11 @@ TOKEN_REJECTED = Counter(
 LOGINS = Counter(
     "auth_logins", "Password logins (/login, /token), by outcome.", ["outcome"]
 )
+REAUTHENTICATIONS = Counter(
+    "auth_reauthentications",
+    "Re-authentications inside a session (POST /reauthenticate), by outcome.",
+    ["outcome"],
+)
 REFRESHES = Counter(
     "auth_refresh",
     "Refresh tokens traded: rotated, a retry within the grace window, or a "

@@ -175,6 +175,11 @@ def _tokens() -> dict[str, Any]:
         # long after its login (OWASP ASVS 3.3: re-authentication).
         "SESSION_MAX_AGE": env_seconds("SESSION_MAX_AGE", 30 * 24 * 3600),
         "REFRESH_REUSE_GRACE_SECONDS": env_int("REFRESH_REUSE_GRACE_SECONDS", 10),
+        # Step-up (RFC 9470): a fresh-only route accepts a fresh token only this
+        # long after the user last proved who they are (its auth_time); account
+        # security operations ask for a shorter time.
+        "FRESH_MAX_AGE": env_int("FRESH_MAX_AGE", 900),
+        "ACCOUNT_FRESH_MAX_AGE": env_int("ACCOUNT_FRESH_MAX_AGE", 300),
         # Tokens verified recently skip the signature check (expiry and revocation
         # are still checked on every request); 0 switches the cache off.
         "JWT_VERIFIED_CLAIMS_CACHE_SIZE": env_int(
@@ -472,6 +477,9 @@ def validate(values: Mapping[str, Any]) -> None:
         )
     if not values["SESSION_MAX_AGE"]:
         raise ConfigError("SESSION_MAX_AGE must be at least one second.")
+    for name in ("FRESH_MAX_AGE", "ACCOUNT_FRESH_MAX_AGE"):
+        if values[name] < 1:
+            raise ConfigError(f"{name} must be at least one second.")
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError("LOG_FORMAT must be json or text.")
 

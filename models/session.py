@@ -43,6 +43,11 @@ class SessionModel(Model):
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_LENGTH))
     # As the trusted proxies give it; an IPv6 address has at most 45 characters.
     ip_address: Mapped[str | None] = mapped_column(String(45))
+    # When its user last proved who they are in it: the login, or the latest
+    # re-authentication (none for rows older than the column: their login).
+    authenticated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The newest refresh token's jti, which a re-authentication spends.
+    refresh_jti: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<SessionModel {self.id} user {self.user_id}>"
@@ -55,6 +60,7 @@ class SessionModel(Model):
         expires_at: datetime,
         user_agent: str | None,
         ip_address: str | None,
+        refresh_jti: str,
     ) -> None:
         """Record a new session (a login); committed at once."""
         now = utcnow()
@@ -67,6 +73,8 @@ class SessionModel(Model):
                 expires_at=expires_at,
                 user_agent=_truncated(user_agent),
                 ip_address=ip_address,
+                authenticated_at=now,
+                refresh_jti=refresh_jti,
             )
         )
         db.session.commit()
@@ -78,8 +86,10 @@ class SessionModel(Model):
         expires_at: datetime,
         user_agent: str | None,
         ip_address: str | None,
+        refresh_jti: str,
     ) -> bool:
-        """A refresh: when it was last used, from where, and its new end. One
+        """A refresh: when it was last used, from where, its new end and its newest
+        refresh token. One
         UPDATE in a bookkeeping transaction of its own (its commit does not wait
         for the disk), on the refresh path: Core and a statement built once (the
         ORM's bulk update cost more than the write). False when there is no such
@@ -93,9 +103,46 @@ class SessionModel(Model):
                     "expires_at": expires_at,
                     "user_agent": _truncated(user_agent),
                     "ip_address": ip_address,
+                    "refresh_jti": refresh_jti,
                 },
             )
         return result.rowcount > 0
+
+    @classmethod
+    def newest_refresh_token(
+        cls, session_id: str
+    ) -> tuple[str | None, datetime] | None:
+        """The jti of the session's newest refresh token and when it expires (None:
+        no such row)."""
+        row = db.session.execute(
+            db.select(cls.refresh_jti, cls.expires_at).where(cls.id == session_id)
+        ).first()
+        return None if row is None else (row.refresh_jti, row.expires_at)
+
+    @classmethod
+    def reauthenticated(
+        cls,
+        session_id: str,
+        expires_at: datetime,
+        user_agent: str | None,
+        ip_address: str | None,
+        refresh_jti: str,
+    ) -> None:
+        """A re-authentication: a refresh that also moves `authenticated_at`."""
+        now = utcnow()
+        rows_changed(
+            db.update(cls)
+            .where(cls.id == session_id)
+            .values(
+                last_used_at=now,
+                authenticated_at=now,
+                expires_at=expires_at,
+                user_agent=_truncated(user_agent),
+                ip_address=ip_address,
+                refresh_jti=refresh_jti,
+            )
+        )
+        db.session.commit()
 
     @classmethod
     def of_user(cls, user_id: int) -> Sequence["SessionModel"]:
@@ -145,5 +192,6 @@ def _touch_statement() -> Update:
             expires_at=bindparam("expires_at"),
             user_agent=bindparam("user_agent"),
             ip_address=bindparam("ip_address"),
+            refresh_jti=bindparam("refresh_jti"),
         )
     )

@@ -4,6 +4,7 @@ from flask.views import MethodView
 
 from auth import (
     NO_STORE,
+    Freshness,
     create_api_token,
     created_one,
     delete_api_token,
@@ -35,7 +36,7 @@ class ApiTokenList(MethodView):
         return list_api_tokens(token_subject().id)
 
     @rate_limited("RATELIMIT_API_TOKENS", deduct_when=created_one)
-    @token_required(fresh=True)
+    @token_required(fresh=Freshness.ACCOUNT)
     @blp.arguments(ApiTokenCreateSchema)
     @blp.response(201, NewApiTokenSchema)
     @blp.alt_response(409, response="CONFLICT", description="Too many API tokens")

@@ -1,10 +1,15 @@
 """Tokens: log in, refresh, log out (one session, or every session), revoke."""
 
+from flask import request
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
+from marshmallow import Schema
 
 from auth import (
+    FORM,
+    PASSWORD_AMR,
     authenticate,
+    check_password,
     clear_token_cookies,
     end_all_sessions,
     end_session,
@@ -17,6 +22,8 @@ from auth import (
     login_budgets,
     public,
     rate_limited,
+    reauthenticate,
+    require_session,
     revoke_token,
     rotate_refresh_token,
     sent_in_cookies,
@@ -24,11 +31,15 @@ from auth import (
     token_answer,
     token_required,
     token_subject,
+    token_user,
+    token_username,
+    wrong_password,
 )
 from core import Blueprint, ErrorSchema, audit
 from resources import DATABASE_UNAVAILABLE
 from schemas import (
     MessageSchema,
+    ReauthenticationSchema,
     RevocationSchema,
     TokenRequestSchema,
     TokenSchema,
@@ -40,6 +51,7 @@ blp = Blueprint("tokens", __name__, description="Log in, refresh and log out")
 # of /token's time when it ran per request. `load` keeps no state.
 TOKEN_REQUEST = TokenRequestSchema()
 REVOCATION = RevocationSchema()
+REAUTHENTICATION = ReauthenticationSchema()
 
 
 @blp.route("/login")
@@ -57,6 +69,35 @@ class UserLogin(MethodView):
         return token_answer(
             tokens, as_cookies=credentials["token_delivery"] == "cookie"
         )
+
+
+@blp.route("/reauthenticate")
+class Reauthentication(MethodView):
+    @token_required()
+    @login_budgets(failed=wrong_password, username=token_username)
+    @blp.doc(requestBody=form_body_doc(ReauthenticationSchema))
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(400, schema=ErrorSchema, description="The body is not JSON")
+    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
+    def post(self):
+        """Step up in this session: the password again, for a fresh access token."""
+        claims = get_jwt()
+        require_session(claims)
+        parameters = json_or_form(REAUTHENTICATION)
+        check_password(token_user(), parameters["password"])
+        tokens = reauthenticate(token_subject(), claims, PASSWORD_AMR)
+        audit(
+            "reauthenticated", "Re-authenticated in the session", family=claims["fam"]
+        )
+        return token_answer(tokens, as_cookies=sent_in_cookies())
+
+
+def json_or_form(schema: Schema) -> dict:
+    """A body that is a JSON object (as every JSON body is read: 400 when it is
+    not JSON, 422 when a field is wrong) or form-encoded (422 the same way)."""
+    location = "form" if request.mimetype == FORM else "json"
+    return Blueprint.ARGUMENTS_PARSER.parse(schema, request, location=location)
 
 
 @blp.route("/refresh")

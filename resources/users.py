@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 
 from auth import (
+    Freshness,
     change_password,
     clear_token_cookies,
     delete_account,
@@ -70,7 +71,7 @@ class Me(MethodView):
 
 @blp.route("/user/password")
 class UserPassword(MethodView):
-    @token_required(fresh=True)
+    @token_required(fresh=Freshness.ACCOUNT)
     @blp.arguments(PasswordChangeSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="Wrong current password")
@@ -96,7 +97,7 @@ class User(MethodView):
         require_self_or_admin(user_id)
         return get_or_404(UserModel, user_id)
 
-    @token_required(fresh=True)
+    @token_required(fresh=Freshness.ACCOUNT)
     @blp.response(200, MessageSchema)
     @blp.alt_response(403, response="FORBIDDEN")
     @blp.alt_response(404, response="NOT_FOUND")

@@ -12,7 +12,9 @@ when it is set: then the document is the same for every request).
 """
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import flask_swagger_ui
 from flask import (
@@ -55,7 +57,7 @@ def openapi_document() -> Response:
     """The OpenAPI document, as flask-smorest serves it, at PUBLIC_URL or under this
     request's mount path (the document of an app with neither is flask-smorest's
     own)."""
-    document = api.spec.to_dict()
+    document = with_settings(api.spec.to_dict(), current_app.config)
     public_url = current_app.config["PUBLIC_URL"]
     base = public_base(public_url) if public_url else request.script_root
     if base:
@@ -66,6 +68,24 @@ def openapi_document() -> Response:
     if not public_url:
         response.vary.update(forwarded())
     return response
+
+
+def with_settings(document: dict, config: Mapping[str, Any]) -> dict:
+    """A copy of the document where an operation's extension written as
+    `{"setting": NAME}` (e.g. `x-fresh-max-age`) holds that setting's value."""
+    document = copy.deepcopy(document)  # the spec's own dicts stay as they are
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for key, value in operation.items():
+                if (
+                    key.startswith("x-")
+                    and isinstance(value, dict)
+                    and "setting" in value
+                ):
+                    operation[key] = config[value["setting"]]
+    return document
 
 
 def mounted(document: dict, prefix: str) -> dict:

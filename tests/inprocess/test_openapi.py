@@ -18,6 +18,7 @@ PUBLIC_OPERATIONS = {
 }
 OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/refresh"),
+    ("post", "/reauthenticate"),
     ("post", "/logout"),
     ("post", "/logout/all"),
     ("get", "/me"),

@@ -21,6 +21,7 @@ FIELDS = {
     "created_at",
     "last_used_at",
     "expires_at",
+    "authenticated_at",
     "user_agent",
     "ip_address",
     "current",

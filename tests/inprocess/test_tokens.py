@@ -315,7 +315,13 @@ def test_non_fresh_token_is_refused_where_a_fresh_one_is_required(auth, client, 
 
     response = client.post("/item", json=ITEM, headers=bearer(stale))
 
-    assert_token_refused(response, "fresh_token_required", NOT_FRESH)
+    # The seed's error code, and RFC 9470's challenge: step up, do not refresh.
+    body = assert_error(response, 401, "fresh_token_required", NOT_FRESH)
+    assert set(body) == ENVELOPE_KEYS, body
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="api", error="insufficient_user_authentication", '
+        f'error_description="{NOT_FRESH}", max_age="900"'
+    )
 
 
 def test_fresh_token_passes_authentication_where_one_is_required(client, user):
