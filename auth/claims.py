@@ -25,6 +25,8 @@ MAX_USER_ID = 2**31 - 1
 # The revocation store's keys and the sessions' ids are 64 characters at most
 # (models/blocklist_entry.py, models/session.py).
 MAX_KEY_LENGTH = 64
+# RFC 8176 method names a token may list (this server issues one to three).
+MAX_METHODS = 8
 # 9999-12-31T23:59:59Z: the last instant a datetime (and so every store) can hold.
 MAX_NUMERIC_DATE = 253_402_300_799
 
@@ -55,6 +57,15 @@ def _key(value: Any) -> bool:
     return type(value) is str and 0 < len(value) <= MAX_KEY_LENGTH
 
 
+def _methods(value: Any) -> bool:
+    """RFC 8176 `amr`: a short list of short method names ("pwd", "otp", ...)."""
+    return (
+        type(value) is list
+        and 0 < len(value) <= MAX_METHODS
+        and all(type(item) is str and 0 < len(item) <= 16 for item in value)
+    )
+
+
 def _boolean(value: Any) -> bool:
     return value is True or value is False
 
@@ -71,6 +82,7 @@ CLAIM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fam": (_key, f"a string of 1 to {MAX_KEY_LENGTH} characters"),
     "auth_time": (_numeric_date, "a NumericDate"),
     "fam_iat": (_numeric_date, "a NumericDate"),
+    "amr": (_methods, f"a list of 1 to {MAX_METHODS} method names (RFC 8176)"),
     "is_admin": (_boolean, "true or false"),
     "token_use": (lambda value: value == "api", "'api'"),
     # Compared with hmac.compare_digest, which refuses non-ASCII strings.
