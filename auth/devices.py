@@ -38,7 +38,8 @@ from schemas import USERNAME_RE
 DEVICE_COOKIE = "login_device"
 DEVICE_TOKEN_TYPE = "device"
 # The routes that take a password; the cookie is sent to them only.
-LOGIN_PATHS = ("/login", "/token", "/reauthenticate")
+# Where a password is checked: a known device keeps its own budget at each.
+LOGIN_PATHS = ("/login", "/token", "/reauthenticate", "/user/password")
 REQUIRED = ["iss", "aud", "sub", "jti", "type", "iat", "exp", "cred"]
 
 log = logging.getLogger("api.devices")

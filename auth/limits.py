@@ -53,11 +53,12 @@ def failed_login(response: Response) -> bool:
 
 
 def wrong_password(response: Response) -> bool:
-    """A refused password where the token already names the user (a step-up):
-    other 401s there are refused tokens, counted nowhere."""
+    """A refused password where the token already names the user (a step-up's
+    401, a password change's 403): other refusals there are refused tokens,
+    counted nowhere."""
     body = response.get_json(silent=True) if response.is_json else None
     return (
-        response.status_code == 401
+        response.status_code in (401, 403)
         and isinstance(body, dict)
         and body.get("error") == "invalid_credentials"
     )

@@ -9,6 +9,7 @@ from auth import (
     clear_token_cookies,
     delete_account,
     end_all_sessions,
+    login_budgets,
     public,
     rate_limited,
     register_user,
@@ -19,6 +20,8 @@ from auth import (
     token_answer,
     token_required,
     token_user,
+    token_username,
+    wrong_password,
 )
 from core import Blueprint, ErrorSchema, audit
 from models import UserModel
@@ -72,6 +75,8 @@ class Me(MethodView):
 @blp.route("/user/password")
 class UserPassword(MethodView):
     @token_required(fresh=Freshness.ACCOUNT)
+    # Guessing the current password with a stolen fresh token spends the budgets.
+    @login_budgets(failed=wrong_password, username=token_username)
     @blp.arguments(PasswordChangeSchema)
     @blp.response(200, TokenSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="Wrong current password")

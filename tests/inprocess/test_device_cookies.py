@@ -103,6 +103,7 @@ def test_a_successful_login_sets_a_device_cookie_for_the_login_routes(
         "/login",
         "/token",
         "/reauthenticate",
+        "/user/password",
     ]
     assert len({cookie_value(line) for line in lines}) == 1
     for line in lines:
@@ -141,7 +142,7 @@ def test_the_password_grant_sets_it_too(auth, client):
     response = client.post("/token", data={"grant_type": "password", **CREDENTIALS})
 
     assert response.status_code == 200, response.get_json()
-    assert len(device_lines(response)) == 3
+    assert len(device_lines(response)) == 4
 
 
 @config(
@@ -170,7 +171,12 @@ def test_under_a_mount_path_it_goes_to_the_login_routes_there(auth, client):
 
     assert response.status_code == 200, response.get_json()
     paths = [attributes(line)["path"] for line in device_lines(response)]
-    assert paths == ["/api/login", "/api/token", "/api/reauthenticate"]
+    assert paths == [
+        "/api/login",
+        "/api/token",
+        "/api/reauthenticate",
+        "/api/user/password",
+    ]
     assert set(set_cookies(response)) == {DEVICE_COOKIE}
 
 

@@ -361,3 +361,28 @@ def test_a_refresh_racing_a_step_up_leaves_one_chain(app, auth):
         assert next_pair.status_code == 200, (label, next_pair.get_json())
         login = {**login, **next_pair.get_json()}
         assert len(sessions(client, login["access_token"])) == 1, label
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [{"RATELIMIT_ENABLED": True, "RATELIMIT_LOGIN_USERNAME": "3 per minute"}],
+    indirect=True,
+    ids=["budget"],
+)
+def test_guessing_the_current_password_spends_the_same_budget(auth, client):
+    """A thief with a stolen fresh token cannot guess the current password at
+    PUT /user/password without limit either."""
+    _, login = auth.user("alice")
+
+    def change(current: str):
+        return client.put(
+            "/user/password",
+            json={"current_password": current, "new_password": "a brand new one"},
+            headers=bearer(login["access_token"]),
+        )
+
+    answers = [change("wrong guess").status_code for _ in range(4)]
+
+    assert answers == [403, 403, 403, 429]
+    assert_error(change(PASSWORD), 429, "rate_limited")
+    assert_error(step_up(client, login["access_token"], "wrong"), 429, "rate_limited")
