@@ -17,11 +17,11 @@ serves was checked when it was first decoded.
 from collections.abc import Callable
 from typing import Any
 
+from core.fields import MAX_ID
+
 # Claims every token of ours carries; a token without one is not ours.
 REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
 TOKEN_TYPES = ("access", "refresh")
-# users.id is a PostgreSQL `integer`.
-MAX_USER_ID = 2**31 - 1
 # The revocation store's keys and the sessions' ids are 64 characters at most
 # (models/blocklist_entry.py, models/session.py).
 MAX_KEY_LENGTH = 64
@@ -43,11 +43,11 @@ def _user_id(value: Any) -> bool:
     leading zero (so one user has one spelling), within the users.id column."""
     return (
         isinstance(value, str)
-        and 0 < len(value) <= len(str(MAX_USER_ID))
+        and 0 < len(value) <= len(str(MAX_ID))
         and value.isascii()
         and value.isdigit()
         and value[0] != "0"
-        and int(value) <= MAX_USER_ID
+        and int(value) <= MAX_ID
     )
 
 
