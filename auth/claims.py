@@ -25,7 +25,8 @@ TOKEN_TYPES = ("access", "refresh")
 # The revocation store's keys and the sessions' ids are 64 characters at most
 # (models/blocklist_entry.py, models/session.py).
 MAX_KEY_LENGTH = 64
-# 9999-12-31T23:59:59Z: the last instant a datetime (and so every store) can hold.
+# 9999-12-31T23:59:59Z: the last instant a datetime can hold, and so every database
+# and revocation store.
 MAX_NUMERIC_DATE = 253_402_300_799
 
 

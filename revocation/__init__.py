@@ -2,6 +2,6 @@
 (`database`, `redis`).
 
 The rest of the app reaches them through `blocklist.py`, their face at the top
-level (it re-exports the interface and holds the in-memory store and the factory);
-nothing here imports `blocklist`.
+level: it re-exports the interface and holds the in-memory revocation store and
+the factory. Nothing here imports `blocklist`.
 """
