@@ -11,12 +11,13 @@ from auth import (
     init_signing_keys,
     init_token_headers,
     passwords,
+    register_auth_commands,
     register_jwt_callbacks,
 )
-from blocklist import init_blocklist
+from blocklist import init_blocklist, register_blocklist_commands
 from core import pages
-from core.commands import register_commands
-from core.errors import EnvelopeApi, register_error_handlers
+from core.api import EnvelopeApi
+from core.errors import register_error_handlers
 from core.extensions import api, db, jwt, limiter, migrate
 from core.hardening import init_hardening
 from core.json_provider import ORJSONProvider
@@ -58,7 +59,7 @@ def create_app(config: dict | None = None) -> Flask:
     apply_patches(app)
     _register_blueprints(app, api)
     pages.register_pages(app)
-    register_commands(app)
+    _register_commands(app)
     return app
 
 
@@ -97,6 +98,12 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
         discovery_blp,
     ):
         api.register_blueprint(blp)
+
+
+def _register_commands(app: Flask) -> None:
+    """`flask --app app ...`: each command lives with what it commands."""
+    register_auth_commands(app)
+    register_blocklist_commands(app)
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:

@@ -9,7 +9,9 @@ for scripts), `accounts` and `passwords` (credentials), `delivery` (body or
 cookies), `limits` (rate limits of the auth routes, the failed-login budgets),
 `devices` (device cookies: a known device's own budget), `oauth` (the token
 endpoint's grants, form-encoded requests), `keys` (the signing keys and their
-JWKS) and `claims_cache`.
+JWKS), `claims_cache`, `schemas` (the token layer's request and response
+schemas, re-exported by schemas.py) and `commands` (`flask users ...`, `flask keys
+...`).
 """
 
 from auth.accounts import (
@@ -28,6 +30,7 @@ from auth.api_tokens import (
 )
 from auth.callbacks import register_jwt_callbacks
 from auth.claims_cache import init_claims_cache
+from auth.commands import register_auth_commands
 from auth.decorators import (
     public,
     require_self_or_admin,
@@ -104,6 +107,7 @@ __all__ = [
     "passwords",
     "public",
     "rate_limited",
+    "register_auth_commands",
     "register_jwt_callbacks",
     "register_user",
     "require_self_or_admin",

@@ -8,7 +8,7 @@ from core import APIError, Forbidden, audit, db
 from core.metrics import LOGINS, REAUTHENTICATIONS
 from models import UserModel
 from models.base import write
-from schemas import USERNAME_RE
+from models.user import USERNAME_RE
 
 # The audit log's username of a failed login whose name matches no account (no
 # account can have it: USERNAME_RE has no angle brackets).

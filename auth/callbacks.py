@@ -90,35 +90,8 @@ def _sentence(text: str) -> str:
 
 def register_jwt_callbacks(jwt: JWTManager) -> None:
     """Override every response loader, so no default `{"msg": ...}` survives."""
-
-    @jwt.unauthorized_loader
-    def missing_token(reason: str) -> Response:
-        if "CSRF" in reason:
-            # A token came in a cookie without the matching X-CSRF-TOKEN header:
-            # possibly another site submitting on the user's behalf.
-            return error_response(
-                403,
-                "The X-CSRF-TOKEN header is missing or does not match the "
-                "csrf_access_token (csrf_refresh_token for /refresh) cookie.",
-                "csrf_failed",
-            )
-        if request.headers.get("Authorization", "").strip():
-            return header_refused(BAD_HEADER)
-        return header_refused("Missing Authorization header with a Bearer token.")
-
-    @jwt.invalid_token_loader
-    def invalid_token(reason: str) -> Response:
-        if reason.startswith(BAD_HEADER_REASON):
-            # `Bearer` alone, or followed by more than one word: a header of
-            # another shape, like any other (no token to refuse).
-            return header_refused(BAD_HEADER)
-        if reason.startswith(MALFORMED_TOKEN_REASONS):
-            message = "The token is malformed."
-        else:
-            message = INVALID_TOKEN_MESSAGES.get(reason) or (
-                "The token is invalid: " + _sentence(reason)
-            )
-        return token_error("invalid_token", message)
+    jwt.unauthorized_loader(missing_token)
+    jwt.invalid_token_loader(invalid_token)
 
     @jwt.expired_token_loader
     def expired_token(_header: dict, _payload: dict) -> Response:
@@ -153,6 +126,39 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     jwt.token_in_blocklist_loader(check_revocation)
     jwt.token_verification_loader(user_exists)
+
+
+def missing_token(reason: str) -> Response:
+    """No token where one is needed: 401, or 403 when a cookie came without its
+    CSRF header."""
+    if "CSRF" in reason:
+        # A token came in a cookie without the matching X-CSRF-TOKEN header:
+        # possibly another site submitting on the user's behalf.
+        return error_response(
+            403,
+            "The X-CSRF-TOKEN header is missing or does not match the "
+            "csrf_access_token (csrf_refresh_token for /refresh) cookie.",
+            "csrf_failed",
+        )
+    if request.headers.get("Authorization", "").strip():
+        return header_refused(BAD_HEADER)
+    return header_refused("Missing Authorization header with a Bearer token.")
+
+
+def invalid_token(reason: str) -> Response:
+    """A token that cannot be decoded, or an Authorization header of another
+    shape: 401."""
+    if reason.startswith(BAD_HEADER_REASON):
+        # `Bearer` alone, or followed by more than one word: a header of
+        # another shape, like any other (no token to refuse).
+        return header_refused(BAD_HEADER)
+    if reason.startswith(MALFORMED_TOKEN_REASONS):
+        message = "The token is malformed."
+    else:
+        message = INVALID_TOKEN_MESSAGES.get(reason) or (
+            "The token is invalid: " + _sentence(reason)
+        )
+    return token_error("invalid_token", message)
 
 
 def check_revocation(_header: dict, payload: dict) -> bool:

@@ -17,17 +17,18 @@ serves was checked when it was first decoded.
 from collections.abc import Callable
 from typing import Any
 
+from core.fields import MAX_ID
+
 # Claims every token of ours carries; a token without one is not ours.
 REQUIRED_CLAIMS = ("jti", "type", "sub", "iat", "exp")
 TOKEN_TYPES = ("access", "refresh")
-# users.id is a PostgreSQL `integer`.
-MAX_USER_ID = 2**31 - 1
 # The revocation store's keys and the sessions' ids are 64 characters at most
 # (models/blocklist_entry.py, models/session.py).
 MAX_KEY_LENGTH = 64
 # RFC 8176 method names a token may list (this server issues one to three).
 MAX_METHODS = 8
-# 9999-12-31T23:59:59Z: the last instant a datetime (and so every store) can hold.
+# 9999-12-31T23:59:59Z: the last instant a datetime can hold, and so every database
+# and revocation store.
 MAX_NUMERIC_DATE = 253_402_300_799
 
 
@@ -45,11 +46,11 @@ def _user_id(value: Any) -> bool:
     leading zero (so one user has one spelling), within the users.id column."""
     return (
         isinstance(value, str)
-        and 0 < len(value) <= len(str(MAX_USER_ID))
+        and 0 < len(value) <= len(str(MAX_ID))
         and value.isascii()
         and value.isdigit()
         and value[0] != "0"
-        and int(value) <= MAX_USER_ID
+        and int(value) <= MAX_ID
     )
 
 

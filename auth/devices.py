@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from auth.keys import signing_keys, verifying_key
 from core import db, decode_leeway_seconds
 from models import UserModel
-from schemas import USERNAME_RE
+from models.user import USERNAME_RE
 
 DEVICE_COOKIE = "login_device"
 DEVICE_TOKEN_TYPE = "device"

@@ -100,6 +100,30 @@ def login_budgets(
     `submitted_username` does (a route that knows its user from a token
     passes, e.g., `lambda: token_user().username.lower()`).
     """
+    budgets = _login_budgets(failed, not_a_login, username)
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def login(*args, **kwargs):
+            if not not_a_login():
+                name = username()
+                after_this_request(lambda response: remember_device(response, name))
+            return view(*args, **kwargs)
+
+        for budget in reversed(budgets):
+            login = budget(login)
+        return login
+
+    return decorate
+
+
+def _login_budgets(
+    failed: Callable[[Response], bool],
+    not_a_login: Callable[[], bool],
+    username: Callable[[], str],
+) -> tuple[Callable, ...]:
+    """The login's limits, outermost first: the flood limit, then the failure
+    budgets of the username and address, of the username, and of a known device."""
 
     def known() -> bool:
         return known_device(username()) is not None
@@ -107,7 +131,7 @@ def login_budgets(
     def exempt(when: Callable[[], bool] = never) -> Callable[[], bool]:
         return lambda: not_a_login() or when()
 
-    budgets = (
+    return (
         rate_limited("RATELIMIT_LOGIN", exempt_when=exempt(), shared="login"),
         _failure_budget(
             "username_address",
@@ -134,20 +158,6 @@ def login_budgets(
             username,
         ),
     )
-
-    def decorate(view: Callable) -> Callable:
-        @wraps(view)
-        def login(*args, **kwargs):
-            if not not_a_login():
-                name = username()
-                after_this_request(lambda response: remember_device(response, name))
-            return view(*args, **kwargs)
-
-        for budget in reversed(budgets):
-            login = budget(login)
-        return login
-
-    return decorate
 
 
 def _failure_budget(

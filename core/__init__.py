@@ -1,15 +1,18 @@
 """The service plumbing: settings, extension objects, the error envelope, logging,
-the URLs the API hands out (`urls`: from PUBLIC_URL or a trusted Host), and the
-`Blueprint` every resource is made with (its bodies parsed by the app's JSON
-provider).
+the URLs the API hands out (`urls`: from PUBLIC_URL or a trusted Host), the fields
+the schemas share (`fields`) and the `Blueprint` every resource is made with
+(`blueprint`: its bodies parsed by the app's JSON provider).
 
 Everything outside `core` imports what it needs from here. The wiring the factory
-alone uses stays in its modules: `hardening` (security headers, CORS, proxies and
-hosts, body size), `json_provider`'s provider, `commands` (CLI), `pages` (Swagger
-UI and /demo), `patches` (every library patch, version-guarded) and `workers`
-(gunicorn's worker classes, named by gunicorn.conf.py).
+alone uses stays in its modules: `api` (the flask-smorest `Api` answering in the
+envelope), `hardening` (security headers, CORS, proxies and hosts, body size),
+`json_provider` (orjson), `pages` (Swagger UI and /demo), `patches` (every library
+patch, version-guarded) and `workers` (gunicorn's worker classes, named by
+gunicorn.conf.py). CLI commands live with what they command (auth/commands.py,
+blocklist.py), never here: the plumbing imports no layer above it.
 """
 
+from core.blueprint import Blueprint
 from core.errors import (
     APIError,
     Conflict,
@@ -20,7 +23,6 @@ from core.errors import (
     error_response_doc,
 )
 from core.extensions import Model, api, cors, db, jwt, limiter, migrate
-from core.json_provider import Blueprint
 from core.observability import audit
 from core.settings import (
     BEARER_OR_OAUTH2,

@@ -1,10 +1,10 @@
 """The one error envelope: `{"code", "status", "message", "error", "errors"?}`.
 
 Every error the API returns is built by `error_response`: flask-smorest's
-`abort`, werkzeug's HTTP errors (404, 405, 413, ...), unhandled exceptions (500),
-the JWT callbacks and the domain errors raised by models and services; and by
-`error_body` alone for what gunicorn refuses before the app sees it (400, 414,
-431: core/workers.py).
+`abort`, werkzeug's HTTP errors (404, 405, 413, ...) and unhandled exceptions (500)
+by way of `EnvelopeApi` (core/api.py), the JWT callbacks and the domain errors
+raised by models and services; and by `error_body` alone for what gunicorn refuses
+before the app sees it (400, 414, 431: core/workers.py).
 """
 
 import http
@@ -13,9 +13,7 @@ import re
 import time
 from typing import Any
 
-import flask_smorest
 import marshmallow as ma
-from apispec import BasePlugin
 from flask import Flask, Response, jsonify, request
 from flask_limiter import RequestLimit
 from sqlalchemy.exc import (
@@ -25,8 +23,6 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
     TimeoutError,
 )
-from werkzeug.exceptions import HTTPException
-from werkzeug.sansio.response import Response as BaseResponse
 
 from core.metrics import RATE_LIMIT_HITS
 from core.observability import audit
@@ -198,72 +194,6 @@ def rate_limit_exceeded(limit: RequestLimit) -> Response:
         "rate_limited",
         headers={"Retry-After": str(retry_after)},
     )
-
-
-class RequestErrorsPlugin(BasePlugin):
-    """Document, on every operation, the errors that come from the request's shape.
-
-    Every request with a body over MAX_CONTENT_LENGTH is refused (413) before any
-    view runs, and an operation that reads a JSON body answers 400 to one that is
-    not JSON. Errors that depend on what an operation does (401, 403, 404, 409,
-    422, 429, 503) are documented by its decorators.
-    """
-
-    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
-        for operation in (operations or {}).values():
-            responses = operation.setdefault("responses", {})
-            # Keep an operation's own answer; its decorators key them by int.
-            if "requestBody" in operation and not _documents(responses, 400):
-                responses["400"] = error_response_doc(
-                    "The request body is not valid JSON."
-                )
-            if not _documents(responses, 413):
-                responses["413"] = error_response_doc(
-                    "The request body is over the size limit (1 MiB)."
-                )
-
-
-def _documents(responses: dict, status: int) -> bool:
-    return status in responses or str(status) in responses
-
-
-class EnvelopeApi(flask_smorest.Api):
-    """flask-smorest's Api, answering every HTTP error in the envelope."""
-
-    ERROR_SCHEMA = ErrorSchema
-
-    def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
-        """Bind to the app; the OpenAPI document also lists the request errors."""
-        spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = [
-            *spec_kwargs.get("extra_plugins", ()),
-            RequestErrorsPlugin(),
-        ]
-        super().init_app(app, spec_kwargs=spec_kwargs)
-
-    def handle_http_exception(self, error: HTTPException) -> BaseResponse:
-        """Turn abort(), werkzeug errors and unhandled exceptions into the envelope."""
-        if error.response is not None:
-            return error.response  # already an envelope (e.g. the rate limiter's)
-        code = error.code or 500
-        data = getattr(error, "data", None) or {}
-        # Keep protocol headers such as Allow (405); the body is ours.
-        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-        headers.update(data.get("headers") or {})
-        errors = data.get("errors") or data.get("messages")
-        message = data.get("message")
-        if message is None and code == 400 and errors:
-            # webargs reports an unparsable body this way.
-            message = "The request body is not valid JSON."
-        elif message is None and code < 500 and code != 422:
-            message = error.description
-        return error_response(
-            code,
-            message=message,
-            error=data.get("error"),
-            errors=errors,
-            headers=headers,
-        )
 
 
 def register_error_handlers(app: Flask) -> None:

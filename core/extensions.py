@@ -11,7 +11,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from core.errors import EnvelopeApi, rate_limit_exceeded
+from core.api import EnvelopeApi
+from core.errors import rate_limit_exceeded
 
 # Deterministic constraint names keep migrations portable (SQLite batch mode).
 NAMING_CONVENTION = {

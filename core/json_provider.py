@@ -2,23 +2,18 @@
 
 Answers: the same output as Flask's provider, several times faster. Request
 bodies: every one is parsed by `ORJSONProvider.loads`, whether a view reads it
-through `@blp.arguments` (webargs, by way of `Blueprint`'s parser) or through
-`request.get_json`. webargs alone would parse with the standard library, whose
-recursive parser turns a body nested about a thousand levels deep into a
-RecursionError, so a 500; here such a body is not valid JSON (400), like any other
-that cannot be parsed.
+through `@blp.arguments` (webargs, by way of core/blueprint.py's parser) or
+through `request.get_json`. webargs alone would parse with the standard library,
+whose recursive parser turns a body nested about a thousand levels deep into a
+RecursionError, so a 500; here such a body is not valid JSON (400), like any
+other that cannot be parsed.
 """
 
 import json
 from typing import Any
 
-import flask_smorest
 import orjson
-from flask import Request, current_app
 from flask.json.provider import DefaultJSONProvider
-from marshmallow import Schema
-from webargs import core as webargs_core
-from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 # Deeper than any body the API accepts (its schemas nest two or three levels), and
 # far below orjson's own limit (1,024) and the interpreter's recursion limit, which
@@ -61,27 +56,3 @@ def _nests_deeper(value: Any, limit: int) -> bool:
                     return True
                 pending.append((child, depth + 1))
     return False
-
-
-class BodyParser(FlaskParser):
-    """webargs' parser, reading JSON bodies through the app's provider."""
-
-    def load_json(self, req: Request, schema: Schema) -> Any:
-        """The JSON body, parsed as `request.get_json` would; none if empty."""
-        # What webargs' own load_json does, with the provider instead of the
-        # standard library (webargs lets a parser implement load_json itself).
-        if not is_json_request(req):
-            return webargs_core.missing
-        data = req.get_data(cache=True)
-        if not data:
-            return webargs_core.missing
-        try:
-            return current_app.json.loads(data)
-        except ValueError as exc:
-            abort(400, exc=exc, messages={"json": ["Invalid JSON body."]})
-
-
-class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint, its `@arguments` parsing bodies as above."""
-
-    ARGUMENTS_PARSER = BodyParser()

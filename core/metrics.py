@@ -77,7 +77,7 @@ LOGIN_BUDGET_REFUSALS = Counter(
     "username_address, username (every address together) or device.",
     ["budget"],
 )
-STORE_ERRORS = Counter(
+REVOCATION_STORE_ERRORS = Counter(
     "revocation_store_errors",
     "Calls to the revocation store that failed (each answered 503).",
 )

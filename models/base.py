@@ -23,7 +23,7 @@ M = TypeVar("M", bound=Model)
 SQLITE_SYNCHRONOUS = "FULL"
 
 log = logging.getLogger("api.database")
-# True while a request's session and read connection are being closed.
+# True while a request's database session and read connection are being closed.
 _closing: ContextVar[bool] = ContextVar("closing_database_work", default=False)
 
 
@@ -37,8 +37,9 @@ def read_connection() -> Connection:
     closed at the end of the request (`close_read_connection`).
 
     For the reads on the path of many requests (the token check, GET /item/<id>):
-    the ORM session's transaction bookkeeping costs more than such a read itself.
-    It sees committed data only: never use it to read back what the session writes.
+    the database session's transaction bookkeeping costs more than such a read
+    itself. It sees committed data only: never use it to read back what the
+    database session writes.
     """
     connection = g.get("read_connection")
     if connection is None:
@@ -65,7 +66,7 @@ def init_database_teardown(app: Flask) -> None:
     request its answer.
 
     Teardown functions run after the view's answer is built. When the database
-    has just gone away, closing the ORM session (Flask-SQLAlchemy's
+    has just gone away, closing the database session (Flask-SQLAlchemy's
     `session.remove()`, a ROLLBACK) or the read connection raises, and Flask
     let that replace the answer: a committed write was answered 500. Here every
     such error is logged with the request id and the connection is invalidated
@@ -76,7 +77,7 @@ def init_database_teardown(app: Flask) -> None:
     wrapped = 0
     for index, teardown in enumerate(teardowns):
         if getattr(teardown, "__self__", None) is db:  # Flask-SQLAlchemy's own
-            teardowns[index] = _harmless_session_teardown(teardown)
+            teardowns[index] = _harmless_database_session_teardown(teardown)
             wrapped += 1
     if not wrapped:
         app.logger.warning(
@@ -89,23 +90,24 @@ def init_database_teardown(app: Flask) -> None:
             event.listen(engine, "handle_error", _discard_on_closing_error)
 
 
-def _harmless_session_teardown(
+def _harmless_database_session_teardown(
     teardown: Callable[[BaseException | None], object],
 ) -> Callable[[BaseException | None], None]:
-    """`teardown` (which removes the session), its errors logged, not raised."""
+    """`teardown` (which removes the database session), its errors logged, not
+    raised."""
 
     @functools.wraps(teardown)
-    def remove_session(error: BaseException | None) -> None:
+    def remove_database_session(error: BaseException | None) -> None:
         with _closing_database_work("session"):
             try:
                 teardown(error)
             except Exception:
                 # scoped_session.remove() skips this when the close raised:
-                # the broken session would stay registered.
+                # the broken database session would stay registered.
                 db.session.registry.clear()
                 raise
 
-    return remove_session
+    return remove_database_session
 
 
 @contextmanager
@@ -177,14 +179,14 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
     A constraint violation becomes a 409 `Conflict`; anything else is re-raised
     after the rollback, so a failed write never leaves half of itself behind.
     """
-    session = db.session()
+    database_session = db.session()
     try:
         yield
         # The answer is built from what was just committed, not read back: a
         # database that dies right after the COMMIT must not turn a stored write
         # into a 503 (issue 22, finding 9). Columns the database fills in itself
         # are still loaded on first use.
-        session.expire_on_commit = False
+        database_session.expire_on_commit = False
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -197,7 +199,7 @@ def write(conflict_message: str, conflict_error: str = "conflict") -> Iterator[N
         db.session.rollback()
         raise
     finally:
-        session.expire_on_commit = True
+        database_session.expire_on_commit = True
 
 
 def not_found(model: type[Model]) -> NotFound:

@@ -1,5 +1,6 @@
 """Users and their password hashes (hashing and checking: auth.accounts)."""
 
+import re
 from datetime import datetime
 from functools import cache
 from typing import Protocol
@@ -9,6 +10,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core import Model, db
 from models.base import read_connection, utcnow, write
+
+# A username: 3-80 letters, digits, "_", "." or "-". Python's pattern ends with \Z
+# (its `$` accepts a final newline); the OpenAPI document's (ECMA-262) ends with `$`.
+USERNAME_RULE = "^[A-Za-z0-9_.-]{3,80}"
+USERNAME_RE = re.compile(USERNAME_RULE + r"\Z")
+USERNAME_DOC_PATTERN = USERNAME_RULE + "$"
 
 
 class UserModel(Model):

@@ -4,7 +4,7 @@ from flask.views import MethodView
 from sqlalchemy.exc import SQLAlchemyError
 
 from auth import public
-from blocklist import StoreUnavailable, get_blocklist
+from blocklist import RevocationStoreUnavailable, get_blocklist
 from core import Blueprint, db, error_response
 from schemas import HealthSchema
 
@@ -52,5 +52,5 @@ def _check_blocklist() -> str:
     try:
         get_blocklist().ping()
         return "ok"
-    except StoreUnavailable:
+    except RevocationStoreUnavailable:
         return "unavailable"

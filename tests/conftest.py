@@ -76,13 +76,13 @@ def backend(request, tmp_path) -> Iterator[dict]:
 
 @pytest.fixture(params=DATABASE_BACKENDS)
 def database_backend(request, tmp_path) -> Iterator[dict]:
-    """Config overrides for the database store, on SQLite and on PostgreSQL."""
+    """Config overrides for the database revocation store (SQLite, PostgreSQL)."""
     yield from _backend_overrides(request.param, tmp_path)
 
 
 @pytest.fixture(params=SHARED_BACKENDS)
 def shared_backend(request, tmp_path) -> Iterator[dict]:
-    """Config overrides for each store shared across processes."""
+    """Config overrides for each revocation store shared across processes."""
     yield from _backend_overrides(request.param, tmp_path)
 
 

@@ -1,6 +1,7 @@
 """POST/GET/DELETE /me/api-tokens: long-lived bearer tokens for scripts — shown
 once, never fresh, never refreshed, at most 20 a user, used without a write on
-most requests. Their revocation, on every store: test_api_token_revocation.py."""
+most requests. Their revocation, on every revocation store:
+test_api_token_revocation.py."""
 
 from datetime import UTC, datetime, timedelta
 

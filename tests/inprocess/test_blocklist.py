@@ -13,7 +13,7 @@ def token(jti: str) -> dict:
 
 
 def live_entries(blocklist: MemoryBlocklist) -> int:
-    """How many entries the store still holds once the expired ones are purged."""
+    """How many entries the blocklist still holds once the expired ones are purged."""
     blocklist.purge_expired()
     return len(blocklist._entries)
 

@@ -24,7 +24,7 @@ from tests.helpers import create_store
 
 @contextmanager
 def database_dies_after_the_commit(app: Flask) -> Iterator[list]:
-    """Within the block, every statement after the ORM session's COMMIT raises
+    """Within the block, every statement after the database session's COMMIT raises
     (the driver's own error); yields the statements that were refused."""
     refused: list[str] = []
     committed = False
@@ -119,7 +119,8 @@ def test_a_created_tag_is_answered_201_when_the_database_dies_after_its_commit(
 
 @pytest.mark.parametrize("fails", [False, True], ids=["committed", "failed"])
 def test_only_the_writes_own_commit_keeps_its_objects_loaded(app, fails):
-    """Later commits of the same session expire objects again, as SQLAlchemy does."""
+    """Later commits of the same database session expire objects again, as
+    SQLAlchemy does."""
     with app.app_context():
         with contextlib.suppress(RuntimeError), write("conflict"):
             db.session.add(StoreModel(name="Kiosk"))

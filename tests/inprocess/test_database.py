@@ -66,7 +66,7 @@ def test_a_row_deleted_between_read_and_write_is_a_404(app):
         store = StoreModel(name="s")
         db.session.add(store)
         db.session.commit()
-        # Someone else deletes it, outside this session.
+        # Someone else deletes it, outside this database session.
         with db.engine.begin() as connection:
             connection.execute(db.delete(StoreModel).where(StoreModel.id == store.id))
         with pytest.raises(NotFound, match="deleted meanwhile"):
@@ -79,8 +79,9 @@ def test_a_row_deleted_between_read_and_write_is_a_404(app):
     "path", ["/item/1", "/item/999", "/store", "/me", "/no/such/route"]
 )
 def test_every_request_gives_its_connections_back(app, client, headers, path):
-    """The read connection (token check, GET /item/<id>) and the session's
-    connection are both returned at the end of the request, whatever the answer."""
+    """The read connection (token check, GET /item/<id>) and the database
+    session's connection are both returned at the end of the request, whatever
+    the answer."""
     with app.app_context():
         pool = db.engine.pool
     for _ in range(20):
@@ -90,8 +91,8 @@ def test_every_request_gives_its_connections_back(app, client, headers, path):
 
 
 def test_the_read_connection_sees_what_was_committed_meanwhile(app, client, headers):
-    """GET /item/<id> reads outside the session: a commit made elsewhere since the
-    last request is visible at once."""
+    """GET /item/<id> reads outside the database session: a commit made elsewhere
+    since the last request is visible at once."""
     store = create_store(client, headers, "s")
     item_id = create_item(client, headers, store["id"], "x")["id"]
     assert client.get(f"/item/{item_id}", headers=headers).status_code == 200

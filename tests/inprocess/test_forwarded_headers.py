@@ -55,10 +55,10 @@ NOT_PATHS = [
 def app_config(request, app_config) -> dict:
     """One trusted proxy; the address tests on SQLite and PostgreSQL (whose column
     of 45 characters refused 300 of them: a 500)."""
-    stores = {}
+    revocation_backend = {}
     if "database_backend" in request.fixturenames:
-        stores = request.getfixturevalue("database_backend")
-    return {**app_config, **stores, "TRUSTED_PROXIES": 1}
+        revocation_backend = request.getfixturevalue("database_backend")
+    return {**app_config, **revocation_backend, "TRUSTED_PROXIES": 1}
 
 
 def login_from(client, forwarded_for: str) -> dict:

@@ -2,6 +2,7 @@
 
 import ast
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,35 @@ from tests.helpers import REPO
 from tests.servers import BIN
 
 TOP_LEVEL_MODULES = {"app.py", "schemas.py", "blocklist.py", "gunicorn.conf.py"}
-APPLICATION = ["app.py", "blocklist.py", "schemas.py", "auth", "core", "models"]
+# Top-level folders that hold no application code; every other package does.
+NOT_APPLICATION = {"bench", "clients", "docs", "migrations", "scripts", "tests"}
+# The floors, lowest first: a module imports from its own floor and those below.
+FLOORS = [
+    ("the plumbing", {"core"}),
+    ("the models", {"models"}),
+    ("the revocation stores", {"blocklist", "revocation"}),
+    ("the token layer", {"auth"}),
+    ("the resources", {"resources", "schemas"}),
+    ("the factory", {"app"}),
+]
+FLOOR_OF = {name: level for level, (_, names) in enumerate(FLOORS) for name in names}
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 60
+MAX_TEST_FILE_LINES = 600
+
+
+def _application_roots() -> list[str]:
+    """The top-level modules and packages of the application (not gunicorn.conf.py,
+    tests, tools or clients)."""
+    packages = sorted(
+        path.name
+        for path in REPO.iterdir()
+        if (path / "__init__.py").is_file() and path.name not in NOT_APPLICATION
+    )
+    return ["app.py", "blocklist.py", "schemas.py", *packages]
+
+
+APPLICATION = _application_roots()
 
 
 def _tracked(pattern: str) -> list[str]:
@@ -104,7 +133,7 @@ def test_only_the_settings_pipeline_decides_settings():
     writes it."""
     writers = {
         f"{path.relative_to(REPO)}:{node.lineno}"
-        for path in _modules(*APPLICATION, "resources")
+        for path in _modules(*APPLICATION)
         for node in ast.walk(ast.parse(path.read_text()))
         if _writes_config(node)
     }
@@ -142,3 +171,84 @@ def test_the_readmes_layout_stays_true():
         entry for entry in top_level if entry.endswith("/") or entry.endswith(".py")
     }
     assert code <= listed, code - listed
+
+
+def _root(path: Path) -> str:
+    """The top-level module or package a file belongs to: `auth`, `blocklist`..."""
+    return path.relative_to(REPO).parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, module) of every absolute import in a file, at any depth (in a
+    function or under TYPE_CHECKING too)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+def test_every_application_package_has_a_floor():
+    """A new package of application code is placed in FLOORS (and the README)."""
+    assert {root.removesuffix(".py") for root in APPLICATION} <= set(FLOOR_OF)
+
+
+def test_no_module_imports_from_a_higher_floor():
+    """plumbing (core) < models < revocation stores (blocklist.py, revocation/) <
+    token layer (auth) < resources (and schemas.py) < app.py."""
+    offenders = []
+    for path in _modules(*APPLICATION):
+        floor = FLOOR_OF[_root(path)]
+        for line, module in _imports(path):
+            imported = FLOOR_OF.get(module.split(".")[0])
+            if imported is not None and imported > floor:
+                offenders.append(
+                    f"{path.relative_to(REPO)}:{line} ({FLOORS[floor][0]}) imports "
+                    f"{module} ({FLOORS[imported][0]})"
+                )
+    assert not offenders, "\n".join(["Arrows back up the layers:", *offenders])
+
+
+def test_the_revocation_stores_are_used_through_blocklist_py():
+    """blocklist.py is their face: nothing else imports revocation/ directly."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {module}"
+        for path in _modules(*APPLICATION)
+        if _root(path) not in ("blocklist", "revocation")
+        for line, module in _imports(path)
+        if module.split(".")[0] == "revocation"
+    ]
+    assert not offenders, offenders
+
+
+def _line_count(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_no_application_file_over_400_lines():
+    over = [
+        f"{path.relative_to(REPO)}: {lines} lines"
+        for path in _modules(*APPLICATION)
+        if (lines := _line_count(path)) > MAX_FILE_LINES
+    ]
+    assert not over, "\n".join([f"Over {MAX_FILE_LINES} lines:", *over])
+
+
+def test_no_application_function_over_60_lines():
+    over = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {length} lines"
+        for path in _modules(*APPLICATION)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+    assert not over, "\n".join([f"Over {MAX_FUNCTION_LINES} lines:", *over])
+
+
+def test_no_test_file_over_600_lines():
+    over = [
+        f"{path.relative_to(REPO)}: {lines} lines"
+        for path in _modules("tests")
+        if (lines := _line_count(path)) > MAX_TEST_FILE_LINES
+    ]
+    assert not over, "\n".join([f"Over {MAX_TEST_FILE_LINES} lines:", *over])

@@ -1,6 +1,7 @@
-"""Where the rate limits are counted: a shared store when one is configured
-(REDIS_URL, or RATELIMIT_STORAGE_URI from the environment), else each process's
-memory, and then the start-up warning that says what the budgets really are."""
+"""Where the rate limits are counted: in a shared storage backend when one is
+configured (REDIS_URL, or RATELIMIT_STORAGE_URI from the environment), else each
+process's memory, and then the start-up warning that says what the budgets really
+are."""
 
 from datetime import timedelta
 
@@ -70,7 +71,7 @@ def test_with_redis_the_limits_are_counted_there_under_the_key_prefix(monkeypatc
     ],
 )
 def test_rate_limit_storage_uri_is_read_from_the_environment(monkeypatch, uri, options):
-    monkeypatch.setenv("REDIS_URL", REDIS)  # the limits' own store wins over it
+    monkeypatch.setenv("REDIS_URL", REDIS)  # the limits' own storage wins over it
     monkeypatch.setenv("RATELIMIT_STORAGE_URI", uri)
 
     values = settings()
@@ -128,7 +129,7 @@ def test_per_process_limits_with_several_workers_are_warned_about():
         ({"RATELIMIT_ENABLED": False}, 4),
         ({"RATELIMIT_STORAGE_URI": REDIS}, 4),
     ],
-    ids=["one-worker", "limits-off", "shared-store"],
+    ids=["one-worker", "limits-off", "shared-storage"],
 )
 def test_no_warning_when_the_limits_mean_what_they_say(overrides, workers):
     assert per_worker_limits_warning(settings(**overrides), workers) is None

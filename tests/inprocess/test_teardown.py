@@ -1,10 +1,10 @@
 """A database that fails while a request's work is being closed never costs the
 request its answer (issue 22, finding 9).
 
-Flask closes the ORM session and the read connection after the view's answer is
-built (teardown). When the database goes away just then, their ROLLBACK raises;
-that error used to replace the answer, so a committed write was answered 500.
-Here every ROLLBACK fails from the moment the view has answered (Flask's
+Flask closes the database session and the read connection after the view's
+answer is built (teardown). When the database goes away just then, their ROLLBACK
+raises; that error used to replace the answer, so a committed write was answered
+500. Here every ROLLBACK fails from the moment the view has answered (Flask's
 `request_finished` signal): the client gets the view's answer, the failure is
 logged with the request id, the failed connections are invalidated (never handed
 to another request) and the next request works. On PostgreSQL the request's own
@@ -142,15 +142,17 @@ def test_a_committed_write_keeps_its_201_when_closing_fails(
     item, tag = item_and_tag(client, headers, store)
     with watched_pool(app) as pool:
         with rollbacks_fail_after_the_view(app, error):
-            # Linking reads the tag again after its commit: the session holds a
-            # connection when the request ends (a create answers without one).
+            # Linking reads the tag again after its commit: the database session
+            # holds a connection when the request ends (a create answers without
+            # one).
             response = client.post(
                 f"/item/{item['id']}/tag/{tag['id']}", headers=headers
             )
 
         assert response.status_code == 201, response.get_data(as_text=True)
         assert [linked["id"] for linked in response.get_json()["items"]] == [item["id"]]
-        # The token check's read connection and the session's both failed.
+        # The token check's read connection and the database session's both
+        # failed.
         assert_logged(caplog, response, {"read connection", "session"})
         assert len(pool.invalidated) == 2
         with app.app_context():
@@ -225,7 +227,8 @@ def test_without_a_session_teardown_to_guard_it_says_so(tmp_path, caplog):
 
 
 def _backend_pids() -> list[int]:
-    """The server processes of this request's session and read connection."""
+    """The server processes of this request's database session and read
+    connection."""
     connections = [db.session.connection()]
     if g.get("read_connection") is not None:
         connections.append(g.read_connection)

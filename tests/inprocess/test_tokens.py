@@ -570,7 +570,7 @@ def test_a_rotation_mark_outlives_every_grace_copy_of_the_token(app, auth):
         claims = decode_token(tokens["refresh_token"])
     assert auth.refresh(tokens["refresh_token"]).status_code == 200
 
-    store = app.extensions["blocklist"]
-    expires_at, _ = store._entries[("rotation", claims["jti"])]
+    blocklist = app.extensions["blocklist"]
+    expires_at, _ = blocklist._entries[("rotation", claims["jti"])]
     grace = app.config["REFRESH_REUSE_GRACE_SECONDS"]
     assert expires_at >= claims["exp"] + grace

@@ -107,17 +107,18 @@ def test_a_user_deleted_through_the_api_is_refused_on_the_next_request(
 
 
 @pytest.fixture
-def shared_store_config(app_config):
+def shared_blocklist_config(app_config):
     app_config["BLOCKLIST_BACKEND"] = "database"
     return app_config
 
 
 def test_a_user_deleted_through_the_api_is_refused_by_every_other_worker(
-    shared_store_config, auth, client, clock
+    shared_blocklist_config, auth, client, clock
 ):
-    """Another app on the same database and store stands for another worker: its
-    cache still holds the user, and the revocation store refuses the token."""
-    app_config = shared_store_config
+    """Another app on the same database and revocation store stands for another
+    worker: its cache still holds the user, and the revocation store refuses the
+    token."""
+    app_config = shared_blocklist_config
     user_id, tokens = auth.user("alice")
     other = auth.login("alice")
     worker = create_app(app_config)

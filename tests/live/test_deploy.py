@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from blocklist import RedisBlocklist, StoreUnavailable
+from blocklist import RedisBlocklist, RevocationStoreUnavailable
 from core import db
 from models import StoreModel
 from tests import servers
@@ -159,16 +159,16 @@ def test_a_timed_out_lookup_is_never_answered_by_its_late_reply(private_redis):
     )
     admin = redis.Redis.from_url(private_redis.url)
     try:
-        store = RedisBlocklist(client, prefix="timeout:")
+        blocklist = RedisBlocklist(client, prefix="timeout:")
         now = time.time()
-        store.revoke("revoked", now + 100)
+        blocklist.revoke("revoked", now + 100)
 
         def revoked(jti: str) -> bool:
-            return store.is_token_revoked({"jti": jti, "sub": "1", "iat": now})
+            return blocklist.is_token_revoked({"jti": jti, "sub": "1", "iat": now})
 
         assert revoked("kept") is False  # the lookup's connection is open
         admin.client_pause(1_000)  # every client's commands wait a second
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(RevocationStoreUnavailable):
             revoked("kept")
         time.sleep(1.2)
 

@@ -28,7 +28,8 @@ AFTER = 100  # refreshes the thief tries at most once the owner has an answer
 
 @pytest.fixture(params=["redis", "database-postgresql"])
 def server(request, tmp_path) -> Iterator[str]:
-    """A production server with four workers on PostgreSQL and each shared store."""
+    """A production server with four workers on PostgreSQL and each shared revocation
+    store."""
     with postgres_database() as database_url:
         env = {
             "PATH": os.environ.get("PATH", ""),

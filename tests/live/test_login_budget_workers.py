@@ -1,10 +1,10 @@
 """The login budgets over the production entry point: gunicorn with two workers,
 the limits in a real Redis, clients behind one trusted proxy (X-Forwarded-For).
 
-With a shared store a budget is exact whichever worker answers: exactly budget
+With shared storage a budget is exact whichever worker answers: exactly budget
 failures are let through, the next attempt is a 429, and the attempts were served
 by both workers. A device that logged in before still gets in once strangers
-have spent the username's budget. With each worker's memory as the store and two
+have spent the username's budget. With each worker's memory as the storage and two
 workers, gunicorn warns at start-up, in its JSON log.
 """
 

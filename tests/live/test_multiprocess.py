@@ -6,7 +6,7 @@ revocation store: the database backend on SQLite and on PostgreSQL, and Redis.
 It logs out, replays the revoked access and refresh tokens from several threads
 (one connection per request, so the requests spread over the workers) until the
 access log shows that every worker has refused at least one, then restarts the
-server on the same store and replays again.
+server on the same revocation store and replays again.
 """
 
 import json
@@ -36,7 +36,7 @@ REPLAY_DEADLINE = 30.0  # seconds, same phase
 FIRST_REPLAYS = 40  # at least, before the restart
 RESTART_REPLAYS = 40  # at least, after it
 START_DEADLINE = 20.0
-STORES = ["database-sqlite", "database-postgresql", "redis"]
+BLOCKLISTS = ["database-sqlite", "database-postgresql", "redis"]
 
 ACCESS_LINE = re.compile(r"^<(\d+)> (\d{3}) (\S+) (\S+)")
 
@@ -206,17 +206,18 @@ def replay(server: Server, tokens: dict, minimum: int) -> Replays:
 
 
 @contextmanager
-def store_env(store: str, tmp_path: Path) -> Iterator[tuple[dict, object]]:
-    """(server environment, a way to count stored revocations) for one store."""
+def blocklist_env(blocklist: str, tmp_path: Path) -> Iterator[tuple[dict, object]]:
+    """(server environment, a way to count stored revocations) for one revocation
+    store."""
     sqlite_url = f"sqlite:///{tmp_path / 'app.db'}"
-    if store == "redis":
+    if blocklist == "redis":
         with redis_namespace() as (url, prefix, client):
             yield (
                 server_env(sqlite_url, "redis", (url, prefix)),
                 lambda: len(list(client.scan_iter(match=f"{prefix}blocklist:*"))),
             )
         return
-    if store == "database-sqlite":
+    if blocklist == "database-sqlite":
         yield server_env(sqlite_url, "database"), lambda: _table_rows(sqlite_url)
         return
     with postgres_database() as url:
@@ -254,17 +255,17 @@ def _figures(result: Replays) -> str:
 
 
 @pytest.mark.parametrize(
-    ("store", "preload"),
-    [(store, False) for store in STORES]
+    ("blocklist", "preload"),
+    [(blocklist, False) for blocklist in BLOCKLISTS]
     # Workers forked from a master that built the app (GUNICORN_PRELOAD=1): each
     # must still open its own database connections.
     + [pytest.param("database-postgresql", True, id="database-postgresql-preload")],
 )
 def test_revoked_tokens_refused_by_every_worker_and_after_restart(
-    store, preload, tmp_path
+    blocklist, preload, tmp_path
 ):
     """Every gunicorn worker, and a restarted server, refuse logged-out tokens."""
-    with store_env(store, tmp_path) as (env, stored_revocations):
+    with blocklist_env(blocklist, tmp_path) as (env, stored_revocations):
         env["GUNICORN_PRELOAD"] = "1" if preload else "0"
         migrate(env)
         with gunicorn(env, tmp_path, "first") as server:
@@ -275,7 +276,7 @@ def test_revoked_tokens_refused_by_every_worker_and_after_restart(
                 server.base, "POST", "/logout", token=tokens["access_token"]
             )
             assert reply.status == 200, reply.body
-            assert stored_revocations() > 0, "the revocation is not in the store"
+            assert stored_revocations() > 0, "no revocation in the revocation store"
 
             before = replay(server, tokens, FIRST_REPLAYS)
             _assert_all_refused(before, server, "across workers")
@@ -290,17 +291,19 @@ def test_revoked_tokens_refused_by_every_worker_and_after_restart(
             assert me.status == 200, me.body
 
     print(
-        f"\n{store}: replays {_figures(before)}; after restart {_figures(after)}; "
+        f"\n{blocklist}: replays {_figures(before)}; after restart {_figures(after)}; "
         "a fresh login after restart works (200)"
     )
 
 
-@pytest.mark.parametrize("store", STORES)
-def test_sessions_are_the_same_on_every_worker_and_end_on_every_worker(store, tmp_path):
+@pytest.mark.parametrize("blocklist", BLOCKLISTS)
+def test_sessions_are_the_same_on_every_worker_and_end_on_every_worker(
+    blocklist, tmp_path
+):
     """The session list is read from the database by whichever worker answers; a
     session ended on one worker (DELETE /me/sessions/{id}, or POST /revoke with
     one of its tokens) is refused by every worker."""
-    with store_env(store, tmp_path) as (env, _stored):
+    with blocklist_env(blocklist, tmp_path) as (env, _stored):
         migrate(env)
         with gunicorn(env, tmp_path, "sessions") as server:
             _, current = servers.sign_up(server.base, "alice")
@@ -383,13 +386,14 @@ def _warm_every_worker(server: Server, access_token: str) -> None:
     pytest.fail(f"{sent} requests reached only workers {sorted(set(lines))}")
 
 
-@pytest.mark.parametrize("store", ["database-sqlite", "redis"])
+@pytest.mark.parametrize("blocklist", ["database-sqlite", "redis"])
 def test_a_user_deleted_through_the_api_is_refused_at_once_by_every_worker(
-    store, tmp_path
+    blocklist, tmp_path
 ):
     """Every worker has the user in its user cache (for up to 2 s); the deletion
-    revokes the user's tokens in the store first, so none of them waits for it."""
-    with store_env(store, tmp_path) as (env, _):
+    revokes the user's tokens in the revocation store first, so none of them waits
+    for it."""
+    with blocklist_env(blocklist, tmp_path) as (env, _):
         migrate(env)
         with gunicorn(env, tmp_path, "deletion") as server:
             user, deleting = servers.sign_up(server.base, "alice")

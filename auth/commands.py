@@ -1,4 +1,5 @@
-"""`flask --app app ...` commands."""
+"""The token layer's commands: `flask --app app users create-admin` (accounts) and
+`flask --app app keys generate` (signing keys)."""
 
 import os
 import secrets
@@ -7,28 +8,14 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from auth import register_user
+from auth.accounts import register_user
 from auth.keys import generate_private_key, secret_key, thumbprint, write_private_key
-from blocklist import get_blocklist
-from core import SIGNING_ALGORITHMS
-from core.errors import APIError
-from core.extensions import db
-from models import ApiTokenModel, SessionModel, UserModel
-from schemas import UserRegisterSchema
+from auth.schemas import UserRegisterSchema
+from core import SIGNING_ALGORITHMS, APIError, db
+from models import UserModel
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 keys_cli = AppGroup("keys", help="Make token signing keys.")
-blocklist_cli = AppGroup("blocklist", help="Maintain the revocation store.")
-
-
-@blocklist_cli.command("purge")
-def purge_blocklist() -> None:
-    """Delete revocation entries whose tokens have expired anyway, and the rows of
-    sessions that ended by expiry and of API tokens that expired."""
-    purged = get_blocklist().purge_expired()
-    click.echo(f"Purged {purged} expired entries.")
-    click.echo(f"Purged {SessionModel.purge_expired()} expired sessions.")
-    click.echo(f"Purged {ApiTokenModel.purge_expired()} expired API tokens.")
 
 
 @users_cli.command("create-admin")
@@ -111,9 +98,7 @@ def generate_key(algorithm: str, out: str | None) -> None:
     )
 
 
-def register_commands(app: Flask) -> None:
-    """`flask --app app users create-admin`, `... blocklist purge`, `... keys
-    generate`."""
+def register_auth_commands(app: Flask) -> None:
+    """`flask --app app users create-admin`, `... keys generate`."""
     app.cli.add_command(users_cli)
-    app.cli.add_command(blocklist_cli)
     app.cli.add_command(keys_cli)

@@ -39,7 +39,7 @@ class TestAcrossRestarts:
         return {**app_config, **shared_backend}
 
     def test_revocations_survive_a_restart(self, app_config, auth, client):
-        """A new process on the same store still refuses what was revoked."""
+        """A new process on the same revocation store still refuses what was revoked."""
         _, tokens = auth.user("alice")
         _, other = auth.user("bob")
         logout = client.post("/logout", headers=bearer(tokens["access_token"]))
@@ -74,7 +74,7 @@ class TestAcrossRestarts:
             _dispose(other)
 
 
-def test_the_memory_store_is_per_process_by_design(app_config, auth, client):
+def test_the_memory_blocklist_is_per_process_by_design(app_config, auth, client):
     """What the README warns about: another process does not see revocations."""
     _, tokens = auth.user("alice")
     client.post("/logout", headers=bearer(tokens["access_token"]))
@@ -132,13 +132,13 @@ def test_an_unreachable_redis_refuses_protected_requests_with_503(unreachable_re
 
 
 @pytest.fixture
-def database_store(app_config, database_backend):
+def database_blocklist(app_config, database_backend):
     """The app with the database revocation store (SQLite, PostgreSQL)."""
     return {**app_config, **database_backend}
 
 
-def test_a_broken_database_store_refuses_with_503(database_store):
-    app = create_app(database_store)
+def test_a_broken_database_blocklist_refuses_with_503(database_blocklist):
+    app = create_app(database_blocklist)
     with app.app_context():
         db.create_all()
     client = app.test_client()
@@ -154,29 +154,29 @@ def test_a_broken_database_store_refuses_with_503(database_store):
     _dispose(app)
 
 
-def test_the_request_check_answers_as_a_store_transaction_does(database_store):
+def test_the_request_check_answers_as_a_blocklist_transaction_does(database_blocklist):
     """The per-request check runs on the driver's cursor with the statement
     compiled per dialect; its answers are those of the SQLAlchemy statement."""
-    app = create_app(database_store)
+    app = create_app(database_blocklist)
     try:
         with app.app_context():
             db.create_all()
-            store = app.extensions["blocklist"]
+            blocklist = app.extensions["blocklist"]
             now = time.time()
-            store.revoke("revoked-jti", now + 100)
-            store.revoke_family("revoked-family", now + 100)
-            store.revoke_user("7", now - 5, now + 100)
-            store.revoke("expired-jti", now - 1)
+            blocklist.revoke("revoked-jti", now + 100)
+            blocklist.revoke_family("revoked-family", now + 100)
+            blocklist.revoke_user("7", now - 5, now + 100)
+            blocklist.revoke("expired-jti", now - 1)
             questions = [
                 (jti, family, user)
                 for jti in ("revoked-jti", "expired-jti", "other-jti")
                 for family in ("revoked-family", "other-family", None)
                 for user in ("7", "8")
             ]
-            through_transactions = [store._lookup(*q) for q in questions]
+            through_transactions = [blocklist._lookup(*q) for q in questions]
             with db.engine.connect() as connection:
-                store._reader = lambda: connection
-                through_driver = [store._lookup(*q) for q in questions]
+                blocklist._reader = lambda: connection
+                through_driver = [blocklist._lookup(*q) for q in questions]
 
         assert through_driver == through_transactions
         assert through_driver[0] == (True, True, pytest.approx(now - 5))
@@ -191,22 +191,22 @@ def test_the_request_check_answers_as_a_store_transaction_does(database_store):
 @pytest.mark.live
 def test_redis_keys_expire_with_the_tokens_remaining_lifetime():
     with redis_namespace() as (_url, prefix, client):
-        store = RedisBlocklist(client, prefix=prefix)
+        blocklist = RedisBlocklist(client, prefix=prefix)
         now = time.time()
-        store.revoke("short", now + 100)
-        store.revoke_family("family", now + 5000)
-        store.revoke_user("7", now, now + 3000)
-        assert store.mark_rotated("refresh", Rotation(now, "next"), now + 200)
+        blocklist.revoke("short", now + 100)
+        blocklist.revoke_family("family", now + 5000)
+        blocklist.revoke_user("7", now, now + 3000)
+        assert blocklist.mark_rotated("refresh", Rotation(now, "next"), now + 200)
 
         assert 95 <= client.ttl(f"{prefix}jti:short") <= 100
         assert 4995 <= client.ttl(f"{prefix}family:family") <= 5000
         assert 2995 <= client.ttl(f"{prefix}user:7") <= 3000
         assert 195 <= client.ttl(f"{prefix}rotation:refresh") <= 200
         # Revoking again never shortens an entry; a later user mark wins.
-        store.revoke("short", now + 50)
+        blocklist.revoke("short", now + 50)
         assert client.ttl(f"{prefix}jti:short") >= 95
-        store.revoke_user("7", now + 1, now + 3001)
-        store.revoke_user("7", now - 1, now + 10)
+        blocklist.revoke_user("7", now + 1, now + 3001)
+        blocklist.revoke_user("7", now - 1, now + 10)
         assert float(client.get(f"{prefix}user:7")) == pytest.approx(now + 1)
         assert client.ttl(f"{prefix}user:7") >= 2995
 
@@ -244,12 +244,13 @@ def test_each_thread_and_each_forked_worker_has_its_own_redis_connection():
     """The per-request lookup keeps a connection per thread, made in the process
     that uses it: a forked worker never reads from its parent's socket."""
     with redis_namespace() as (_url, prefix, client):
-        store = RedisBlocklist(client, prefix=prefix)
-        mine = store._read("CLIENT", "ID")
-        assert store._read("CLIENT", "ID") == mine  # kept from one command to the next
+        blocklist = RedisBlocklist(client, prefix=prefix)
+        mine = blocklist._read("CLIENT", "ID")
+        # Kept from one command to the next.
+        assert blocklist._read("CLIENT", "ID") == mine
         in_thread: list[int] = []
         thread = threading.Thread(
-            target=lambda: in_thread.append(store._read("CLIENT", "ID"))
+            target=lambda: in_thread.append(blocklist._read("CLIENT", "ID"))
         )
         thread.start()
         thread.join()
@@ -257,7 +258,7 @@ def test_each_thread_and_each_forked_worker_has_its_own_redis_connection():
         pid = os.fork()
         if pid == 0:  # the child: report its connection's id, and nothing else
             try:
-                os.write(write_end, str(store._read("CLIENT", "ID")).encode())
+                os.write(write_end, str(blocklist._read("CLIENT", "ID")).encode())
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
@@ -266,45 +267,45 @@ def test_each_thread_and_each_forked_worker_has_its_own_redis_connection():
         os.close(write_end)
 
         assert len({mine, in_thread[0], in_child}) == 3
-        assert store._read("CLIENT", "ID") == mine
+        assert blocklist._read("CLIENT", "ID") == mine
 
 
-def test_the_database_store_purges_expired_rows(app):
+def test_the_database_blocklist_purges_expired_rows(app):
     clock = FakeClock()
     with app.app_context():
-        store = DatabaseBlocklist(lambda: db.engine, clock=clock, purge_every=1000)
+        blocklist = DatabaseBlocklist(lambda: db.engine, clock=clock, purge_every=1000)
         for i in range(10):
-            store.revoke(f"old-{i}", clock.now + 10)
-        store.revoke_family("family", clock.now + 100)
-        store.revoke_user("1", clock.now, clock.now + 100)
-        store.mark_rotated("r", Rotation(clock.now, "n"), clock.now + 10)
+            blocklist.revoke(f"old-{i}", clock.now + 10)
+        blocklist.revoke_family("family", clock.now + 100)
+        blocklist.revoke_user("1", clock.now, clock.now + 100)
+        blocklist.mark_rotated("r", Rotation(clock.now, "n"), clock.now + 10)
         clock.now += 11
 
-        assert not store.is_token_revoked({"jti": "old-0", "sub": "2", "iat": 0.0})
-        assert store.get_rotation("r") is None
-        assert store.purge_expired() == 11
+        assert not blocklist.is_token_revoked({"jti": "old-0", "sub": "2", "iat": 0.0})
+        assert blocklist.get_rotation("r") is None
+        assert blocklist.purge_expired() == 11
         assert db.session.scalar(db.text("SELECT count(*) FROM token_blocklist")) == 2
 
 
-def test_the_database_store_purges_opportunistically(app):
+def test_the_database_blocklist_purges_opportunistically(app):
     clock = FakeClock()
     with app.app_context():
-        store = DatabaseBlocklist(lambda: db.engine, clock=clock, purge_every=5)
+        blocklist = DatabaseBlocklist(lambda: db.engine, clock=clock, purge_every=5)
         for i in range(4):
-            store.revoke(f"old-{i}", clock.now + 1)
+            blocklist.revoke(f"old-{i}", clock.now + 1)
         clock.now += 2
-        store.revoke("live", clock.now + 100)  # the fifth write purges
+        blocklist.revoke("live", clock.now + 100)  # the fifth write purges
 
         assert db.session.scalar(db.text("SELECT count(*) FROM token_blocklist")) == 1
 
 
-def test_the_purge_command(database_store):
-    app = create_app(database_store)
+def test_the_purge_command(database_blocklist):
+    app = create_app(database_blocklist)
     with app.app_context():
         db.create_all()
-        store = app.extensions["blocklist"]
-        store.revoke("expired", time.time() - 10)
-        store.revoke("live", time.time() + 100)
+        blocklist = app.extensions["blocklist"]
+        blocklist.revoke("expired", time.time() - 10)
+        blocklist.revoke("live", time.time() + 100)
 
     result = app.test_cli_runner().invoke(args=["blocklist", "purge"])
 
@@ -315,5 +316,5 @@ def test_the_purge_command(database_store):
         "Purged 0 expired API tokens.",
     ]
     with app.app_context():
-        assert store.is_token_revoked({"jti": "live", "sub": "1", "iat": 0.0})
+        assert blocklist.is_token_revoked({"jti": "live", "sub": "1", "iat": 0.0})
     _dispose(app)
