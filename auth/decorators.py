@@ -77,6 +77,34 @@ def token_required(
     the operation as `x-fresh-max-age`.
     """
     freshness = Freshness.DEFAULT if fresh is True else (fresh or None)
+    document = _documented(freshness, refresh=refresh, admin=admin)
+
+    def decorator(func: Callable) -> Callable:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if freshness is not None:
+                check_freshness(get_jwt())
+            if admin and not has_admin_rights():
+                raise Forbidden("Administrator rights are required.")
+            return func(*args, **kwargs)
+
+        verified = jwt_required(fresh=freshness is not None, refresh=refresh)(wrapper)
+
+        @wraps(verified)
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            if freshness is not None:
+                # Read by the callback of a token that is not fresh at all.
+                require_freshness(freshness)
+            return verified(*args, **kwargs)
+
+        return document(protected)
+
+    return decorator
+
+
+def _documented(freshness: Freshness | None, *, refresh: bool, admin: bool) -> Callable:
+    """The OpenAPI document of a protected operation: the bearer requirement, its
+    401/403/503 answers and (fresh-only) its max age as `x-fresh-max-age`."""
     if freshness is not None:
         needs = (
             "a fresh access token (from /login or /reauthenticate) whose user "
@@ -102,31 +130,7 @@ def token_required(
     extensions = (
         {} if freshness is None else {FRESH_MAX_AGE_KEY: {"setting": freshness.value}}
     )
-
-    def decorator(func: Callable) -> Callable:
-        @wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if freshness is not None:
-                check_freshness(get_jwt())
-            if admin and not has_admin_rights():
-                raise Forbidden("Administrator rights are required.")
-            return func(*args, **kwargs)
-
-        verified = jwt_required(fresh=freshness is not None, refresh=refresh)(wrapper)
-
-        @wraps(verified)
-        def protected(*args: Any, **kwargs: Any) -> Any:
-            if freshness is not None:
-                # Read by the callback of a token that is not fresh at all.
-                require_freshness(freshness)
-            return verified(*args, **kwargs)
-
-        document = Blueprint.doc(
-            security=BEARER_OR_OAUTH2, responses=responses, **extensions
-        )
-        return document(protected)
-
-    return decorator
+    return Blueprint.doc(security=BEARER_OR_OAUTH2, responses=responses, **extensions)
 
 
 def public(func: Callable) -> Callable:
