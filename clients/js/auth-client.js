@@ -245,6 +245,14 @@ export class AuthClient {
     }
   }
 
+  /**
+   * POST /refresh now (shared with a refresh in flight): the access token becomes
+   * non-fresh. Resolves to null, or to the refusal's code (then only a login helps).
+   */
+  refresh() {
+    return this._refreshOnce();
+  }
+
   /** GET /me/sessions: the user's sessions, newest first (`current`: this one). */
   async sessions() {
     return expectOk(await this.fetch("/me/sessions"));
