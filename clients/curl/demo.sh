@@ -333,6 +333,19 @@ expect_tokens() {
   expect_field refresh_token:type refresh
 }
 
+# expect_session_pair FRESH PREVIOUS WHAT: a token answer (see expect_tokens) of
+# the session FAMILY whose refresh token is new, not PREVIOUS (WHAT says which that
+# is); sets PAIR_ACCESS and PAIR_REFRESH.
+expect_session_pair() {
+  expect_tokens "$1"
+  expect_field access_token:fam "$FAMILY"
+  PAIR_ACCESS=$(field access_token)
+  PAIR_REFRESH=$(field refresh_token)
+  if [[ $PAIR_REFRESH == "$2" ]]; then
+    fail "refresh_token" "a new refresh token (rotation)" "$3"
+  fi
+}
+
 RANDOM_HEX=$(py random 16)
 USERNAME=demo_${RANDOM_HEX:0:8}
 PASSWORD=demo-${RANDOM_HEX:8}
@@ -391,13 +404,9 @@ HINT=
 ok "$(answer) -> refresh"
 
 send POST /refresh "$REFRESH"
-expect_tokens false
-expect_field access_token:fam "$FAMILY"
-NON_FRESH=$(field access_token)
-NEW_REFRESH=$(field refresh_token)
-if [[ $NEW_REFRESH == "$REFRESH" ]]; then
-  fail "refresh_token" "a new refresh token (rotation)" "the one that was sent"
-fi
+expect_session_pair false "$REFRESH" "the one that was sent"
+NON_FRESH=$PAIR_ACCESS
+NEW_REFRESH=$PAIR_REFRESH
 ok "access=$(short "$NON_FRESH") (fresh: false, same session)\
  refresh=$(short "$NEW_REFRESH") (rotated: keep the new one)"
 
@@ -422,13 +431,9 @@ printf '    WWW-Authenticate: %s\n' "$CHALLENGE"
 
 REAUTH=$(printf '{"password": "%s"}' "$PASSWORD")
 send POST /reauthenticate "$NON_FRESH" "$REAUTH"
-expect_tokens true
-expect_field access_token:fam "$FAMILY"
-STEPPED=$(field access_token)
-STEPPED_REFRESH=$(field refresh_token)
-if [[ $STEPPED_REFRESH == "$NEW_REFRESH" ]]; then
-  fail "refresh_token" "a new refresh token" "the one held before"
-fi
+expect_session_pair true "$NEW_REFRESH" "the one held before"
+STEPPED=$PAIR_ACCESS
+STEPPED_REFRESH=$PAIR_REFRESH
 ok "access=$(short "$STEPPED") (fresh: true, same session)\
  refresh=$(short "$STEPPED_REFRESH") (keep both)"
 

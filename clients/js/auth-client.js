@@ -380,26 +380,25 @@ export class AuthClient {
   /** One login prompt for all requests that need it at the same time. */
   _loginOnce(code) {
     if (!this.onLoginRequired) return Promise.reject(new LoginRequiredError(code));
-    if (!this._loggingIn) {
-      this._loggingIn = Promise.resolve(this.onLoginRequired(code, this))
-        .then(Boolean)
-        .finally(() => {
-          this._loggingIn = null;
-        });
-    }
-    return this._loggingIn;
+    return this._promptOnce("_loggingIn", this.onLoginRequired, code);
   }
 
   /** One step-up prompt for all requests that need it at the same time. */
   _stepUpOnce(details) {
-    if (!this._steppingUp) {
-      this._steppingUp = Promise.resolve(this.onReauthenticate(details, this))
+    return this._promptOnce("_steppingUp", this.onReauthenticate, details);
+  }
+
+  /** The prompt open in `slot`, or `hook(argument, client)` opened there: whether
+   * the user did what it asked (the hook resolved to true). */
+  _promptOnce(slot, hook, argument) {
+    if (!this[slot]) {
+      this[slot] = Promise.resolve(hook.call(this, argument, this))
         .then(Boolean)
         .finally(() => {
-          this._steppingUp = null;
+          this[slot] = null;
         });
     }
-    return this._steppingUp;
+    return this[slot];
   }
 
   /** Whether a session may be alive on the server that this client would end. */

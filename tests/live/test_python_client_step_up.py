@@ -61,6 +61,15 @@ def _family(client: ApiClient) -> str:
     return _claims(client.access_token)["fam"]
 
 
+def _not_fresh(client: ApiClient, username: str) -> tuple[str, int]:
+    """Log `client` in, make a store and refresh: (its session, the store's id),
+    and a token that is not fresh."""
+    client.login(username, PASSWORD)
+    store_id = _create_store(client)
+    client.refresh()
+    return _family(client), store_id
+
+
 def test_step_ups_through_the_callback_keep_one_session(make_client, username):
     """The regression of issue 24, point 1: every step-up used to be a login that
     left the previous session alive."""
@@ -112,10 +121,7 @@ def test_without_a_callback_the_challenge_is_raised_and_answered_by_hand(
     make_client, username
 ):
     client, session = make_client()
-    client.login(username, PASSWORD)
-    family = _family(client)
-    store_id = _create_store(client)
-    client.refresh()
+    family, store_id = _not_fresh(client, username)
 
     with pytest.raises(LoginRequired) as raised:
         client.post("/item", json=_item(store_id))
@@ -173,10 +179,7 @@ def test_a_wrong_password_in_the_callback_reaches_the_caller(make_client, userna
         client.reauthenticate(WRONG_PASSWORD)
 
     client, session = make_client(reauthenticate=mistyped)
-    client.login(username, PASSWORD)
-    family = _family(client)
-    store_id = _create_store(client)
-    client.refresh()
+    family, store_id = _not_fresh(client, username)
 
     with pytest.raises(ReauthenticationFailed) as raised:
         client.post("/item", json=_item(store_id))
@@ -190,9 +193,7 @@ def test_a_wrong_password_in_the_callback_reaches_the_caller(make_client, userna
 def test_concurrent_fresh_only_requests_share_one_step_up(make_client, username):
     reauthenticate = Reauthenticator(username)
     client, session = make_client(reauthenticate=reauthenticate)
-    client.login(username, PASSWORD)
-    store_id = _create_store(client)
-    client.refresh()
+    _, store_id = _not_fresh(client, username)
 
     results = _run_together(THREADS, lambda: client.post("/item", json=_item(store_id)))
 
