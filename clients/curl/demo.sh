@@ -7,11 +7,17 @@
 #   1. send the access token you have              -> 200
 #   2. on 401 token_expired, POST /refresh          -> a non-fresh access token and a
 #      new refresh token (rotation); repeat the request -> 200
-#   3. on any other 401 (here fresh_token_required from POST /item), log in again
-# then logs out and checks that the session's tokens answer 401 token_revoked, and
-# ends two more sessions with POST /revoke (RFC 7009: the token in a form body, no
-# Authorization header): one with its refresh token (a new login), and the first
-# login's with its long-expired access token.
+#   3. on any other 401, log in again; its step-up variant: POST /item answers 401
+#      fresh_token_required with the RFC 9470 challenge (WWW-Authenticate: Bearer
+#      error="insufficient_user_authentication", max_age="N"), so the user proves
+#      who they are again INSIDE the session (POST /reauthenticate with the access
+#      token and the password: a fresh access token of the same session and a new
+#      refresh token), the request is repeated -> 201, and GET /me/sessions still
+#      lists one session
+# then logs in elsewhere and out, checking that that session's tokens answer 401
+# token_revoked, and ends two more sessions with POST /revoke (RFC 7009: the token in
+# a form body, no Authorization header): one with its refresh token (a new login),
+# and the first login's with its long-expired access token.
 # Each step prints one numbered line: the request, the status, the relevant part of
 # the body, OK or FAIL. Tokens are shortened, never printed whole.
 #
@@ -21,7 +27,8 @@
 # That is practical only against a server with a short access-token lifetime, e.g.
 #     JWT_ACCESS_TOKEN_EXPIRES=3 ./scripts/serve.sh
 # When expires_in is longer than DEMO_MAX_WAIT the script says so and stops (exit 3).
-# (A run registers once and logs in three times: the default rate limits,
+# (A run registers once, logs in three times and re-authenticates once: the default
+# rate limits,
 # RATELIMIT_REGISTER "5 per minute" first, allow about five runs a minute from one
 # address.)
 #
@@ -90,11 +97,11 @@ BODY=$TMP_DIR/body.json
 HEADERS=$TMP_DIR/headers.txt
 
 # JSON and JWT without jq: after every request, one python3 call flattens the answer
-# into KEYS/VALUES: the JSON body's values by dotted path ("store.id"), the claims
-# of any *_token in it, decoded but NOT verified ("access_token:fresh"; a client
-# only reads them, the server checks the signature), the WWW-Authenticate header
-# ("@www-authenticate") and the start of the body ("@snippet"). Missing and null
-# values are simply absent.
+# into KEYS/VALUES: the JSON body's values by dotted path ("store.id"; "0.id" for a
+# list's first), the claims of any *_token in it, decoded but NOT verified
+# ("access_token:fresh"; a client only reads them, the server checks the
+# signature), the WWW-Authenticate header ("@www-authenticate") and the start of
+# the body ("@snippet"). Missing and null values are simply absent.
 PY_HELPERS='
 import base64, json, secrets, sys
 
@@ -104,8 +111,9 @@ def text(value):
     return value if isinstance(value, str) else json.dumps(value)
 
 def flatten(data, prefix=""):
-    if isinstance(data, dict):
-        for key, value in data.items():
+    if isinstance(data, (dict, list)):
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        for key, value in items:
             yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
     elif data is not None and prefix:
         yield prefix, text(data)
@@ -289,6 +297,25 @@ expect_token_error() {
   fi
 }
 
+# expect_step_up: 401 fresh_token_required with the RFC 9470 challenge; sets
+# MAX_AGE (quoted or bare in the header) and CHALLENGE.
+expect_step_up() {
+  expect_status 401
+  expect_field error fresh_token_required
+  CHALLENGE=$(field @www-authenticate)
+  if [[ $CHALLENGE != *'error="insufficient_user_authentication"'* ]]; then
+    fail "WWW-Authenticate" \
+      'Bearer realm="api", error="insufficient_user_authentication", ..., max_age="N"' \
+      "${CHALLENGE:-(missing)}"
+  fi
+  MAX_AGE=
+  if [[ $CHALLENGE =~ max_age=\"?([0-9]+) ]]; then
+    MAX_AGE=${BASH_REMATCH[1]}
+  else
+    fail "max_age in WWW-Authenticate" "a whole number of seconds" "$CHALLENGE"
+  fi
+}
+
 # expect_tokens FRESH: a token answer (both tokens, token_type Bearer, expires_in in
 # whole seconds) whose access token's `fresh` claim is FRESH (true or false).
 expect_tokens() {
@@ -304,6 +331,19 @@ expect_tokens() {
   expect_field access_token:type access
   expect_field access_token:fresh "$1"
   expect_field refresh_token:type refresh
+}
+
+# expect_session_pair FRESH PREVIOUS WHAT: a token answer (see expect_tokens) of
+# the session FAMILY whose refresh token is new, not PREVIOUS (WHAT says which that
+# is); sets PAIR_ACCESS and PAIR_REFRESH.
+expect_session_pair() {
+  expect_tokens "$1"
+  expect_field access_token:fam "$FAMILY"
+  PAIR_ACCESS=$(field access_token)
+  PAIR_REFRESH=$(field refresh_token)
+  if [[ $PAIR_REFRESH == "$2" ]]; then
+    fail "refresh_token" "a new refresh token (rotation)" "$3"
+  fi
 }
 
 RANDOM_HEX=$(py random 16)
@@ -364,13 +404,9 @@ HINT=
 ok "$(answer) -> refresh"
 
 send POST /refresh "$REFRESH"
-expect_tokens false
-expect_field access_token:fam "$FAMILY"
-NON_FRESH=$(field access_token)
-NEW_REFRESH=$(field refresh_token)
-if [[ $NEW_REFRESH == "$REFRESH" ]]; then
-  fail "refresh_token" "a new refresh token (rotation)" "the one that was sent"
-fi
+expect_session_pair false "$REFRESH" "the one that was sent"
+NON_FRESH=$PAIR_ACCESS
+NEW_REFRESH=$PAIR_REFRESH
 ok "access=$(short "$NON_FRESH") (fresh: false, same session)\
  refresh=$(short "$NEW_REFRESH") (rotated: keep the new one)"
 
@@ -386,26 +422,44 @@ expect_field name "$STORE_NAME"
 STORE_ID=$(field id)
 ok "id=$STORE_ID name=$(field name) (any access token will do)"
 
-# -- 3. On any other 401, log in again -----------------------------------------------
+# -- 3. On any other 401, log in again; for a step-up, re-authenticate instead ------
 ITEM=$(printf '{"name": "%s", "price": 1.5, "store_id": %s}' "$ITEM_NAME" "$STORE_ID")
 send POST /item "$NON_FRESH" "$ITEM"
-expect_token_error fresh_token_required
-ok "$(answer) -> log in again"
+expect_step_up
+ok "$(answer) max_age=$MAX_AGE -> step up"
+printf '    WWW-Authenticate: %s\n' "$CHALLENGE"
 
-send POST /login "" "$CREDENTIALS"
-expect_tokens true
-FRESH=$(field access_token)
-FRESH_REFRESH=$(field refresh_token)
-ok "access=$(short "$FRESH") (fresh: true) refresh=$(short "$FRESH_REFRESH")"
+REAUTH=$(printf '{"password": "%s"}' "$PASSWORD")
+send POST /reauthenticate "$NON_FRESH" "$REAUTH"
+expect_session_pair true "$NEW_REFRESH" "the one held before"
+STEPPED=$PAIR_ACCESS
+STEPPED_REFRESH=$PAIR_REFRESH
+ok "access=$(short "$STEPPED") (fresh: true, same session)\
+ refresh=$(short "$STEPPED_REFRESH") (keep both)"
 
-send POST /item "$FRESH" "$ITEM"
+send POST /item "$STEPPED" "$ITEM"
 expect_status 201
 expect_number id
 expect_field name "$ITEM_NAME"
 expect_field store.id "$STORE_ID"
 ok "id=$(field id) name=$(field name) price=$(field price) store.id=$(field store.id)"
 
-# -- Log out: every token of that login is revoked -----------------------------------
+send GET /me/sessions "$STEPPED"
+expect_status 200
+expect_field 0.id "$FAMILY"
+expect_field 0.current true
+if [[ -n $(field 1.id) ]]; then
+  fail "sessions" "one (the step-up starts none)" "more than one"
+fi
+ok "1 session, id=$(short "$FAMILY") (current): the step-up kept it"
+
+# -- Log in elsewhere, then log out: every token of that login is revoked -----------
+send POST /login "" "$CREDENTIALS"
+expect_tokens true
+FRESH=$(field access_token)
+FRESH_REFRESH=$(field refresh_token)
+ok "access=$(short "$FRESH") refresh=$(short "$FRESH_REFRESH") (a new session)"
+
 send POST /logout "$FRESH"
 expect_status 200
 ok "message=\"$(field message)\""
@@ -440,14 +494,14 @@ send POST /refresh "$OTHER_REFRESH"
 expect_token_error token_revoked
 ok "$(answer): that session is over"
 
-# The first login's session is still alive (refreshed once above); its access token
-# from /login expired long ago, and still names the session.
+# The first login's session is still alive (refreshed and stepped up above); its
+# access token from /login expired long ago, and still names the session.
 revoke "$ACCESS" access_token
 expect_status 200
 expect_field message "$REVOKED"
 ok "message=\"$(field message)\" (an expired access token)"
 
-send POST /refresh "$NEW_REFRESH"
+send POST /refresh "$STEPPED_REFRESH"
 expect_token_error token_revoked
 ok "$(answer): the expired token ended its session"
 

@@ -4,9 +4,16 @@
 //   1. send the access token it has;
 //   2. on 401 `token_expired`, refresh once (one /refresh shared by every request
 //      in flight: single-flight) and repeat the request once;
-//   3. on any other 401 that a login fixes (`fresh_token_required`, a refused
-//      refresh, ...), call `onLoginRequired`; if that resolves to true (the user
-//      logged in again), repeat the request once.
+//   3. on a step-up challenge (401 `fresh_token_required`, whose WWW-Authenticate
+//      says `error="insufficient_user_authentication"` and the route's `max_age`,
+//      RFC 9470 §3), call `onReauthenticate({maxAge, message}, client)`: the app
+//      asks for the password and calls `client.reauthenticate(password)`, which
+//      steps up INSIDE this session (POST /reauthenticate: no new session); if the
+//      hook resolves to true, repeat the request once. Without the hook, as step 4;
+//   4. on any other 401 that a login fixes (a refused refresh, ...), call
+//      `onLoginRequired`; if that resolves to true (the user logged in again),
+//      repeat the request once. A login over a session this client still holds
+//      ends that session first, so none is left behind.
 //
 // Two modes:
 //   - "header" (default): tokens live in this object's memory only (never in
@@ -21,11 +28,18 @@
 //
 //   import { AuthClient } from "./auth-client.js";
 //   // baseUrl: where the API is (with its path prefix, if any); "" is this origin.
-//   const api = new AuthClient({ mode: "cookie", onLoginRequired: askForLogin });
+//   const api = new AuthClient({
+//     mode: "cookie",
+//     onLoginRequired: askForLogin,
+//     // resolves to true once client.reauthenticate(password) succeeded
+//     onReauthenticate: askForPassword,
+//   });
 //   await api.login("alice", "correct horse battery");
 //   const response = await api.fetch("/item?page=1");
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+// RFC 9470 §3: the user must authenticate again (recently enough), in the session.
+const STEP_UP = "insufficient_user_authentication";
 // What a new login fixes; `token_expired` is fixed by a refresh instead.
 const LOGIN_FIXES = new Set([
   "authorization_required",
@@ -53,11 +67,41 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The step-up a 401 asks for, or null: `{maxAge, message}` when the answer is
+ * `fresh_token_required` or its challenge says `insufficient_user_authentication`
+ * (RFC 9470 §3). `maxAge` (seconds, or null when absent) is how recently the user
+ * must have authenticated for this route.
+ */
+export function stepUpOf(response, body) {
+  const challenge = parseChallenge(response.headers.get("WWW-Authenticate"));
+  if (challenge.error !== STEP_UP && body.error !== "fresh_token_required") return null;
+  const maxAge = /^\d+$/.test(challenge.max_age || "") ? Number(challenge.max_age) : null;
+  return { maxAge, message: body.message || challenge.error_description || "" };
+}
+
+/**
+ * The parameters of a Bearer challenge (RFC 6750 §3): `{error, max_age, ...}`,
+ * quoted values ("300") and bare ones (300) alike; {} for none.
+ */
+export function parseChallenge(header) {
+  const params = {};
+  const match = /^\s*Bearer\b(.*)$/i.exec(header || "");
+  if (!match) return params;
+  const param = /([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
+  for (const [, name, quoted, bare] of match[1].matchAll(param)) {
+    params[name.toLowerCase()] =
+      quoted === undefined ? bare : quoted.replace(/\\(.)/g, "$1");
+  }
+  return params;
+}
+
 export class AuthClient {
   constructor({
     baseUrl = "",
     mode = "header",
     onLoginRequired = null,
+    onReauthenticate = null,
     onRefresh = null,
     fetchImpl = null,
   } = {}) {
@@ -67,13 +111,18 @@ export class AuthClient {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
     this.mode = mode;
     this.onLoginRequired = onLoginRequired;
+    this.onReauthenticate = onReauthenticate;
     this.onRefresh = onRefresh;
     this._fetch = fetchImpl || window.fetch.bind(window);
     this._accessToken = null;
     this._refreshToken = null;
     this._refreshing = null; // the one refresh in flight, shared
     this._loggingIn = null; // the one login prompt open, shared
-    this._generation = 0; // bumped at every login, refresh and logout
+    this._steppingUp = null; // the one step-up prompt open, shared
+    this._generation = 0; // bumped at every login, refresh, step-up and logout
+    this._freshGeneration = -1; // the generation of the last fresh pair
+    this._refusedGeneration = -1; // the generation whose refresh was refused
+    this._sessionEpoch = 0; // bumped at every login and logout: which session
     this._cookieSession = false; // cookie mode: a login happened, no logout since
     this._loggingOut = false;
     this.refreshCount = 0;
@@ -84,7 +133,20 @@ export class AuthClient {
     return this.mode === "cookie" ? this._cookieSession : this._accessToken !== null;
   }
 
+  /**
+   * POST /login: a new session. A session this client still holds is ended first
+   * (see logout(); a failure of that is ignored), so no session is left behind
+   * whose tokens this client has forgotten. To prove who the user is again inside
+   * the session, use reauthenticate() instead.
+   */
   async login(username, password) {
+    if (this._holdsSession()) {
+      try {
+        await this.logout();
+      } catch {
+        // Unreachable or refused: it ends by itself at its idle timeout.
+      }
+    }
     const body = { username, password };
     if (this.mode === "cookie") body.token_delivery = "cookie";
     const response = await this._fetch(this._url("/login"), {
@@ -97,8 +159,51 @@ export class AuthClient {
     if (!response.ok) {
       throw new LoginRequiredError(data.error || "invalid_credentials", data.message);
     }
-    this._store(data);
+    this._store(data, { fresh: true, newSession: true });
     return data;
+  }
+
+  /**
+   * POST /reauthenticate: step up inside the session this client holds. The user
+   * proves who they are again (`password`); the answer is a fresh access token of
+   * the SAME session, and in header mode a new refresh token too (the previous one
+   * is spent as at a refresh): both are kept. Cookie mode: the server sets the new
+   * cookies. An expired access token is refreshed first (once), then the step-up
+   * is sent again.
+   *
+   * Resolves to the answer's body. Rejects with an ApiError for a refusal that
+   * leaves the session as it was (`invalid_credentials`: a wrong password, 422,
+   * 429...) and with a LoginRequiredError when the session is gone (ended,
+   * refresh refused, not logged in): then only login() helps.
+   */
+  async reauthenticate(password) {
+    if (this._refreshing) await this._refreshing; // step up with the newest token
+    const epoch = this._sessionEpoch;
+    for (let refreshed = false; ; refreshed = true) {
+      if (!this.loggedIn) throw new LoginRequiredError("authorization_required");
+      const response = await this._send("/reauthenticate", {
+        method: "POST",
+        body: JSON.stringify({ password }),
+      });
+      const data = await readJson(response);
+      // A login or logout while this was on its way wins: its answer is stale.
+      if (epoch !== this._sessionEpoch) {
+        throw new LoginRequiredError("token_revoked", "The session changed meanwhile.");
+      }
+      if (response.ok) {
+        this._store(data, { fresh: true });
+        return data;
+      }
+      if (data.error === "token_expired" && !refreshed) {
+        const refusal = await this._refreshOnce();
+        if (refusal === null) continue;
+        throw new LoginRequiredError(refusal);
+      }
+      if (response.status === 401 && data.error !== "invalid_credentials") {
+        throw new LoginRequiredError(data.error || "token_revoked", data.message);
+      }
+      throw apiError(response, data);
+    }
   }
 
   /**
@@ -140,6 +245,14 @@ export class AuthClient {
     }
   }
 
+  /**
+   * POST /refresh now (shared with a refresh in flight): the access token becomes
+   * non-fresh. Resolves to null, or to the refusal's code (then only a login helps).
+   */
+  refresh() {
+    return this._refreshOnce();
+  }
+
   /** GET /me/sessions: the user's sessions, newest first (`current`: this one). */
   async sessions() {
     return expectOk(await this.fetch("/me/sessions"));
@@ -161,18 +274,21 @@ export class AuthClient {
 
   /**
    * fetch(path, options) with the token. A request is repeated at most once after
-   * a refresh and at most once after a new login. `retry: false` returns the first
-   * answer as it is; `relogin: false` still refreshes but never asks for a login.
+   * a refresh, at most once after a step-up and at most once after a new login.
+   * `retry: false` returns the first answer as it is; `relogin: false` still
+   * refreshes but never asks the user (no step-up, no login).
    */
   async fetch(path, options = {}, { retry = true, relogin = true } = {}) {
     let refreshed = false;
+    let steppedUp = false;
     let loggedInAgain = false;
     for (;;) {
       const generation = this._generation;
       const response = await this._send(path, options);
       if (response.status !== 401 || !retry) return response;
 
-      let { error } = await readJson(response.clone());
+      const body = await readJson(response.clone());
+      let { error } = body;
       if (error === "token_expired" && !refreshed && this.loggedIn) {
         refreshed = true;
         // Someone else may have refreshed while this request was on its way.
@@ -180,6 +296,16 @@ export class AuthClient {
         const refreshError = await this._refreshOnce();
         if (refreshError === null) continue;
         error = refreshError; // the refresh token is refused: only a login helps
+      }
+      const stepUp = error === body.error ? stepUpOf(response, body) : null;
+      if (stepUp && this.onReauthenticate && relogin) {
+        if (steppedUp || this._loggingOut || !this.loggedIn) return response;
+        steppedUp = true;
+        // Stepped up (or logged in) while this request was on its way: repeat it.
+        const renewed = this._freshGeneration === this._generation;
+        if (renewed && this._freshGeneration > generation) continue;
+        if (!(await this._stepUpOnce(stepUp))) return response;
+        continue;
       }
       if (loggedInAgain || !relogin || !LOGIN_FIXES.has(error)) return response;
       // Refused because of a logout (running, or done since it was sent): a prompt
@@ -239,10 +365,13 @@ export class AuthClient {
       credentials: this._credentials(),
     });
     const data = await readJson(response);
-    if (!response.ok) return data.error || "token_revoked";
+    if (!response.ok) {
+      if (generation === this._generation) this._refusedGeneration = generation;
+      return data.error || "token_revoked";
+    }
     // A logout or login while this refresh was on its way wins: its answer is stale.
     if (generation !== this._generation) return null;
-    this._store(data);
+    this._store(data, { fresh: false });
     this.refreshCount += 1;
     if (this.onRefresh) this.onRefresh(this.refreshCount);
     return null;
@@ -251,17 +380,37 @@ export class AuthClient {
   /** One login prompt for all requests that need it at the same time. */
   _loginOnce(code) {
     if (!this.onLoginRequired) return Promise.reject(new LoginRequiredError(code));
-    if (!this._loggingIn) {
-      this._loggingIn = Promise.resolve(this.onLoginRequired(code, this))
-        .then(Boolean)
-        .finally(() => {
-          this._loggingIn = null;
-        });
-    }
-    return this._loggingIn;
+    return this._promptOnce("_loggingIn", this.onLoginRequired, code);
   }
 
-  _store(data) {
+  /** One step-up prompt for all requests that need it at the same time. */
+  _stepUpOnce(details) {
+    return this._promptOnce("_steppingUp", this.onReauthenticate, details);
+  }
+
+  /** The prompt open in `slot`, or `hook(argument, client)` opened there: whether
+   * the user did what it asked (the hook resolved to true). */
+  _promptOnce(slot, hook, argument) {
+    if (!this[slot]) {
+      this[slot] = Promise.resolve(hook.call(this, argument, this))
+        .then(Boolean)
+        .finally(() => {
+          this[slot] = null;
+        });
+    }
+    return this[slot];
+  }
+
+  /** Whether a session may be alive on the server that this client would end. */
+  _holdsSession() {
+    if (this._refusedGeneration === this._generation) return false; // refused: over
+    if (this.mode === "header") return this._refreshToken !== null;
+    // The CSRF cookies come and go with the HttpOnly token cookies: after a page
+    // reload they still tell that the browser holds a session.
+    return this._cookieSession || readCookie("csrf_refresh_token") !== null;
+  }
+
+  _store(data, { fresh, newSession = false }) {
     if (this.mode === "header") {
       this._accessToken = data.access_token;
       this._refreshToken = data.refresh_token;
@@ -269,6 +418,8 @@ export class AuthClient {
       this._cookieSession = true;
     }
     this._generation += 1;
+    if (fresh) this._freshGeneration = this._generation;
+    if (newSession) this._sessionEpoch += 1;
   }
 
   _forget() {
@@ -276,6 +427,7 @@ export class AuthClient {
     this._refreshToken = null;
     this._cookieSession = false;
     this._generation += 1;
+    this._sessionEpoch += 1;
   }
 
   _credentials() {
@@ -298,11 +450,14 @@ async function readJson(response) {
 /** The JSON body of a 2xx answer; an ApiError for any other. */
 async function expectOk(response) {
   const data = await readJson(response);
-  if (!response.ok) {
-    const code = data.error || `http_${response.status}`;
-    throw new ApiError(response.status, code, data.message || response.statusText);
-  }
+  if (!response.ok) throw apiError(response, data);
   return data;
+}
+
+/** The ApiError of a refused answer whose JSON body is `data`. */
+function apiError(response, data) {
+  const code = data.error || `http_${response.status}`;
+  return new ApiError(response.status, code, data.message || response.statusText);
 }
 
 function readCookie(name) {

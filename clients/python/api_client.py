@@ -1,8 +1,16 @@
-"""A Python client for the Stores API: login, silent refresh, re-login hook.
+"""A Python client for the Stores API: login, silent refresh, step-up and
+re-login hook.
 
     from clients.python.api_client import ApiClient, LoginRequired
 
-    client = ApiClient("http://127.0.0.1:5000", reauthenticate=ask_for_login)
+    def ask_for_password(client: ApiClient) -> None:
+        password = getpass.getpass("Password: ")
+        if client.step_up is not None:  # a fresh-only route: stay in the session
+            client.reauthenticate(password)
+        else:  # the session is over: a new one
+            client.login("alice", password)
+
+    client = ApiClient("http://127.0.0.1:5000", reauthenticate=ask_for_password)
     client.login("alice", "correct horse battery")
     response = client.get("/store")  # a requests.Response, whatever its status
 
@@ -13,11 +21,23 @@ The three-step flow of the API's README, done for the caller:
    (once for all threads that hit the same expired token: single-flight), keeps
    the new access token *and the rotated refresh token*, and repeats the request
    once;
-3. on ``401 fresh_token_required``, or when ``/refresh`` itself answers 401
-   (``token_revoked``, ``token_expired``, ``invalid_token``...), only a new login
-   helps: the client calls ``reauthenticate(client)`` if it was given one (it
-   typically calls ``client.login(...)``) and repeats the request once; without
-   one it raises :class:`LoginRequired` with the server's error code and message.
+3. on a step-up challenge (``401 fresh_token_required`` with ``WWW-Authenticate:
+   Bearer error="insufficient_user_authentication", max_age="N"``, RFC 9470 §3:
+   the token is not fresh, or its user authenticated too long ago for the route)
+   the user must prove who they are again, *inside the session*: the client
+   calls ``reauthenticate(client)`` with ``client.step_up`` set (the challenge's
+   ``max_age`` and message); the callback asks for the password and calls
+   ``client.reauthenticate(password)`` (``POST /reauthenticate``: a fresh token
+   of the same session, no new session), and the request is repeated once;
+4. when ``/refresh`` itself answers 401 (``token_revoked``, ``token_expired``,
+   ``invalid_token``...) the session is over and only a new login helps: the
+   client calls ``reauthenticate(client)`` with ``client.step_up`` None (it calls
+   ``client.login(...)``) and repeats the request once.
+
+Without a callback, steps 3 and 4 raise :class:`LoginRequired` with the server's
+error code and message (and ``step_up`` for step 3). ``login()`` over a session
+the client still holds ends that session first (``POST /revoke``), so a callback
+that logs in again, where a step-up would do, still leaves no session behind.
 
 Every other answer is returned unchanged: 2xx, 4xx, 5xx, and a 401 with any other
 code (``token_revoked`` or ``invalid_token`` on a normal request, or any 401 on
@@ -40,6 +60,7 @@ nothing to refresh, and no login to ask for.
 Depends only on ``requests``. One client may be shared by many threads.
 """
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,13 +75,23 @@ __all__ = [
     "ApiClientError",
     "LoginFailed",
     "LoginRequired",
+    "ReauthenticationFailed",
+    "StepUp",
     "error_of",
+    "parse_challenge",
+    "step_up_of",
 ]
 
 DEFAULT_TIMEOUT = 10.0  # seconds, for every request the client sends
 
-#: ``reauthenticate(client)``: log in again (``client.login(...)``), or raise.
+#: ``reauthenticate(client)``: step up (``client.reauthenticate(password)``) when
+#: ``client.step_up`` is set, else log in again (``client.login(...)``); or raise.
 Reauthenticate = Callable[["ApiClient"], object]
+
+# RFC 9470 §3: the user must authenticate again (recently enough), in the session.
+STEP_UP_ERROR = "insufficient_user_authentication"
+# A Bearer challenge's parameters: name=value, the value quoted or bare.
+_CHALLENGE_PARAMETER = re.compile(r'([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 # What happened while recovering from a 401 (see ApiClient._recover).
 _RETRY = "retry"  # the tokens changed meanwhile: repeat with the current ones
@@ -95,11 +126,65 @@ class LoginFailed(ApiClientError):
 
 
 class LoginRequired(ApiClientError):
-    """Only a new login helps, and no ``reauthenticate`` callback could provide it.
+    """The user must authenticate, and no ``reauthenticate`` callback could do it.
 
-    Raised for ``401 fresh_token_required`` and when ``/refresh`` answers 401 (the
-    code is then the refresh's: ``token_revoked``, ``token_expired``...).
+    Raised for a step-up challenge (``401 fresh_token_required``: ``step_up``
+    says what the route asks for, and ``client.reauthenticate(password)`` is the
+    answer) and when the session is over: ``/refresh`` or ``/reauthenticate``
+    answered 401 (the code is then theirs: ``token_revoked``, ``token_expired``...;
+    ``step_up`` is None) and only ``client.login(...)`` helps.
     """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        response: requests.Response | None = None,
+        step_up: "StepUp | None" = None,
+    ) -> None:
+        super().__init__(code, message, response)
+        self.step_up = step_up
+
+
+class ReauthenticationFailed(ApiClientError):
+    """``POST /reauthenticate`` was refused and the session is as it was: a wrong
+    password (``invalid_credentials``, counted against the failed-login budgets),
+    a body the server refused (422), a rate limit (429)..."""
+
+
+@dataclass(frozen=True)
+class StepUp:
+    """What a fresh-only route asked for (RFC 9470 §3): the user must have
+    authenticated at most ``max_age`` seconds ago (None when the challenge does
+    not say), and the server's ``message``."""
+
+    max_age: int | None
+    message: str
+
+
+def parse_challenge(header: str | None) -> dict[str, str]:
+    """The parameters of a Bearer challenge (RFC 6750 §3), names in lower case:
+    ``{"error": ..., "max_age": ...}``; quoted values and bare ones alike."""
+    scheme, _, rest = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return {}
+    return {
+        name.lower(): re.sub(r"\\(.)", r"\1", quoted) if quoted else bare
+        for name, quoted, bare in _CHALLENGE_PARAMETER.findall(rest)
+    }
+
+
+def step_up_of(response: requests.Response) -> StepUp | None:
+    """The step-up a 401 asks for: ``fresh_token_required``, or a challenge whose
+    error is ``insufficient_user_authentication``; None for any other answer."""
+    if response.status_code != 401:
+        return None
+    code, message = error_of(response)
+    challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+    if code != "fresh_token_required" and challenge.get("error") != STEP_UP_ERROR:
+        return None
+    max_age = challenge.get("max_age", "")
+    return StepUp(int(max_age) if max_age.isdigit() else None, message)
 
 
 def error_of(response: requests.Response) -> tuple[str, str]:
@@ -134,17 +219,19 @@ class ApiClient:
     ``base_url``: where the API lives, e.g. ``http://127.0.0.1:5000`` (a path
     prefix such as ``https://host/api`` is kept). ``timeout``: seconds for every
     request, unless a call passes its own ``timeout=``. ``reauthenticate``:
-    called as ``reauthenticate(client)`` when only a new login helps; it should
-    call ``client.login(...)`` (or raise). ``session``: a ``requests.Session`` to
-    use (one is created, and closed by :meth:`close`, otherwise).
+    called as ``reauthenticate(client)`` when the user must authenticate: with
+    ``client.step_up`` set it should call ``client.reauthenticate(password)`` (a
+    step-up inside the session), with ``client.step_up`` None (the session is
+    over) ``client.login(...)``; or raise. ``session``: a ``requests.Session``
+    to use (one is created, and closed by :meth:`close`, otherwise).
 
     Thread safety: a lock guards the token pair; a second (re-entrant) lock lets
     one thread at a time refresh or call ``reauthenticate``, and a thread that
     waited for it first compares the access token its request used with the
     current one: if they differ, someone else already renewed the tokens and the
     request is simply repeated. N threads hitting one expired token therefore
-    cause exactly one ``POST /refresh`` (and one ``reauthenticate`` call when a
-    login is needed).
+    cause exactly one ``POST /refresh`` (and N threads refused by a fresh-only
+    route, one ``reauthenticate`` call: one step-up).
 
     A request is repeated at most once after a refresh and at most once after a
     ``reauthenticate`` call, so at most three sends per call. Request bodies must
@@ -166,7 +253,7 @@ class ApiClient:
             raise ValueError("base_url must not carry a query or a fragment.")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.reauthenticate = reauthenticate
+        self.reauthenticate_callback = reauthenticate
         self._owns_session = session is None
         self.session = session if session is not None else requests.Session()
         self._lock = threading.Lock()  # guards the four fields below
@@ -175,9 +262,10 @@ class ApiClient:
         self._fresh = False
         self._refused: _Refused | None = None
         self._api_token = False  # the access token held is an API token
-        # One refresh or re-login at a time. Re-entrant, so a reauthenticate
-        # callback may itself use the client.
+        # One refresh, step-up or re-login at a time. Re-entrant, so a
+        # reauthenticate callback may itself use the client.
         self._recovery = threading.RLock()
+        self._step_up: StepUp | None = None  # while the callback answers one
 
     @classmethod
     def from_api_token(
@@ -229,9 +317,17 @@ class ApiClient:
 
     @property
     def token_is_fresh(self) -> bool:
-        """Whether the access token held came straight from a login."""
+        """Whether the access token held came straight from a login or a step-up
+        (a fresh-only route still refuses it once its ``max_age`` has passed)."""
         with self._lock:
             return self._access_token is not None and self._fresh
+
+    @property
+    def step_up(self) -> StepUp | None:
+        """While the ``reauthenticate`` callback runs: the step-up a fresh-only
+        route asked for (then call ``client.reauthenticate(password)``), or None
+        when the session is over (then ``client.login(...)``). None otherwise."""
+        return self._step_up
 
     def url(self, path: str) -> str:
         """``base_url`` joined with ``path`` (``"store"`` and ``"/store"`` alike).
@@ -247,11 +343,22 @@ class ApiClient:
     # -- login and logout -------------------------------------------------------
 
     def login(self, username: str, password: str) -> dict[str, Any]:
-        """``POST /login``: keep the (fresh) access token and the refresh token.
+        """``POST /login``: a new session; keep its (fresh) access token and its
+        refresh token.
+
+        A session the client still holds is ended first (as :meth:`logout`
+        does; whatever its answer, or a network error, the login goes on), so
+        no session is left alive whose tokens the client has forgotten. To prove
+        who the user is again *inside* the session, call :meth:`reauthenticate`.
 
         Returns the token response's body. Raises :class:`LoginFailed` with the
-        server's ``error`` and ``message`` when the login is refused.
+        server's ``error`` and ``message`` when the login is refused (the old
+        session has ended all the same).
         """
+        try:
+            self.logout()
+        except requests.RequestException:
+            pass  # unreachable: the old session ends by itself (idle timeout)
         response = self.session.post(
             self.url("/login"),
             json={"username": username, "password": password},
@@ -262,6 +369,50 @@ class ApiClient:
         data = self._token_body(response)
         self._store(data, fresh=True)
         return data
+
+    def reauthenticate(self, password: str) -> dict[str, Any]:
+        """``POST /reauthenticate``: a step-up inside the session the client holds.
+
+        The user proves who they are again; the answer is a fresh access token
+        of the *same* session and a new refresh token (the previous one is spent
+        as at a refresh), both kept. An expired access token is refreshed first
+        (once) and the step-up sent again. Returns the token response's body.
+
+        Raises :class:`ReauthenticationFailed` when refused with the session as
+        it was (``invalid_credentials``: a wrong password; 422; 429...), and
+        :class:`LoginRequired` when there is no session to step up in (not
+        logged in, an API token, or the session ended: ``token_revoked``; the
+        dead tokens are then forgotten): only :meth:`login` helps.
+        """
+        with self._recovery:  # no refresh or other step-up meanwhile
+            refreshed = False
+            while True:
+                used = self.access_token
+                if used is None or self.uses_api_token:
+                    raise LoginRequired(
+                        "authorization_required", "No session to step up in: log in."
+                    )
+                response = self.session.post(
+                    self.url("/reauthenticate"),
+                    json={"password": password},
+                    headers={"Authorization": f"Bearer {used}"},
+                    timeout=self.timeout,
+                )
+                if response.status_code == 200:
+                    data = self._token_body(response)
+                    self._store(data, fresh=True, replacing=used)
+                    return data
+                code, message = error_of(response)
+                if code == "token_expired" and not refreshed:
+                    refreshed = True
+                    outcome = self._refresh_now(used, self.refresh_token, False)
+                    if isinstance(outcome, requests.Response):
+                        raise ApiClientError(*error_of(outcome), outcome)
+                    continue
+                if response.status_code == 401 and code != "invalid_credentials":
+                    self._session_over(used, code, message, response)
+                    raise LoginRequired(code, message, response)
+                raise ReauthenticationFailed(code, message, response)
 
     def logout(self) -> requests.Response | None:
         """End this login's session on the server and forget the tokens.
@@ -377,14 +528,15 @@ class ApiClient:
             if response.status_code != 401 or used is None or self.uses_api_token:
                 return response  # an API token has nothing to recover with
             code = error_of(response)[0]
+            step_up = step_up_of(response)
             if code == "token_expired" and not refreshed:
                 refreshed = True
-            elif code == "fresh_token_required" and not reauthenticated:
+            elif step_up is not None and not reauthenticated:
                 reauthenticated = True
             else:
                 return response
             outcome = self._recover(
-                used, code, response, may_reauthenticate=may_reauthenticate
+                used, step_up or code, response, may_reauthenticate=may_reauthenticate
             )
             if isinstance(outcome, requests.Response):
                 return outcome  # /refresh failed, but not for want of a login
@@ -395,16 +547,17 @@ class ApiClient:
     def _recover(
         self,
         used: str,
-        code: str,
+        code: str | StepUp,
         response: requests.Response | None,
         *,
         may_reauthenticate: bool,
     ) -> str | requests.Response:
-        """After a 401 ``code`` for the access token ``used``: fix the tokens.
+        """After a 401 for the access token ``used`` (``token_expired``, or the
+        StepUp a fresh-only route asked for): fix the tokens.
 
         Returns _RETRY, _REFRESHED or _REAUTHENTICATED when the request should be
         repeated, or the response of a ``/refresh`` that failed with something
-        other than 401. Raises LoginRequired when only a login helps and
+        other than 401. Raises LoginRequired when the user must authenticate and
         ``reauthenticate`` cannot be called.
         """
         with self._recovery:
@@ -423,9 +576,14 @@ class ApiClient:
                 return _RETRY  # logged out meanwhile: sent without a token
             if current != used and (code == "token_expired" or fresh):
                 return _RETRY  # renewed by someone else while we waited
-            if code != "token_expired":  # fresh_token_required
-                message = error_of(response)[1] if response is not None else ""
-                return self._login_required(code, message, response, may_reauthenticate)
+            if isinstance(code, StepUp):
+                return self._login_required(
+                    "fresh_token_required",
+                    code.message,
+                    response,
+                    may_reauthenticate,
+                    step_up=code,
+                )
             return self._refresh_now(used, refresh_token, may_reauthenticate)
 
     def _refresh_now(
@@ -448,12 +606,19 @@ class ApiClient:
         if reply.status_code != 401:
             return reply  # 429, 5xx...: returned to the caller as it is
         code, message = error_of(reply)
+        self._session_over(used, code, message, reply)
+        return self._login_required(code, message, reply, may_reauthenticate)
+
+    def _session_over(
+        self, used: str, code: str, message: str, reply: requests.Response
+    ) -> None:
+        """The server refused the session of ``used``: forget its dead tokens
+        (unless a login or logout replaced them meanwhile)."""
         with self._lock:
             if self._access_token == used:
                 self._access_token = self._refresh_token = None
                 self._fresh = False
                 self._refused = _Refused(used, code, message, reply)
-        return self._login_required(code, message, reply, may_reauthenticate)
 
     def _login_required(
         self,
@@ -461,11 +626,17 @@ class ApiClient:
         message: str,
         response: requests.Response | None,
         may_reauthenticate: bool,
+        step_up: StepUp | None = None,
     ) -> str:
         """Call ``reauthenticate`` (the recovery lock is held), or raise."""
-        if self.reauthenticate is None or not may_reauthenticate:
-            raise LoginRequired(code, message, response)
-        self.reauthenticate(self)
+        callback = self.reauthenticate_callback
+        if callback is None or not may_reauthenticate:
+            raise LoginRequired(code, message, response, step_up)
+        self._step_up = step_up
+        try:
+            callback(self)
+        finally:
+            self._step_up = None
         return _REAUTHENTICATED
 
     @staticmethod

@@ -1,5 +1,7 @@
-"""clients/curl/demo.sh: the README's three-step client flow, with curl (and
-clients/curl/api-token.sh, a script calling the API with an API token).
+"""clients/curl/demo.sh: the README's three-step client flow, with curl, and its
+step-up variant (the RFC 9470 challenge, POST /reauthenticate, the request
+repeated, still one session); and clients/curl/api-token.sh, a script calling the
+API with an API token.
 
 The script runs against a live server (gunicorn, two workers, the database
 revocation store, two-second access tokens, so it waits about 8 s for a token to
@@ -34,7 +36,11 @@ SCRIPT = REPO / "clients" / "curl" / "demo.sh"
 API_TOKEN_SCRIPT = REPO / "clients" / "curl" / "api-token.sh"
 STOP_TIMEOUT = 15.0
 DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
-STEP_COUNT = 19
+STEP_COUNT = 21
+STEP_UP_CHALLENGE = (
+    'Bearer realm="api", error="insufficient_user_authentication", '
+    'error_description="The token is not fresh.", max_age="900"'
+)
 
 # The live run, step by step: (request, status, what the line must show).
 LIVE_STEPS = [
@@ -46,8 +52,10 @@ LIVE_STEPS = [
     ("GET /me", 200, "the repeated request works"),
     ("POST /store", 201, "name=demo-store-"),
     ("POST /item", 401, "error=fresh_token_required"),
-    ("POST /login", 200, "(fresh: true)"),
+    ("POST /reauthenticate", 200, "(fresh: true, same session)"),
     ("POST /item", 201, "price=1.5"),
+    ("GET /me/sessions", 200, "1 session, id="),
+    ("POST /login", 200, "(a new session)"),
     ("POST /logout", 200, "Successfully logged out."),
     ("GET /me", 401, "error=token_revoked"),
     ("POST /refresh", 401, "error=token_revoked"),
@@ -159,6 +167,12 @@ def test_demo_walks_the_flow_against_a_live_server(tmp_path):
         assert line.endswith("  OK"), line
     for marker in ("token_expired", "fresh_token_required", "token_revoked"):
         assert marker in output
+    # The step-up: the challenge shown whole, under its step's line.
+    assert (
+        'error=fresh_token_required "The token is not fresh." max_age=900 -> step up'
+        in output
+    )
+    assert f"\n    WWW-Authenticate: {STEP_UP_CHALLENGE}\n" in output
     assert "waiting 8 s for the access token to expire" in output
     assert re.search(rf"^All {STEP_COUNT} steps passed\.$", output, re.MULTILINE)
     assert "FAIL" not in output
@@ -283,6 +297,7 @@ CHALLENGE = {
     "WWW-Authenticate": 'Bearer realm="api", error="invalid_token", '
     'error_description="x"'
 }
+STEP_UP = {"WWW-Authenticate": STEP_UP_CHALLENGE}
 
 
 class StubAPI:
@@ -296,6 +311,8 @@ class StubAPI:
         self.ended: set[str] = set()  # the sessions (families) that ended
         self.refresh_token = ""
         self.username = ""
+        self.password = ""
+        self.families: list[str] = []  # every session started, in order
         self.lock = threading.Lock()
 
     def answer(self, method: str, path: str, token: str, body: dict) -> tuple:
@@ -309,11 +326,13 @@ class StubAPI:
             if self.broken == "register_500":
                 return 500, {"code": 500, "error": "internal_error"}, {}
             self.username = body.get("username", "")
+            self.password = body.get("password", "")
             return 201, {"id": 1, "username": self.username}, {}
         if (method, path) == ("POST", "/login"):
             with self.lock:
                 self.logins += 1
                 family = f"stub-family-{self.logins}"
+                self.families.append(family)
             expires_in = 900 if self.broken == "long_lifetime" else 0
             pair = token_pair(fresh=True, family=family, expires_in=expires_in)
             self.refresh_token = pair["refresh_token"]
@@ -336,9 +355,29 @@ class StubAPI:
             return 201, {"id": 7, "name": body.get("name")}, {}
         if (method, path) == ("POST", "/item"):
             if not claims_of(token).get("fresh"):
-                return 401, NOT_FRESH, CHALLENGE
+                return (
+                    401,
+                    NOT_FRESH,
+                    CHALLENGE if self.broken == "old_challenge" else STEP_UP,
+                )
             item = {"id": 1, "name": body.get("name"), "price": 1.5, "store": {"id": 7}}
             return 201, item, {}
+        if (method, path) == ("POST", "/reauthenticate"):
+            if body.get("password") != self.password:
+                return (
+                    401,
+                    token_error("invalid_credentials", "Invalid credentials."),
+                    {},
+                )
+            if self.broken == "reauthenticate_forks":
+                family = "stub-family-forked"
+            return 200, token_pair(fresh=True, family=family, refresh_jti="r3"), {}
+        if (method, path) == ("GET", "/me/sessions"):
+            with self.lock:
+                live = [f for f in reversed(self.families) if f not in self.ended]
+            if self.broken == "orphan_session":
+                live.append("stub-orphan")
+            return 200, [{"id": f, "current": f == family} for f in live], {}
         if (method, path) == ("POST", "/logout"):
             with self.lock:
                 self.ended.add(family)
@@ -419,11 +458,30 @@ def stub_server(broken: str) -> Iterator[int]:
             "expected refresh_token: a new refresh token (rotation)",
             "actual   refresh_token: the one that was sent",
         ),
+        (
+            "old_challenge",
+            8,
+            'expected WWW-Authenticate: Bearer realm="api", '
+            'error="insufficient_user_authentication", ..., max_age="N"',
+            'actual   WWW-Authenticate: Bearer realm="api", error="invalid_token"',
+        ),
+        (
+            "reauthenticate_forks",
+            9,
+            "expected access_token:fam: stub-family-1",
+            "actual   access_token:fam: stub-family-forked",
+        ),
+        (
+            "orphan_session",
+            11,
+            "expected sessions: one (the step-up starts none)",
+            "actual   sessions: more than one",
+        ),
         # /revoke says 200 for any token, so only the tokens afterwards tell.
-        ("revoke_ignored", 16, "expected status: 401", "actual   status: 200"),
+        ("revoke_ignored", 18, "expected status: 401", "actual   status: 200"),
         (
             "revoke_ignores_access_tokens",
-            19,
+            21,
             "expected status: 401",
             "actual   status: 200",
         ),

@@ -30,6 +30,7 @@ from clients.python.api_client import (
     ApiClientError,
     LoginFailed,
     LoginRequired,
+    StepUp,
 )
 from tests import servers
 from tests.helpers import PASSWORD
@@ -133,16 +134,27 @@ def username(server) -> str:
     return name
 
 
+# What POST /item (FRESH_MAX_AGE, default 900 s) asks of a token that is not fresh.
+NOT_FRESH = StepUp(900, "The token is not fresh.")
+
+
 class Reauthenticator:
-    """A reauthenticate callback that logs in again and counts its calls."""
+    """A reauthenticate callback as the client's docstring has it: a step-up in
+    the session when the client asks for one, else a new login; it counts its
+    calls and records the step-ups it was asked for."""
 
     def __init__(self, username: str) -> None:
         self.username = username
         self.calls = 0
+        self.step_ups: list[StepUp | None] = []
 
     def __call__(self, client: ApiClient) -> None:
         self.calls += 1
-        client.login(self.username, PASSWORD)
+        self.step_ups.append(client.step_up)
+        if client.step_up is not None:
+            client.reauthenticate(PASSWORD)
+        else:
+            client.login(self.username, PASSWORD)
 
 
 def _claims(token: str) -> dict:
@@ -249,9 +261,13 @@ def test_fresh_token_required_after_an_expiry_refresh_calls_reauthenticate_once(
     assert response.status_code == 201, response.text
     assert response.json()["store"]["id"] == store_id
     assert reauthenticate.calls == 1
+    assert reauthenticate.step_ups == [NOT_FRESH]
     assert session.refreshes() == 1
-    # token_expired -> refresh -> fresh_token_required -> login -> created.
+    # token_expired -> refresh -> fresh_token_required -> step-up -> created.
     assert session.statuses("POST", "/item") == [401, 401, 201]
+    # A step-up inside the session, not a new login (issue 24).
+    assert session.statuses("POST", "/reauthenticate") == [200]
+    assert session.count("POST", "/login") == 1
     assert client.token_is_fresh
 
 
@@ -269,8 +285,11 @@ def test_fresh_token_required_with_a_refreshed_token_calls_reauthenticate(
 
     assert response.status_code == 201, response.text
     assert reauthenticate.calls == 1
+    assert reauthenticate.step_ups == [NOT_FRESH]
     assert session.refreshes() == 1
     assert session.statuses("POST", "/item") == [401, 201]
+    assert session.statuses("POST", "/reauthenticate") == [200]
+    assert session.count("POST", "/login") == 1
 
 
 def test_fresh_token_required_without_a_callback_raises_login_required(
@@ -287,6 +306,7 @@ def test_fresh_token_required_without_a_callback_raises_login_required(
     assert raised.value.code == "fresh_token_required"
     assert raised.value.message == "The token is not fresh."
     assert raised.value.status_code == 401
+    assert raised.value.step_up == NOT_FRESH
     assert session.statuses("POST", "/item") == [401]
     # The non-fresh token still works where freshness is not needed.
     assert client.get("/store").status_code == 200
@@ -317,11 +337,12 @@ def test_refused_refresh_calls_reauthenticate_or_raises_login_required(
 
     assert [getattr(r, "status_code", r) for r in recovered] == [200] * half
     assert reauthenticate.calls == 1
+    assert reauthenticate.step_ups == [None]  # the session is over: a login
     assert with_session.refreshes() == 1
     assert with_session.statuses("POST", "/refresh") == [401]
     assert all(isinstance(error, LoginRequired) for error in refused), refused
-    assert {(error.code, error.status_code) for error in refused} == {
-        ("token_revoked", 401)
+    assert {(error.code, error.status_code, error.step_up) for error in refused} == {
+        ("token_revoked", 401, None)
     }
     assert refused[0].message == "The token has been revoked."
     assert without_session.refreshes() == 1

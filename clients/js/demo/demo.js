@@ -1,5 +1,5 @@
 // The demo page: a small app on top of AuthClient, no build step.
-import { AuthClient } from "./auth-client.js";
+import { ApiError, AuthClient } from "./auth-client.js";
 
 // The API is where this module's folder is mounted (<mount path>/demo/demo.js):
 // the site's root, or the path prefix a proxy serves the API under.
@@ -23,6 +23,7 @@ const api = new AuthClient({
     if (!loggingOut) showSessions();
   },
   onLoginRequired: askToLogInAgain,
+  onReauthenticate: askToStepUp,
 });
 
 $("mode").textContent = mode;
@@ -39,33 +40,79 @@ async function json(response) {
   return body;
 }
 
-// Resolves to true once the user has logged in again, false if they cancel.
-function askToLogInAgain(code) {
+// The password dialog, for a login or a step-up: resolves to the password typed,
+// or null if the user cancels. `problem` is shown under the reason (a retry).
+function askForPassword({ purpose, reason, button, problem = "" }) {
   const dialog = $("relogin");
-  $("relogin-reason").textContent =
-    code === "fresh_token_required"
-      ? "This needs a fresh login: please enter your password again."
-      : `Your session ended (${code}): please log in again.`;
+  dialog.dataset.purpose = purpose;
+  $("relogin-reason").textContent = reason;
+  $("relogin-problem").textContent = problem;
+  $("relogin-problem").hidden = !problem;
+  $("relogin-button").textContent = button;
   $("relogin-password").value = "";
   dialog.showModal();
   return new Promise((resolve) => {
     dialog.addEventListener(
       "close",
-      async () => {
-        if (dialog.returnValue !== "login") return resolve(false);
-        try {
-          await api.login(username, $("relogin-password").value);
-          status("Logged in again.");
-          showSessions(); // a login is a new session
-          resolve(true);
-        } catch (error) {
-          status(`Login failed: ${error.message}`, true);
-          resolve(false);
-        }
-      },
+      () => resolve(dialog.returnValue === "login" ? $("relogin-password").value : null),
       { once: true },
     );
   });
+}
+
+// onLoginRequired: resolves to true once the user has logged in again (a new
+// session: AuthClient ends the one it held first), false if they cancel.
+async function askToLogInAgain(code) {
+  const password = await askForPassword({
+    purpose: "login",
+    reason:
+      code === "fresh_token_required"
+        ? "This needs a fresh login: please enter your password again."
+        : `Your session ended (${code}): please log in again.`,
+    button: "Log in",
+  });
+  if (password === null) return false;
+  try {
+    await api.login(username, password);
+    status("Logged in again.");
+    showSessions(); // a login is a new session
+    return true;
+  } catch (error) {
+    status(`Login failed: ${error.message}`, true);
+    return false;
+  }
+}
+
+// onReauthenticate: a fresh-only action was refused (RFC 9470's step-up). The
+// password again, in this session (no new one); a wrong one is asked again.
+// Resolves to true once stepped up, false if the user cancels.
+async function askToStepUp({ maxAge }) {
+  const within = maxAge === null ? "" : ` (within ${maxAge} s)`;
+  let problem = "";
+  for (;;) {
+    const password = await askForPassword({
+      purpose: "step-up",
+      reason:
+        `This needs a fresh login${within}: please confirm your password. ` +
+        "You stay in this session.",
+      button: "Confirm",
+      problem,
+    });
+    if (password === null) return false;
+    try {
+      await api.reauthenticate(password);
+      status("Password confirmed: same session.");
+      showSessions(); // the session's "authenticated" time moved
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.code === "invalid_credentials") {
+        problem = "Wrong password: try again.";
+        continue;
+      }
+      status(`Step-up failed: ${error.message}`, true);
+      return false;
+    }
+  }
 }
 
 async function showApp() {
@@ -116,6 +163,10 @@ function sessionItem(session) {
   used.className = "last-used";
   used.dateTime = session.last_used_at;
   used.textContent = new Date(session.last_used_at).toLocaleString();
+  const authenticated = document.createElement("time");
+  authenticated.className = "authenticated-at";
+  authenticated.dateTime = session.authenticated_at;
+  authenticated.textContent = new Date(session.authenticated_at).toLocaleString();
   const button = document.createElement("button");
   button.type = "button";
   button.className = "end-session";
@@ -134,7 +185,8 @@ function sessionItem(session) {
     li.append(" (", mark, ")");
   }
   const address = session.ip_address || "unknown address";
-  li.append(" · last used ", used, ` · ${address} `, button);
+  li.append(" · last used ", used, " · password confirmed ", authenticated);
+  li.append(` · ${address} `, button);
   return li;
 }
 
