@@ -50,7 +50,13 @@ def init_hardening(app: Flask) -> None:
                 "X-CSRF-TOKEN",
                 "X-Request-ID",
             ],
-            expose_headers=["X-Pagination", "X-Request-ID", "Retry-After"],
+            # WWW-Authenticate: a page reads the RFC 9470 step-up challenge too.
+            expose_headers=[
+                "X-Pagination",
+                "X-Request-ID",
+                "Retry-After",
+                "WWW-Authenticate",
+            ],
             max_age=600,
         )
 

@@ -250,3 +250,23 @@ def test_each_fresh_only_operation_states_its_max_age(client):
     }
     described = spec["paths"]["/item"]["post"]["responses"]["401"]["description"]
     assert "FRESH_MAX_AGE" in described and "RFC 9470" in described
+
+
+@pytest.mark.parametrize(
+    "app_config",
+    [{"CORS_ORIGINS": ["https://app.example.com"]}],
+    indirect=True,
+    ids=["cors"],
+)
+def test_a_page_of_another_origin_can_read_the_challenge(auth, client, store, tokens):
+    stale = auth.refresh(tokens["refresh_token"]).get_json()["access_token"]
+
+    response = client.post(
+        "/item",
+        json={**ITEM, "store_id": store["id"]},
+        headers={"Origin": "https://app.example.com", **bearer(stale)},
+    )
+
+    assert_step_up(response, 900, NOT_FRESH)
+    exposed = response.headers["Access-Control-Expose-Headers"].lower()
+    assert "www-authenticate" in {name.strip() for name in exposed.split(",")}
