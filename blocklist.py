@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core import APIError, db, decode_leeway_seconds
-from core.metrics import STORE_ERRORS
+from core.telemetry import STORE_ERRORS
 from models.base import read_connection
 from models.blocklist_entry import BlocklistEntryModel
 

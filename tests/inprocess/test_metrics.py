@@ -428,7 +428,7 @@ class FakeClock:
 
 
 def test_a_worker_copies_its_process_figures_at_most_every_few_seconds(monkeypatch):
-    from core import metrics
+    from core.telemetry import metrics
 
     clock = FakeClock()
     monkeypatch.setattr(metrics.time, "monotonic", clock)
@@ -458,7 +458,7 @@ def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
 ):
     """What a gunicorn worker does (the live tests run it for real): the scrape
     reads the directory's files, after refreshing its own figures."""
-    from core import metrics, monitoring
+    from core.telemetry import endpoint, metrics
 
     refreshed: list[bool] = []
 
@@ -469,7 +469,7 @@ def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
     directory = tmp_path / "metrics"  # tmp_path holds the app's own test.db
     directory.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
-    monkeypatch.setattr(monitoring, "worker_process", Worker())
+    monkeypatch.setattr(endpoint, "worker_process", Worker())
     assert metrics.MULTIPROCESS is False  # this process keeps its own values
 
     assert client.get("/healthz").status_code == 200
