@@ -18,7 +18,6 @@ from core.environment import (
     SIGNING_ALGORITHMS,
     ConfigError,
     environment,
-    normalize_database_url,
     read_environment,
 )
 from core.openapi import openapi_settings
@@ -32,7 +31,6 @@ __all__ = [
     "decode_leeway_seconds",
     "derive",
     "load_settings",
-    "normalize_database_url",
     "per_worker_limits_warning",
     "scaled_limit",
     "validate",
@@ -122,19 +120,18 @@ def derive(values: dict[str, Any]) -> list[str]:
             **values["SQLALCHEMY_ENGINE_OPTIONS"],
         }
 
+    warnings.extend(_derive_storages(values, production))
+    return warnings
+
+
+def _derive_storages(values: dict[str, Any], production: bool) -> list[str]:
+    """Where revocations and rate-limit counters live, when not said."""
     redis_url = values.get("REDIS_URL")
     if not values.get("BLOCKLIST_BACKEND"):
         if production:
             values["BLOCKLIST_BACKEND"] = "redis" if redis_url else "database"
         else:
             values["BLOCKLIST_BACKEND"] = "memory"
-    if values["BLOCKLIST_BACKEND"] == "memory" and production:
-        warnings.append(
-            "BLOCKLIST_BACKEND=memory: revocations are per process and lost on "
-            "restart, so a revoked token still works on other workers and after "
-            "a restart. Use 'database' or 'redis'."
-        )
-
     # Rate-limit counters in Redis when there is one (shared by every worker and
     # instance), under the app's key prefix; else in this process's memory.
     if not values.get("RATELIMIT_STORAGE_URI"):
@@ -144,7 +141,13 @@ def derive(values: dict[str, Any]) -> list[str]:
             "RATELIMIT_STORAGE_OPTIONS",
             {"key_prefix": values["REDIS_KEY_PREFIX"] + "ratelimit"},
         )
-    return warnings
+    if values["BLOCKLIST_BACKEND"] == "memory" and production:
+        return [
+            "BLOCKLIST_BACKEND=memory: revocations are per process and lost on "
+            "restart, so a revoked token still works on other workers and after "
+            "a restart. Use 'database' or 'redis'."
+        ]
+    return []
 
 
 def per_worker_limits_warning(values: Mapping[str, Any], workers: int) -> str | None:

@@ -3,12 +3,15 @@ read it. The metrics are the process's own, shared by every app a test builds, s
 each test compares a scrape before and after what it does."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from tests.helpers import PASSWORD, AuthActions, assert_error, bearer
+from tests.helpers import PASSWORD, REPO, AuthActions, assert_error, bearer
 
 METRICS_TOKEN = "a-scraper-secret-0123456789"
 
@@ -479,3 +482,33 @@ def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
     # An empty directory: no worker has written anything there.
     assert "http_requests_total{" not in response.get_data(as_text=True)
     assert refreshed == [False, True]
+
+
+GUNICORN_CONF_FIRST = """
+import os, runpy, sys
+assert "prometheus_client" not in sys.modules
+conf = runpy.run_path("gunicorn.conf.py")
+from core.telemetry import metrics
+directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+print(metrics.MULTIPROCESS, os.path.isdir(directory))
+conf["on_exit"](None)
+print(os.path.exists(directory))
+"""
+
+
+def test_gunicorn_conf_sets_the_metrics_directory_before_the_metrics_load():
+    """gunicorn.conf.py makes a directory and names it before anything imports
+    prometheus-client, so the metrics are the whole server's; the server removes
+    it when it stops."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-c", GUNICORN_CONF_FIRST],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "False"]
