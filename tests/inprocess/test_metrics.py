@@ -4,14 +4,12 @@ each test compares a scrape before and after what it does."""
 
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from tests.helpers import PASSWORD, REPO, AuthActions, assert_error, bearer
+from tests.helpers import PASSWORD, AuthActions, assert_error, bearer, run_python
 
 METRICS_TOKEN = "a-scraper-secret-0123456789"
 
@@ -501,14 +499,5 @@ def test_gunicorn_conf_sets_the_metrics_directory_before_the_metrics_load():
     prometheus-client, so the metrics are the whole server's; the server removes
     it when it stops."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    result = subprocess.run(
-        [sys.executable, "-c", GUNICORN_CONF_FIRST],
-        cwd=REPO,
-        env={**env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python(GUNICORN_CONF_FIRST, env)
     assert result.stdout.split() == ["True", "True", "False"]
