@@ -21,10 +21,10 @@ from core.errors import register_error_handlers
 from core.extensions import api, db, jwt, limiter, migrate
 from core.hardening import init_hardening
 from core.json_provider import ORJSONProvider
-from core.monitoring import init_metrics
-from core.observability import init_observability
 from core.patches import apply_patches
 from core.settings import load_settings
+from core.telemetry.endpoint import init_metrics
+from core.telemetry.logs import init_observability
 from models.base import SQLITE_SYNCHRONOUS, init_database_teardown
 from resources import IdConverter, id_parameter_schema
 from resources.api_tokens import blp as api_tokens_blp

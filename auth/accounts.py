@@ -5,7 +5,7 @@ from auth.claims_cache import user_check_cache
 from auth.passwords import passwords
 from auth.sessions import end_all_sessions
 from core import APIError, Forbidden, audit, db
-from core.metrics import LOGINS
+from core.telemetry import LOGINS
 from models import UserModel
 from models.base import write
 from models.user import USERNAME_RE

@@ -35,7 +35,7 @@ from auth.api_tokens import forget_api_token, is_api_token
 from auth.callbacks import REVOKED, token_user_id, www_authenticate
 from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
-from core.metrics import REFRESHES
+from core.telemetry import REFRESHES
 from models import SessionModel
 from models.user import TokenSubject
 

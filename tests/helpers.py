@@ -2,6 +2,8 @@
 and `AuthActions` (the `auth` fixture) for the Flask test client."""
 
 import json
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +31,22 @@ TEST_SETTINGS = {
     # The rate-limit tests switch it on; other tests log in as often as they like.
     "RATELIMIT_ENABLED": False,
 }
+
+
+def run_python(code: str, env: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python process that imports the project; it must
+    succeed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def bearer(token: str) -> dict:
