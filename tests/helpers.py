@@ -4,16 +4,15 @@ and `AuthActions` (the `auth` fixture) for the Flask test client."""
 import json
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from core import db
+from devtools.servers import REPO as REPO
 from models import UserModel
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"  # what a password change sets
 
