@@ -14,7 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token, create_refresh_token
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+)
 
 from app import create_app
 from auth.keys import generate_private_key, write_private_key
@@ -24,6 +28,9 @@ from models import UserModel
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"  # what a password change sets
+TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
+MISSING = "Missing data for required field."
+NOT_A_STRING = "Not a valid string."
 
 # What every in-process test app starts from (test-only, so never in the app's own
 # settings): a fixed key, cheap hashing, rate limits off.
@@ -56,6 +63,17 @@ def assert_error(response, status: int, error: str, message: str | None = None) 
     if message is not None:
         assert body["message"] == message
     return body
+
+
+def claims(app, token: str) -> dict:
+    """The verified claims of one of our tokens."""
+    with app.app_context():
+        return decode_token(token)
+
+
+def stored_hash(app, user_id: int) -> str:
+    with app.app_context():
+        return db.session.get(UserModel, user_id).password_hash
 
 
 def set_cookies(response) -> dict[str, str]:

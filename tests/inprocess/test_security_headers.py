@@ -7,6 +7,7 @@ from tests.helpers import (
     HEX_ID,
     NEW_PASSWORD,
     PASSWORD,
+    TOKEN_KEYS,
     assert_error,
     assert_security_headers,
     bearer,
@@ -14,8 +15,6 @@ from tests.helpers import (
     header_tokens,
     login,
 )
-
-TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
 
 
 @pytest.fixture
