@@ -2,6 +2,8 @@
 migrations, gunicorn), with the test user's password as the default and a server
 that does not come up failing the test."""
 
+import os
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ __all__ = [
     "Reply",
     "base_url",
     "booted_workers",
+    "demo_server",
     "free_port",
     "gunicorn",
     "live_server",
@@ -114,3 +117,30 @@ def live_server(
     options = {"ready_path": ready_path, "workers": workers, "args": args}
     with failing_the_test(), serving(env, log, deadline=deadline, **options):
         yield base_url(int(env["PORT"]))
+
+
+@contextmanager
+def demo_server(folder: Path, **settings: str) -> Iterator[int]:
+    """The server the curl clients are shown against (clients/curl/demo.sh, the
+    README's walkthrough): gunicorn with two workers on a fresh SQLite database in
+    `folder`, the database revocation store, two-second access tokens, no rate
+    limits, and `settings` on top; yields its port."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "development",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
+        "DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
+        "HOST": HOST,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "JWT_ACCESS_TOKEN_EXPIRES": "2",
+        "JWT_REFRESH_TOKEN_EXPIRES": "3600",
+        "JWT_DECODE_LEEWAY": "5",
+        "RATELIMIT_ENABLED": "false",
+        "BLOCKLIST_BACKEND": "database",
+        "REDIS_URL": "",
+        **settings,
+    }
+    with live_server(env, folder / "gunicorn.log"):
+        yield port
