@@ -4,8 +4,7 @@ that does not come up failing the test."""
 
 import os
 import secrets
-import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,17 +86,11 @@ def failing_the_test() -> Iterator[None]:
     pytest.fail(reason)
 
 
-def wait_until_ready(
-    process: subprocess.Popen,
-    ready: Callable[[], bool],
-    describe: Callable[[], str],
-    deadline: float = START_DEADLINE,
-    interval: float = 0.1,
-) -> None:
-    """Poll `ready()` until it is true (connection errors count as not yet); fail
-    with `describe()` (e.g. the log's tail) if gunicorn exits or time runs out."""
+def wait_until_ready(*args, **kwargs) -> None:
+    """devtools.servers.wait_until_ready (process, ready, describe, deadline,
+    interval), failing the test if gunicorn exits or time runs out."""
     with failing_the_test():
-        servers.wait_until_ready(process, ready, describe, deadline, interval)
+        servers.wait_until_ready(*args, **kwargs)
 
 
 @contextmanager
