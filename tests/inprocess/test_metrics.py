@@ -271,7 +271,7 @@ def test_the_token_endpoints_refresh_grant_is_counted_too(client, auth):
 def limited_config(app_config):
     # Flask-Limiter's one Limiter keeps the default limits of the first app that
     # set any, for the whole process: every test with RATELIMIT_DEFAULT uses the
-    # same one (test_security.py's), or the order of the tests would matter.
+    # same one (test_rate_limits.py's), or the order of the tests would matter.
     app_config.update(
         RATELIMIT_ENABLED=True,
         RATELIMIT_LOGIN="2 per minute",

@@ -102,7 +102,7 @@ def test_a_second_app_does_not_patch_again():
 
 
 def test_the_idle_limiter_pass_is_dropped_when_only_route_limits_exist():
-    """(With app-wide limits it stays: test_security's default-limit test. Not
+    """(With app-wide limits it stays: test_rate_limits's default-limit test. Not
     built here: Flask-Limiter keeps the first app's default limits process-wide.)"""
     app = create_app({**SETTINGS, "RATELIMIT_ENABLED": True})
 
