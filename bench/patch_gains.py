@@ -1,15 +1,17 @@
 """What each library patch of core/patches.py buys, in microseconds per request.
 
-    .venv/bin/python bench/patches.py                  # about a minute on 2 cores
-    .venv/bin/python bench/patches.py --case refresh   # POST /refresh
+    .venv/bin/python -m bench.patch_gains                  # GET /item/<id>
+    .venv/bin/python -m bench.patch_gains --case refresh   # POST /refresh
+    .venv/bin/python -m bench.patch_gains --without "HMAC secrets checked once"
 
 GET /item/<id> with one access token (or POST /refresh, each request with a
 refresh token of its own), through Flask's test client (no server: the app's own
 cost only), on production settings with the memory blocklist and a SQLite file.
-Every variant leaves one patch out and runs in a process of its own (some of the
-patches are process-wide); variants take turns over the rounds, so the machine's
-drift spreads over all of them. Compare the differences within one run, never
-absolute numbers across runs.
+Every variant leaves out one patch (or, with --without, the patches named in one
+comma-separated list) and runs in a process of its own (some of the patches are
+process-wide); variants take turns over the rounds, so the machine's drift spreads
+over all of them. Compare the differences within one run, never absolute numbers
+across runs. Run it from the repository's root, as a module.
 """
 
 import argparse
@@ -25,8 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 ALL = "all patches"
 
 
@@ -35,7 +35,8 @@ def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
     import core.patches
 
     known = {patch.name for patch in core.patches.PATCHES}
-    assert set(skip) <= known, f"unknown patch: {set(skip) - known}"
+    if not set(skip) <= known:
+        raise SystemExit(f"unknown patch: {sorted(set(skip) - known)}")
     core.patches.PATCHES = tuple(
         patch for patch in core.patches.PATCHES if patch.name not in skip
     )
@@ -44,7 +45,7 @@ def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
     from core import db
     from models import ItemModel, StoreModel
 
-    folder = tempfile.mkdtemp(prefix="bench-patches-")
+    folder = tempfile.mkdtemp(prefix="bench-patch-gains-")
     app = create_app(
         {
             "APP_ENV": "production",
@@ -90,12 +91,47 @@ def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
     return statistics.median(timings)
 
 
+def _variants(groups: list[str]) -> dict[str, list[str]]:
+    """All patches, then each variant's patches left out."""
+    if groups:
+        left_out = [[name.strip() for name in group.split(",")] for group in groups]
+    else:
+        import core.patches
+
+        left_out = [[patch.name] for patch in core.patches.PATCHES]
+    return {ALL: []} | {f"without: {', '.join(names)}": names for names in left_out}
+
+
+def _run_child(skip: list[str], args: argparse.Namespace) -> float:
+    """One variant's figure, measured in a fresh process."""
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.patch_gains", "--child", json.dumps(skip)]
+        + ["--requests", str(args.requests), "--batches", str(args.batches)]
+        + ["--case", args.case],
+        cwd=ROOT,
+        env={**os.environ, "LOG_LEVEL": "INFO"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the access log of every request
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return float(child.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=1000, help="per batch")
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--case", choices=["item", "refresh"], default="item")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="a variant without these patches (repeat for more; default: each alone)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -103,49 +139,23 @@ def main() -> int:
         print(json.dumps(measure(skip, args.requests, args.batches, args.case)))
         return 0
 
-    import core.patches
-
-    variants = {ALL: []} | {
-        f"without: {patch.name}": [patch.name] for patch in core.patches.PATCHES
-    }
+    variants = _variants(args.without)
     results: dict[str, list[float]] = {name: [] for name in variants}
     for round_number in range(args.rounds):
         order = list(variants) if round_number % 2 == 0 else list(reversed(variants))
         for name in order:
-            child = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    json.dumps(variants[name]),
-                    "--requests",
-                    str(args.requests),
-                    "--batches",
-                    str(args.batches),
-                    "--case",
-                    args.case,
-                ],
-                cwd=ROOT,
-                env={**os.environ, "LOG_LEVEL": "INFO"},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,  # the access log of every request
-                text=True,
-                timeout=600,
-                check=True,
-            )
-            results[name].append(float(child.stdout.strip().splitlines()[-1]))
+            results[name].append(_run_child(variants[name], args))
 
     base = statistics.median(results[ALL])
     title = "GET /item/<id>" if args.case == "item" else "POST /refresh"
-    print(f"{title}, in-process; medians over the rounds.")
-    print("| variant | us per request | patch buys |")
+    print(f"{title}, in-process; medians over {args.rounds} rounds.")
+    print("| variant | µs per request | the patches buy |")
     print("|---|---:|---:|")
     for name, values in results.items():
         cost = statistics.median(values)
-        gain = (
-            "" if name == ALL else f"{cost - base:.0f} us ({(cost - base) / cost:.0%})"
-        )
-        print(f"| {name} | {cost:.0f} | {gain} |")
+        gain = cost - base
+        bought = "" if name == ALL else f"{gain:.0f} µs ({gain / cost:.1%})"
+        print(f"| {name} | {cost:.0f} | {bought} |")
     return 0
 
 
