@@ -9,7 +9,8 @@ for scripts), `accounts` and `passwords` (credentials), `delivery` (body or
 cookies), `limits` (rate limits of the auth routes, the failed-login budgets),
 `devices` (device cookies: a known device's own budget), `oauth` (the token
 endpoint's grants, form-encoded requests), `keys` (the signing keys and their
-JWKS) and `claims_cache`.
+JWKS), `claims_cache` (tokens verified a moment ago) and `user_cache` (the user
+check, answered from memory for up to 2 s).
 """
 
 from auth.accounts import (
@@ -26,7 +27,7 @@ from auth.api_tokens import (
     revoke_api_tokens,
 )
 from auth.callbacks import register_jwt_callbacks
-from auth.claims_cache import init_claims_cache
+from auth.claims_cache import current_claims_cache, init_claims_cache
 from auth.decorators import (
     public,
     require_self_or_admin,
@@ -57,6 +58,7 @@ from auth.sessions import (
     rotate_refresh_token,
     start_session,
 )
+from auth.user_cache import init_user_cache
 
 __all__ = [
     "NO_STORE",
@@ -66,6 +68,7 @@ __all__ = [
     "delete_account",
     "create_api_token",
     "created_one",
+    "current_claims_cache",
     "delete_api_token",
     "end_all_sessions",
     "end_other_sessions",
@@ -81,6 +84,7 @@ __all__ = [
     "init_claims_cache",
     "init_signing_keys",
     "init_token_headers",
+    "init_user_cache",
     "list_api_tokens",
     "list_sessions",
     "login_budgets",

@@ -276,6 +276,8 @@ def _http(production: bool) -> dict[str, Any]:
         # The browser demo of the silent-refresh flow at /demo (static files): a
         # page for developers, so a production server serves it only when asked.
         "DEMO_ENABLED": env_bool("DEMO_ENABLED", not production),
+        # false: no library patch (core/patches.py), to rule them out when debugging.
+        "LIBRARY_PATCHES": env_bool("LIBRARY_PATCHES", True),
     }
 
 
