@@ -11,7 +11,10 @@ Every variant leaves out one patch (or, with --without, the patches named in one
 comma-separated list) and runs in a process of its own (some of the patches are
 process-wide); variants take turns over the rounds, so the machine's drift spreads
 over all of them. Compare the differences within one run, never absolute numbers
-across runs. Run it from the repository's root, as a module.
+across runs. The figure is the process's CPU time (a busy machine takes the CPU
+away from a process for a while, which wall-clock time would count; CPU time does
+not); --clock wall measures wall-clock time. Run it from the repository's root, as
+a module.
 """
 
 import argparse
@@ -30,7 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ALL = "all patches"
 
 
-def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def measure(
+    skip: list[str], requests: int, batches: int, case: str, clock: str = "cpu"
+) -> float:
     """Median microseconds per request over `batches` batches (in this process)."""
     import core.patches
 
@@ -82,12 +90,13 @@ def measure(skip: list[str], requests: int, batches: int, case: str) -> float:
 
     for _ in range(200):  # warm up: caches, statement compilation, the pool
         assert send() == 200
+    now = CLOCKS[clock]
     timings = []
     for _ in range(batches):
-        started = time.perf_counter()
+        started = now()
         for _ in range(requests):
             send()
-        timings.append((time.perf_counter() - started) / requests * 1e6)
+        timings.append((now() - started) / requests * 1e6)
     return statistics.median(timings)
 
 
@@ -107,7 +116,7 @@ def _run_child(skip: list[str], args: argparse.Namespace) -> float:
     child = subprocess.run(
         [sys.executable, "-m", "bench.patch_gains", "--child", json.dumps(skip)]
         + ["--requests", str(args.requests), "--batches", str(args.batches)]
-        + ["--case", args.case],
+        + ["--case", args.case, "--clock", args.clock],
         cwd=ROOT,
         env={**os.environ, "LOG_LEVEL": "INFO"},
         stdout=subprocess.PIPE,
@@ -125,6 +134,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000, help="per batch")
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--case", choices=["item", "refresh"], default="item")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu")
     parser.add_argument(
         "--without",
         action="append",
@@ -136,7 +146,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child is not None:
         skip = json.loads(args.child)
-        print(json.dumps(measure(skip, args.requests, args.batches, args.case)))
+        figure = measure(skip, args.requests, args.batches, args.case, args.clock)
+        print(json.dumps(figure))
         return 0
 
     variants = _variants(args.without)
@@ -148,7 +159,7 @@ def main() -> int:
 
     base = statistics.median(results[ALL])
     title = "GET /item/<id>" if args.case == "item" else "POST /refresh"
-    print(f"{title}, in-process; medians over {args.rounds} rounds.")
+    print(f"{title}, in-process, {args.clock} time; medians over {args.rounds} rounds.")
     print("| variant | µs per request | the patches buy |")
     print("|---|---:|---:|")
     for name, values in results.items():
