@@ -9,12 +9,13 @@ refresh token of its own), through Flask's test client (no server: the app's own
 cost only), on production settings with the memory blocklist and a SQLite file.
 Every variant leaves out one patch (or, with --without, the patches named in one
 comma-separated list) and runs in a process of its own (some of the patches are
-process-wide); variants take turns over the rounds, so the machine's drift spreads
-over all of them. Compare the differences within one run, never absolute numbers
-across runs. The figure is the process's CPU time (a busy machine takes the CPU
-away from a process for a while, which wall-clock time would count; CPU time does
-not); --clock wall measures wall-clock time. Run it from the repository's root, as
-a module.
+process-wide), between two runs with all patches: what the variant's patches buy is
+its cost less the mean of those two, a median over the rounds (the machine's drift
+moves both sides of each difference alike). Compare the differences within one run,
+never absolute numbers across runs. The figure is the process's CPU time (a busy
+machine takes the CPU away from a process for a while, which wall-clock time would
+count; CPU time does not); --clock wall measures wall-clock time. Run it from the
+repository's root, as a module.
 """
 
 import argparse
@@ -30,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = "all patches"
 
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
@@ -101,14 +101,14 @@ def measure(
 
 
 def _variants(groups: list[str]) -> dict[str, list[str]]:
-    """All patches, then each variant's patches left out."""
+    """Each variant's name and the patches it leaves out."""
     if groups:
         left_out = [[name.strip() for name in group.split(",")] for group in groups]
     else:
         import core.patches
 
         left_out = [[patch.name] for patch in core.patches.PATCHES]
-    return {ALL: []} | {f"without: {', '.join(names)}": names for names in left_out}
+    return {f"without: {', '.join(names)}": names for names in left_out}
 
 
 def _run_child(skip: list[str], args: argparse.Namespace) -> float:
@@ -126,6 +126,28 @@ def _run_child(skip: list[str], args: argparse.Namespace) -> float:
         check=True,
     )
     return float(child.stdout.strip().splitlines()[-1])
+
+
+def _measure_rounds(
+    variants: dict[str, list[str]], args: argparse.Namespace
+) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
+    """All patches between every two variants (A V1 A V2 A ...), so each variant's
+    gain is taken to the mean of the two runs of all patches beside it."""
+    bases: list[float] = []
+    costs: dict[str, list[float]] = {name: [] for name in variants}
+    gains: dict[str, list[float]] = {name: [] for name in variants}
+    for round_number in range(args.rounds):
+        order = list(variants) if round_number % 2 == 0 else list(reversed(variants))
+        before = _run_child([], args)
+        bases.append(before)
+        for name in order:
+            cost = _run_child(variants[name], args)
+            after = _run_child([], args)
+            bases.append(after)
+            costs[name].append(cost)
+            gains[name].append(cost - (before + after) / 2)
+            before = after
+    return bases, costs, gains
 
 
 def main() -> int:
@@ -150,23 +172,17 @@ def main() -> int:
         print(json.dumps(figure))
         return 0
 
-    variants = _variants(args.without)
-    results: dict[str, list[float]] = {name: [] for name in variants}
-    for round_number in range(args.rounds):
-        order = list(variants) if round_number % 2 == 0 else list(reversed(variants))
-        for name in order:
-            results[name].append(_run_child(variants[name], args))
-
-    base = statistics.median(results[ALL])
+    bases, costs, gains = _measure_rounds(_variants(args.without), args)
     title = "GET /item/<id>" if args.case == "item" else "POST /refresh"
     print(f"{title}, in-process, {args.clock} time; medians over {args.rounds} rounds.")
-    print("| variant | µs per request | the patches buy |")
-    print("|---|---:|---:|")
-    for name, values in results.items():
+    print(f"All patches: {statistics.median(bases):.0f} µs per request.")
+    print("| variant | µs per request | the patches buy | of it, each round |")
+    print("|---|---:|---:|---|")
+    for name, values in costs.items():
+        gain = statistics.median(gains[name])
         cost = statistics.median(values)
-        gain = cost - base
-        bought = "" if name == ALL else f"{gain:.0f} µs ({gain / cost:.1%})"
-        print(f"| {name} | {cost:.0f} | {bought} |")
+        rounds = " ".join(f"{value:.0f}" for value in gains[name])
+        print(f"| {name} | {cost:.0f} | {gain:.0f} µs ({gain / cost:.1%}) | {rounds} |")
     return 0
 
 
