@@ -6,10 +6,12 @@ from sqlalchemy import event
 
 import models  # noqa: F401  (registers the tables with the metadata)
 from auth import (
+    current_claims_cache,
     init_api_tokens,
     init_claims_cache,
     init_signing_keys,
     init_token_headers,
+    init_user_cache,
     passwords,
     register_auth_commands,
     register_jwt_callbacks,
@@ -56,7 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_jwt_callbacks(jwt)
     init_token_headers(app)
     register_error_handlers(app)
-    apply_patches(app)
+    apply_patches(app, claims_cache=current_claims_cache)
     _register_blueprints(app, api)
     pages.register_pages(app)
     _register_commands(app)
@@ -64,8 +66,8 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    """Bind the extension objects, the revocation store, the token cache and the
-    API tokens' use record."""
+    """Bind the extension objects, the revocation store, the token layer's caches
+    and the API tokens' use record."""
     db.init_app(app)
     init_database_teardown(app)
     with app.app_context():
@@ -79,6 +81,7 @@ def _register_extensions(app: Flask) -> None:
     passwords.init_app(app)
     init_blocklist(app)
     init_claims_cache(app)
+    init_user_cache(app)
     init_api_tokens(app)
 
 

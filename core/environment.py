@@ -275,6 +275,8 @@ def _http(env: Env, production: bool) -> dict[str, Any]:
         # The browser demo of the silent-refresh flow at /demo (static files): a
         # page for developers, so a production server serves it only when asked.
         "DEMO_ENABLED": env.switch("DEMO_ENABLED", not production),
+        # false: no library patch (core/patches.py), to rule them out when debugging.
+        "LIBRARY_PATCHES": env.switch("LIBRARY_PATCHES", True),
     }
 
 
