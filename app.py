@@ -6,10 +6,12 @@ from sqlalchemy import event
 
 import models  # noqa: F401  (registers the tables with the metadata)
 from auth import (
+    current_claims_cache,
     init_api_tokens,
     init_claims_cache,
     init_signing_keys,
     init_token_headers,
+    init_user_cache,
     passwords,
     register_auth_commands,
     register_jwt_callbacks,
@@ -21,10 +23,10 @@ from core.errors import register_error_handlers
 from core.extensions import api, db, jwt, limiter, migrate
 from core.hardening import init_hardening
 from core.json_provider import ORJSONProvider
-from core.monitoring import init_metrics
-from core.observability import init_observability
 from core.patches import apply_patches
 from core.settings import load_settings
+from core.telemetry.endpoint import init_metrics
+from core.telemetry.logs import init_observability
 from models.base import SQLITE_SYNCHRONOUS, init_database_teardown
 from resources import IdConverter, id_parameter_schema
 from resources.api_tokens import blp as api_tokens_blp
@@ -56,7 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_jwt_callbacks(jwt)
     init_token_headers(app)
     register_error_handlers(app)
-    apply_patches(app)
+    apply_patches(app, claims_cache=current_claims_cache)
     _register_blueprints(app, api)
     pages.register_pages(app)
     _register_commands(app)
@@ -64,8 +66,8 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _register_extensions(app: Flask) -> None:
-    """Bind the extension objects, the revocation store, the token cache and the
-    API tokens' use record."""
+    """Bind the extension objects, the revocation store, the token layer's caches
+    and the API tokens' use record."""
     db.init_app(app)
     init_database_teardown(app)
     with app.app_context():
@@ -79,6 +81,7 @@ def _register_extensions(app: Flask) -> None:
     passwords.init_app(app)
     init_blocklist(app)
     init_claims_cache(app)
+    init_user_cache(app)
     init_api_tokens(app)
 
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 
-# Metrics of the whole server, whichever worker answers a scrape (core/metrics.py):
+# Metrics of the whole server, whichever worker answers a scrape (core/telemetry/):
 # prometheus-client's multiprocess mode keeps each worker's values in files in
 # this directory. It must be set before anything imports prometheus-client (the
 # imports below do), and the workers inherit it. Set it to choose the directory;
@@ -32,29 +32,38 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 from gunicorn.glogging import Logger  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
 
-from core.observability import JSONFormatter  # noqa: E402
-from core.settings import env_bool, env_int  # noqa: E402
+from core.environment import checked, environment  # noqa: E402
+from core.telemetry.logs import JSONFormatter  # noqa: E402
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{env_int('PORT', 8000)}"
-workers = env_int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8))
-threads = env_int("GUNICORN_THREADS", 1)
-# Our workers answer gunicorn's own errors (431, 414, 400) in the JSON envelope;
-# named explicitly, since gunicorn picks gthread by itself only for "sync".
-worker_class = "core.workers.ThreadWorker" if threads > 1 else "core.workers.SyncWorker"
-timeout = env_int("GUNICORN_TIMEOUT", 30)
+_env = environment()
+_host = _env.str("HOST", "0.0.0.0")
+_port = _env.whole_number("PORT", 8000)
+workers = _env.whole_number(
+    "WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)
+)
+threads = _env.whole_number("GUNICORN_THREADS", 1)
+timeout = _env.whole_number("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, finish what is in flight for up to this long, then stop.
-graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = 5
+graceful_timeout = _env.whole_number("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Recycle workers now and then, so a slow leak can never take a worker down.
-max_requests = env_int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = max_requests // 10
+max_requests = _env.whole_number("GUNICORN_MAX_REQUESTS", 10000)
 # GUNICORN_PRELOAD=1 builds the app once, in the master, and forks the workers from
 # it: a recycled worker restarts in milliseconds instead of ~2 s of imports, and the
 # workers share the master's memory. Off by default: a code change then needs a full
 # restart (SIGHUP re-forks the same code), and a stop signal sent in the first
 # moments after start can reach a worker before its handlers are set and be lost
 # (gunicorn issue #1910), so the stop waits for graceful_timeout.
-preload_app = env_bool("GUNICORN_PRELOAD", False)
+preload_app = _env.switch("GUNICORN_PRELOAD", False)
+accesslog = _env.str("GUNICORN_ACCESS_LOG", "") or None
+loglevel = _env.str("LOG_LEVEL", "info").lower()
+checked(_env)  # a value that does not parse stops the server here, named
+
+bind = f"{_host}:{_port}"
+# Our workers answer gunicorn's own errors (431, 414, 400) in the JSON envelope;
+# named explicitly, since gunicorn picks gthread by itself only for "sync".
+worker_class = "core.workers.ThreadWorker" if threads > 1 else "core.workers.SyncWorker"
+keepalive = 5
+max_requests_jitter = max_requests // 10
 
 # gunicorn believes no forwarded header: the app reads them (its ProxyFix), from
 # the last TRUSTED_PROXIES hops only, and only values that are what their header
@@ -66,10 +75,8 @@ forwarded_allow_ips = ""
 secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""
 
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
 class JSONLogger(Logger):

@@ -9,9 +9,10 @@ for scripts), `accounts` and `passwords` (credentials), `delivery` (body or
 cookies), `limits` (rate limits of the auth routes, the failed-login budgets),
 `devices` (device cookies: a known device's own budget), `oauth` (the token
 endpoint's grants, form-encoded requests), `keys` (the signing keys and their
-JWKS), `claims_cache`, `schemas` (the token layer's request and response
-schemas, re-exported by schemas.py) and `commands` (`flask users ...`, `flask keys
-...`).
+JWKS), `claims_cache` (tokens verified a moment ago), `user_cache` (the user
+check, answered from memory for up to 2 s), `schemas` (the token layer's request
+and response schemas, re-exported by schemas.py) and `commands` (`flask users ...`,
+`flask keys ...`).
 """
 
 from auth.accounts import (
@@ -29,7 +30,7 @@ from auth.api_tokens import (
     revoke_api_tokens,
 )
 from auth.callbacks import register_jwt_callbacks
-from auth.claims_cache import init_claims_cache
+from auth.claims_cache import current_claims_cache, init_claims_cache
 from auth.commands import register_auth_commands
 from auth.decorators import (
     public,
@@ -69,6 +70,7 @@ from auth.sessions import (
     rotate_refresh_token,
     start_session,
 )
+from auth.user_cache import init_user_cache
 
 __all__ = [
     "FORM",
@@ -86,6 +88,7 @@ __all__ = [
     "delete_account",
     "create_api_token",
     "created_one",
+    "current_claims_cache",
     "delete_api_token",
     "end_all_sessions",
     "end_other_sessions",
@@ -101,6 +104,7 @@ __all__ = [
     "init_claims_cache",
     "init_signing_keys",
     "init_token_headers",
+    "init_user_cache",
     "list_api_tokens",
     "list_sessions",
     "login_budgets",

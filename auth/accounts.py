@@ -1,11 +1,11 @@
 """Accounts and their passwords: registration, login, password change (no HTTP)."""
 
 from auth.api_tokens import revoke_api_tokens
-from auth.claims_cache import user_check_cache
 from auth.passwords import passwords
 from auth.sessions import end_all_sessions
+from auth.user_cache import user_check_cache
 from core import APIError, Forbidden, audit, db
-from core.metrics import LOGINS, REAUTHENTICATIONS
+from core.telemetry import LOGINS, REAUTHENTICATIONS
 from models import UserModel
 from models.base import write
 from models.user import USERNAME_RE

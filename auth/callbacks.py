@@ -15,7 +15,6 @@ from flask_jwt_extended.exceptions import JWTDecodeError
 from auth.api_tokens import is_api_token, note_api_token_use
 from auth.challenges import www_authenticate
 from auth.claims import claims_problem
-from auth.claims_cache import user_check_cache
 from auth.freshness import not_fresh_response
 from auth.keys import (
     NO_KID,
@@ -24,6 +23,7 @@ from auth.keys import (
     signing_keys,
     verifying_key,
 )
+from auth.user_cache import user_check_cache
 from blocklist import get_blocklist
 from core import error_response
 from models import UserModel

@@ -30,7 +30,7 @@ from flask_limiter.util import get_remote_address
 
 from auth.devices import account, known_device, remember_device
 from core import Blueprint, audit, error_response_doc, limiter
-from core.metrics import LOGIN_BUDGET_REFUSALS
+from core.telemetry import LOGIN_BUDGET_REFUSALS
 
 
 def submitted_username() -> str:

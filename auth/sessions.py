@@ -36,7 +36,7 @@ from auth.callbacks import REVOKED, token_user_id
 from auth.challenges import www_authenticate
 from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
-from core.metrics import REFRESHES
+from core.telemetry import REFRESHES
 from models import SessionModel
 from models.user import TokenSubject
 

@@ -1,15 +1,16 @@
 """Where a worker's time goes under load: py-spy on the gunicorn workers while wrk runs.
 
-    .venv/bin/python bench/profile.py                  # case 1, GET /item/<id>
-    .venv/bin/python bench/profile.py --case refresh   # case 3, POST /refresh
-    .venv/bin/python bench/profile.py --case token     # POST /token, refresh grant
+    .venv/bin/python -m bench.profile                  # case 1, GET /item/<id>
+    .venv/bin/python -m bench.profile --case refresh   # case 3, POST /refresh
+    .venv/bin/python -m bench.profile --case token     # POST /token, refresh grant
 
-Starts the project like bench/run.py does (same gunicorn settings, a fresh SQLite
-database, data seeded through the API), samples every worker with py-spy
-(in requirements-dev.txt; it needs ptrace rights, which root has) while wrk drives the
-case, and prints the share of the workers' samples spent in each part of a request,
-then the functions with the largest inclusive share. Shares are of all samples, so
-the gunicorn part is what the bare app pays too.
+Run from the repository's root. Starts the project like bench.run does (same
+gunicorn settings, a fresh SQLite database, data seeded through the API), samples
+every worker with py-spy (in requirements-dev.txt; it needs ptrace rights, which
+root has) while wrk drives the case, and prints the share of the workers' samples
+spent in each part of a request, then the functions with the largest inclusive
+share. Shares are of all samples, so the gunicorn part is what the bare app pays
+too.
 """
 
 import argparse
@@ -21,16 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.run import (  # noqa: E402  (after the path is set)
-    BIN,
-    Bench,
-    build_parser,
-    mint_refresh_tokens,
-    seed_through_api,
-)
+from bench.run import Bench, build_parser, mint_refresh_tokens, seed_through_api
+from devtools.servers import APP, BIN, migrate
 
 # The parts of a request, each named by a frame that every sample inside it carries.
 PARTS = [
@@ -50,8 +43,8 @@ PARTS = [
     ("  /token: the grant's own checks", "grant_tokens (auth/oauth.py"),
     ("  response: schema dump and JSON", "ResponseMixin.response"),
     ("  after_request hooks", "Flask.process_response"),
-    ("    access log line", "_finish_request (core/observability.py"),
-    ("    metrics (count the request)", "_count_request (core/monitoring.py"),
+    ("    access log line", "_finish_request (core/telemetry/logs.py"),
+    ("    metrics (count the request)", "_count_request (core/telemetry/endpoint.py"),
     ("  all SQLAlchemy work", "sqlalchemy/"),
     ("    session close at teardown", "scoped_session.remove"),
     ("  all logging", "logging/__init__.py"),
@@ -126,8 +119,8 @@ def main() -> int:
 
 def profile(bench: Bench, args) -> int:
     env = bench.project_env(args.backend, bench.folder / "profile.db")
-    bench.migrate(env)
-    server = bench.start("project", "app:create_app()", env, "/readyz")
+    migrate(env)
+    server = bench.start("project", APP, env, "/readyz")
     access, _store, me = seed_through_api(server.base, items=20)
     tokens = None
     if args.case in ("refresh", "token"):

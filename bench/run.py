@@ -1,16 +1,16 @@
 """Benchmark: the project against a bare Flask app, in one run, on loopback.
 
-    .venv/bin/python bench/run.py            # about 12 minutes on 2 cores
-    .venv/bin/python bench/run.py --quick    # one short round, to try it out
+    .venv/bin/python -m bench.run            # about 12 minutes on 2 cores
+    .venv/bin/python -m bench.run --quick    # one short round, to try it out
 
-Every server runs under the same gunicorn settings (gunicorn.conf.py with the same
-WEB_CONCURRENCY and GUNICORN_THREADS, and no worker recycling). Data is seeded
-through the API, the large item tables directly. Load comes from wrk (`apt-get
-install wrk`) or, without it, from a bounded Python load generator. Every case runs
-next to a run of the bare app (before it, or after it in every other round, whose
-order is reversed) and its ratio is taken to that neighbour; the medians over the
-rounds are printed. The machine is noisy: compare ratios within one run, never
-absolute numbers across runs.
+Run from the repository's root. Every server runs under the same gunicorn settings
+(gunicorn.conf.py with the same WEB_CONCURRENCY and GUNICORN_THREADS, and no worker
+recycling). Data is seeded through the API, the large item tables directly. Load
+comes from wrk (`apt-get install wrk`) or, without it, from a bounded Python load
+generator. Every case runs next to a run of the bare app (before it, or after it in
+every other round, whose order is reversed) and its ratio is taken to that
+neighbour; the medians over the rounds are printed. The machine is noisy: compare
+ratios within one run, never absolute numbers across runs.
 """
 
 import argparse
@@ -21,73 +21,31 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
+from devtools import servers
 
-# The live tests' HTTP helpers (after the path is set).
-from tests import servers  # noqa: E402
-
+HERE = Path(__file__).resolve().parent
 SECRET = secrets.token_urlsafe(48)
 USERNAME, PASSWORD = "bench", "benchmark password"
 BIG_LIMIT = "1000000 per minute"  # the limits stay on, but never bite
+START_DEADLINE = 30.0
 
 
+@dataclass
 class Server:
-    """A gunicorn process on a free loopback port, under gunicorn.conf.py."""
+    """A gunicorn process serving one app on a free loopback port."""
 
-    def __init__(self, name: str, app: str, env: dict, folder: Path) -> None:
-        self.name, self.app, self.env, self.folder = name, app, env, folder
-        self.process: subprocess.Popen | None = None
-        self.base = ""
-
-    def start(self, ready_path: str) -> "Server":
-        port = servers.free_port()
-        self.log = (self.folder / f"{self.name}.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "--config",
-                str(ROOT / "gunicorn.conf.py"),
-                self.app,
-            ],
-            cwd=ROOT,
-            env={**self.env, "HOST": "127.0.0.1", "PORT": str(port)},
-            # The per-request log lines are still formatted and written, as in
-            # production; only the terminal is spared.
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        self.base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if servers.request(self.base, "GET", ready_path).status == 200:
-                    return self
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not start: see {self.log.name}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.log.close()
-        self.process = None
+    name: str
+    base: str
+    process: subprocess.Popen
 
 
 # --- load generators ----------------------------------------------------------------
@@ -187,7 +145,7 @@ class Bench:
         self.samples: dict[str, dict[str, list]] = {}
         # Per case: its requests/s over those of the bare run next to it, per round.
         self.ratios: dict[str, list[float]] = {}
-        self.servers: list[Server] = []
+        self.running = contextlib.ExitStack()
 
     def env(self, **extra) -> dict:
         return {
@@ -233,23 +191,30 @@ class Bench:
             write_private_key(generate_private_key(algorithm), str(path))
         return path
 
-    def start(self, name: str, app: str, env: dict, ready: str) -> Server:
-        server = Server(name, app, env, self.folder).start(ready)
-        self.servers.append(server)
-        return server
+    @contextlib.contextmanager
+    def serve(
+        self, name: str, app: str, env: dict, ready_path: str
+    ) -> Iterator[Server]:
+        """`app` under gunicorn on a free port until the block ends; its log (and
+        gunicorn's) in the bench's folder. The per-request log lines are still
+        formatted and written, as in production, but to /dev/null."""
+        port = servers.free_port()
+        with servers.serving(
+            {**env, "HOST": servers.HOST, "PORT": str(port)},
+            self.folder / f"{name}.log",
+            stdout=Path(os.devnull),
+            app=app,
+            ready_path=ready_path,
+            deadline=START_DEADLINE,
+        ) as process:
+            yield Server(name, servers.base_url(port), process)
+
+    def start(self, name: str, app: str, env: dict, ready_path: str) -> Server:
+        """A server that runs until stop_all()."""
+        return self.running.enter_context(self.serve(name, app, env, ready_path))
 
     def stop_all(self) -> None:
-        for server in self.servers:
-            server.stop()
-
-    def migrate(self, env: dict) -> None:
-        subprocess.run(
-            [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        self.running.close()
 
     def measure(
         self,
@@ -277,10 +242,10 @@ class Bench:
                 for slot in range(args.threads):
                     chunk = tokens[slot * share : (slot + 1) * share]
                     Path(f"{prefix}.{slot + 1}").write_text("\n".join(chunk) + "\n")
-                options = ["-s", str(ROOT / "bench" / "wrk_tokens.lua")]
+                options = ["-s", str(HERE / "wrk_tokens.lua")]
                 script_args = [str(prefix), method, "form" if form else "header"]
             elif body is not None:
-                options = ["-s", str(ROOT / "bench" / "wrk_post.lua")]
+                options = ["-s", str(HERE / "wrk_post.lua")]
                 script_args = [json.dumps(body)]
             elif token:
                 options = ["-H", f"Authorization: Bearer {token}"]
@@ -395,7 +360,7 @@ def hashing_cost(rounds: int = 15) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The benchmark's options (bench/profile.py starts its servers with them too)."""
+    """The benchmark's options (bench.profile starts its servers with them too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
@@ -440,14 +405,11 @@ def main() -> int:
 def run(bench: Bench, args, backends: list[str]) -> int:
     small, big = bench.folder / "items-10k.db", bench.folder / "items-100k.db"
     env = bench.project_env("memory", small)
-    bench.migrate(env)
+    servers.migrate(env)
 
     print("Seeding through the API ...")
-    seeder = Server("seed", "app:create_app()", env, bench.folder).start("/readyz")
-    try:
+    with bench.serve("seed", servers.APP, env, "/readyz") as seeder:
         _, store, me = seed_through_api(seeder.base, items=20)
-    finally:
-        seeder.stop()
     seed_items(small, store["id"], 10_000)
     shutil.copy(small, big)
     seed_items(big, store["id"], 100_000)
@@ -464,7 +426,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     projects = {
         backend: bench.start(
             f"project-{backend}",
-            "app:create_app()",
+            servers.APP,
             bench.project_env(backend, small),
             "/readyz",
         )
@@ -475,7 +437,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     signed = {
         algorithm: bench.start(
             f"project-{algorithm}",
-            "app:create_app()",
+            servers.APP,
             bench.project_env(backends[0], small, algorithm),
             "/readyz",
         )
@@ -485,12 +447,12 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     # costs case 1 (issue 15: at most 5 %).
     unmetered = bench.start(
         "project-no-metrics",
-        "app:create_app()",
+        servers.APP,
         {**bench.project_env(backends[0], small), "METRICS_ENABLED": "false"},
         "/readyz",
     )
     big_server = bench.start(
-        "project-100k", "app:create_app()", bench.project_env("memory", big), "/readyz"
+        "project-100k", servers.APP, bench.project_env("memory", big), "/readyz"
     )
     access = {
         backend: servers.login(server.base, USERNAME, PASSWORD)["access_token"]
@@ -506,7 +468,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     # and /login pile up in a worker must not weigh on case 1's servers.
     first = bench.start(
         "project-flows",
-        "app:create_app()",
+        servers.APP,
         bench.project_env(backends[0], small),
         "/readyz",
     )
@@ -730,4 +692,4 @@ def report(bench: Bench, backends: list[str], algorithms: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,15 +1,16 @@
-"""The service plumbing: settings, extension objects, the error envelope, logging,
-the URLs the API hands out (`urls`: from PUBLIC_URL or a trusted Host), the fields
-the schemas share (`fields`) and the `Blueprint` every resource is made with
-(`blueprint`: its bodies parsed by the app's JSON provider).
+"""The service plumbing: settings, extension objects, the error envelope, telemetry
+(metrics, logs, audit), the URLs the API hands out (`urls`: from PUBLIC_URL or a
+trusted Host), the fields the schemas share (`fields`) and the `Blueprint` every
+resource is made with (`blueprint`: its bodies parsed by the app's JSON provider).
 
 Everything outside `core` imports what it needs from here. The wiring the factory
 alone uses stays in its modules: `api` (the flask-smorest `Api` answering in the
 envelope), `hardening` (security headers, CORS, proxies and hosts, body size),
 `json_provider` (orjson), `pages` (Swagger UI and /demo), `patches` (every library
-patch, version-guarded) and `workers` (gunicorn's worker classes, named by
-gunicorn.conf.py). CLI commands live with what they command (auth/commands.py,
-blocklist.py), never here: the plumbing imports no layer above it.
+patch, version-guarded), `workers` (gunicorn's worker classes, named by
+gunicorn.conf.py) and `telemetry`'s `endpoint` (GET /metrics) and `logs` (the log
+format, request ids, access log). CLI commands live with what they command
+(auth/commands.py, blocklist.py), never here: the plumbing imports no layer above it.
 """
 
 from core.blueprint import Blueprint
@@ -23,15 +24,9 @@ from core.errors import (
     error_response_doc,
 )
 from core.extensions import Model, api, cors, db, jwt, limiter, migrate
-from core.observability import audit
-from core.settings import (
-    BEARER_OR_OAUTH2,
-    SIGNING_ALGORITHMS,
-    ConfigError,
-    decode_leeway_seconds,
-    env_bool,
-    env_int,
-)
+from core.openapi import BEARER_OR_OAUTH2
+from core.settings import SIGNING_ALGORITHMS, ConfigError, decode_leeway_seconds
+from core.telemetry import audit
 from core.urls import external_url, host_headers
 
 __all__ = [
@@ -50,8 +45,6 @@ __all__ = [
     "cors",
     "db",
     "decode_leeway_seconds",
-    "env_bool",
-    "env_int",
     "error_response",
     "error_response_doc",
     "external_url",

@@ -24,8 +24,7 @@ from sqlalchemy.exc import (
     TimeoutError,
 )
 
-from core.metrics import RATE_LIMIT_HITS
-from core.observability import audit
+from core.telemetry import RATE_LIMIT_HITS, audit
 
 # The machine-readable `error` of a status, unless a more precise one is given: its
 # reason phrase in snake case (RFC 9110 §15), but for these.

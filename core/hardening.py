@@ -7,8 +7,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.errors import error_response
 from core.extensions import cors
-from core.monitoring import METRICS_PATH
-from core.observability import QUIET_PATHS
+from core.telemetry.endpoint import METRICS_PATH
+from core.telemetry.logs import QUIET_PATHS
 from core.urls import ForwardedValues, HostCheckedRequest
 
 # Lets the bundled Swagger UI work (its own scripts and styles, inline styles,

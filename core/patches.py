@@ -1,53 +1,93 @@
 """Every change this app makes to a library's internals, in one place.
 
-Each patch names the library version it was tested with and what it buys
-(measured: docs/performance.md). `apply_patches`, called by the factory, refuses
-to start on any other version of a patched library, so an upgrade is a decision:
-test the patch against the new version (tests/inprocess/test_patches.py), then add
-the version here. Where a library offers a public hook, use the hook instead.
+A patch is an optimisation or a bug's workaround, never a gate. Each names the
+library versions it was tested with, and `apply_patches` (called by the factory)
+applies it on those only: on any other version the patch steps aside with one
+warning a process, and the library's own code runs, correct and slower. A security
+release of a library so installs without a code change; to keep a patch's gain,
+test it with the new version (tests/inprocess/test_patches.py) and add the version
+to its `tested_versions`. LIBRARY_PATCHES=false applies none, to rule them out
+when debugging. What each one buys, measured, and why it is kept: the ledger in
+docs/development.md. Where a library offers a public hook, use the hook instead.
 """
 
 import functools
-import json
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 
 import flask_jwt_extended.view_decorators
-import flask_limiter._limits
 import jwt
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from flask_jwt_extended import JWTManager
-from jwt import api_jws as jws
 from jwt.algorithms import HMACAlgorithm
-from jwt.exceptions import DecodeError
-from jwt.utils import base64url_decode, base64url_encode
 from prometheus_client.mmap_dict import MmapedDict
 
-from auth.claims_cache import claims_cache
 from core.extensions import limiter
 
-# RFC 4648 §5: the URL- and filename-safe alphabet, the only bytes of a segment.
-BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Flask-Limiter settings whose limits only its before_request hook applies.
 APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
+# Where an app keeps the lookup of its verified-claims cache, for the patches.
+CLAIMS_CACHE_LOOKUP = "library_patches.claims_cache"
+# The patches that stepped aside in this process: each warns once.
+_stepped_aside: set[str] = set()
 
 
-class PatchError(RuntimeError):
-    """A patched library is not the version its patch was tested with."""
+class VerifiedToken(Protocol):
+    """A token the token layer verified a moment ago."""
+
+    @property
+    def header(self) -> dict: ...
+
+    @property
+    def claims(self) -> dict: ...
+
+
+class VerifiedTokens(Protocol):
+    """What the decode patches use of the token layer's verified-claims cache."""
+
+    def get(self, token: str, /) -> VerifiedToken | None: ...
+
+    def put(self, token: str, header: dict, claims: dict, /) -> None: ...
 
 
 @dataclass(frozen=True)
 class Patch:
-    """One change to a library's internals, and the versions it is known to fit."""
+    """One change to a library's internals, and the versions it is known to fit.
+
+    `apply` returns None once the patch is in place, or why it stepped aside.
+    """
 
     name: str
     distribution: str
     tested_versions: tuple[str, ...]
-    apply: Callable[[Flask], None]
+    apply: Callable[[Flask], str | None]
+
+
+def _replaces(original: Callable) -> Callable[[Callable], Callable]:
+    """Mark a function as the patch of `original` (kept as its `.original`)."""
+
+    def mark(function: Callable) -> Callable:
+        function._library_patch = True  # type: ignore[attr-defined]
+        function.original = original  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+def _is_patched(function: Callable) -> bool:
+    """Applied already, by an earlier app in this process."""
+    return getattr(function, "_library_patch", False)
+
+
+def _claims_cache() -> VerifiedTokens | None:
+    """The current app's verified-claims cache, if its factory handed one over."""
+    if not has_app_context():
+        return None
+    lookup = current_app.extensions.get(CLAIMS_CACHE_LOOKUP)
+    return None if lookup is None else lookup()
 
 
 def _decode_through_claims_cache(_app: Flask) -> None:
@@ -55,19 +95,21 @@ def _decode_through_claims_cache(_app: Flask) -> None:
 
     `JWTManager._decode_jwt_from_config` parses a token four times and checks its
     signature; there is no public hook around it. Cookie tokens (the CSRF value is
-    compared while decoding) and lenient decodes always take the full path.
+    compared while decoding), lenient decodes and apps without the cache (or with
+    LIBRARY_PATCHES=false) always take the library's path.
     """
     original = JWTManager._decode_jwt_from_config
-    if getattr(original, "_claims_cache_patch", False):
-        return  # applied by an earlier app in this process
+    if _is_patched(original):
+        return
 
+    @_replaces(original)
     def decode(
         self: JWTManager,
         encoded_token: str,
         csrf_value: Any = None,
         allow_expired: bool = False,
     ) -> dict:
-        cache = claims_cache()
+        cache = _claims_cache()
         if cache is None or csrf_value is not None or allow_expired:
             return original(self, encoded_token, csrf_value, allow_expired)
         entry = cache.get(encoded_token)
@@ -80,7 +122,6 @@ def _decode_through_claims_cache(_app: Flask) -> None:
             cache.put(encoded_token, jwt.get_unverified_header(encoded_token), claims)
         return claims
 
-    decode._claims_cache_patch = True  # type: ignore[attr-defined]
     JWTManager._decode_jwt_from_config = decode  # type: ignore[method-assign]
 
 
@@ -94,92 +135,16 @@ def _header_from_claims_cache(_app: Flask) -> None:
     """
     module = flask_jwt_extended.view_decorators
     original = module.get_unverified_jwt_headers
-    if getattr(original, "_claims_cache_patch", False):
+    if _is_patched(original):
         return
 
+    @_replaces(original)
     def header(encoded_token: str) -> dict:
-        cache = claims_cache()
+        cache = _claims_cache()
         entry = None if cache is None else cache.get(encoded_token)
         return original(encoded_token) if entry is None else entry.header
 
-    header._claims_cache_patch = True  # type: ignore[attr-defined]
     module.get_unverified_jwt_headers = header
-
-
-def _check_base64url_segments_in_c(_app: Flask) -> None:
-    """PyJWT's check of a token's base64url segments, without a Python loop.
-
-    Since PyJWT 2.12, `PyJWS._decode_base64url_segment` refuses padding tricks,
-    characters outside the alphabet (GHSA-hxm8-2xgr-2p9m) and non-canonical
-    encodings; it tests the alphabet one character at a time in a generator,
-    three segments a parse (a new token's one parse: `_parse_each_token_once`).
-    The same checks here, the alphabet one by `bytes.translate`.
-    """
-    original = jws.PyJWS._decode_base64url_segment
-    if getattr(original, "_c_check_patch", False):
-        return
-
-    def decode_segment(segment: bytes, name: str) -> bytes:
-        data = segment.rstrip(b"=")
-        padding = len(segment) - len(data)
-        if (
-            padding > 2
-            or (padding and len(segment) % 4)
-            or len(data) % 4 == 1
-            or data.translate(None, BASE64URL_ALPHABET)
-        ):
-            raise DecodeError(f"Invalid {name} padding")
-        # Past those checks the alphabet and the length are right: it decodes.
-        decoded = base64url_decode(data)
-        # Only the one canonical spelling of these bytes is accepted.
-        if base64url_encode(decoded) != data:
-            raise DecodeError(f"Invalid {name} padding")
-        return decoded
-
-    decode_segment._c_check_patch = True  # type: ignore[attr-defined]
-    # The library's own, which the tests compare it with.
-    decode_segment.original = original  # type: ignore[attr-defined]
-    jws.PyJWS._decode_base64url_segment = staticmethod(decode_segment)  # type: ignore[method-assign]
-
-
-def _parse_each_token_once(_app: Flask) -> None:
-    """A token is split and base64-decoded once, not four times in a row.
-
-    Verifying a token the claims cache does not hold (every refresh token, and an
-    access token the first time) parses it four times: Flask-JWT-Extended reads
-    its claims and its header unverified, PyJWT verifies it, and the view
-    decorator reads the header again. Each parse runs `PyJWS._load`: split, three
-    base64url segments checked and decoded, the header's JSON. Its result depends
-    on the token string alone, so each thread keeps the last one; a parse that
-    fails is never kept (the next one fails again). The signature, the claims and
-    everything else are still checked by each caller; the header is decoded again
-    from its own segment for each caller, so no two share a dict.
-    """
-    original = jws.PyJWS._load
-    if getattr(original, "_once_patch", False):
-        return
-    last = threading.local()
-
-    def load(
-        self: jws.PyJWS, token: str | bytes
-    ) -> tuple[bytes, bytes, dict[str, Any], bytes]:
-        kept = getattr(last, "parsed", None)
-        if kept is not None and kept[0] == token:
-            _token, payload, signing_input, signature = kept
-            header_segment = signing_input.split(b".", 1)[0]
-            return (
-                payload,
-                signing_input,
-                json.loads(base64url_decode(header_segment)),
-                signature,
-            )
-        payload, signing_input, header, signature = original(self, token)
-        last.parsed = (token, payload, signing_input, signature)
-        return payload, signing_input, header, signature
-
-    load._once_patch = True  # type: ignore[attr-defined]
-    load.original = original  # type: ignore[attr-defined]
-    jws.PyJWS._load = load  # type: ignore[method-assign, assignment]
 
 
 def _read_unsized_metric_files_as_empty(_app: Flask) -> None:
@@ -193,16 +158,15 @@ def _read_unsized_metric_files_as_empty(_app: Flask) -> None:
     one holds no values yet. Any other file is read as before.
     """
     original = MmapedDict.read_all_values_from_file
-    if getattr(original, "_unsized_patch", False):
+    if _is_patched(original):
         return
 
+    @_replaces(original)
     def read_all_values_from_file(filename: str) -> list:
         if os.path.getsize(filename) == 0:
             return []
         return original(filename)
 
-    read_all_values_from_file._unsized_patch = True  # type: ignore[attr-defined]
-    read_all_values_from_file.original = original  # type: ignore[attr-defined]
     MmapedDict.read_all_values_from_file = staticmethod(read_all_values_from_file)  # type: ignore[method-assign]
 
 
@@ -216,42 +180,21 @@ def _prepare_hmac_keys_once(_app: Flask) -> None:
     has; a refused key is refused again each time (exceptions are not kept).
     """
     original = HMACAlgorithm.prepare_key
-    if getattr(original, "_once_patch", False):
+    if _is_patched(original):
         return
 
     @functools.lru_cache(maxsize=16)
     def prepared(algorithm: HMACAlgorithm, key: str | bytes) -> bytes:
         return original(algorithm, key)
 
+    @_replaces(original)
     def prepare_key(self: HMACAlgorithm, key: str | bytes) -> bytes:
         return prepared(self, key)
 
-    prepare_key._once_patch = True  # type: ignore[attr-defined]
     HMACAlgorithm.prepare_key = prepare_key  # type: ignore[method-assign]
 
 
-def _parse_limit_strings_once(_app: Flask) -> None:
-    """A rate-limit string is parsed once, not at every request.
-
-    The limits here are read from the settings per request (a callable), and
-    Flask-Limiter parses what the callable returns each time (`parse_many`, a
-    regular expression per limit): at /token, three strings a request. The same
-    string always parses to the same limits; they are kept as a tuple, which
-    Flask-Limiter only iterates.
-    """
-    original = flask_limiter._limits.parse_many
-    if getattr(original, "_once_patch", False):
-        return
-
-    @functools.lru_cache(maxsize=64)
-    def parse_many(limit_string: str) -> tuple:
-        return tuple(original(limit_string))
-
-    parse_many._once_patch = True  # type: ignore[attr-defined]
-    flask_limiter._limits.parse_many = parse_many  # type: ignore[assignment]
-
-
-def _drop_idle_limiter_pass(app: Flask) -> None:
+def _drop_idle_limiter_pass(app: Flask) -> str | None:
     """No app-wide Flask-Limiter pass on every request when only route limits exist.
 
     Every limit here is a `rate_limited` decorator, which Flask-Limiter checks when
@@ -260,17 +203,15 @@ def _drop_idle_limiter_pass(app: Flask) -> None:
     every request. (Its after_request hook stays: it counts the failed logins.)
     """
     if not app.config["RATELIMIT_ENABLED"]:
-        return  # Flask-Limiter registered nothing
+        return None  # Flask-Limiter registered nothing
     if any(app.config.get(name) for name in APP_WIDE_LIMITS):
-        return
+        return None
     hooks = app.before_request_funcs.get(None, [])
     check = limiter._check_request_limit
     if check not in hooks:
-        raise PatchError(
-            "Flask-Limiter no longer registers _check_request_limit as a "
-            "before_request hook: review core/patches.py."
-        )
+        return "Flask-Limiter no longer registers _check_request_limit as a hook"
     hooks.remove(check)
+    return None
 
 
 PATCHES = (
@@ -287,28 +228,10 @@ PATCHES = (
         _header_from_claims_cache,
     ),
     Patch(
-        "base64url segments checked in C",
-        "pyjwt",
-        ("2.15.1",),
-        _check_base64url_segments_in_c,
-    ),
-    Patch(
-        "each token parsed once",
-        "pyjwt",
-        ("2.15.1",),
-        _parse_each_token_once,
-    ),
-    Patch(
         "HMAC secrets checked once",
         "pyjwt",
         ("2.15.1",),
         _prepare_hmac_keys_once,
-    ),
-    Patch(
-        "rate-limit strings parsed once",
-        "flask-limiter",
-        ("4.1.1",),
-        _parse_limit_strings_once,
     ),
     Patch(
         "no idle app-wide rate-limit pass",
@@ -325,21 +248,43 @@ PATCHES = (
 )
 
 
-def check_versions(patches: tuple[Patch, ...] = PATCHES) -> None:
-    """Refuse to start on a library version a patch was not tested with."""
-    for patch in patches:
-        installed = version(patch.distribution)
-        if installed not in patch.tested_versions:
-            raise PatchError(
-                f"{patch.distribution} {installed} is installed, but the patch "
-                f"'{patch.name}' (core/patches.py) was tested with "
-                f"{', '.join(patch.tested_versions)} only. Pin the tested version, "
-                "or test the patch with this one and add it to the patch."
-            )
+def apply_patches(
+    app: Flask, claims_cache: Callable[[], VerifiedTokens | None] | None = None
+) -> None:
+    """Apply every patch that fits its library's installed version (idempotent).
 
-
-def apply_patches(app: Flask) -> None:
-    """Check every patched library's version, then apply the patches (idempotent)."""
-    check_versions()
+    `claims_cache` looks up the current app's verified-claims cache (the token
+    layer's), which the decode patches consult. A patch that does not fit steps
+    aside with one warning; with LIBRARY_PATCHES=false none is applied.
+    """
+    if not app.config["LIBRARY_PATCHES"]:
+        app.logger.info("LIBRARY_PATCHES is false: no library patch is applied.")
+        return
+    if claims_cache is not None:
+        app.extensions[CLAIMS_CACHE_LOOKUP] = claims_cache
     for patch in PATCHES:
-        patch.apply(app)
+        installed = version(patch.distribution)
+        reason: str | None
+        if installed not in patch.tested_versions:
+            reason = (
+                f"{patch.distribution} {installed} is installed, and the patch was "
+                f"tested with {', '.join(patch.tested_versions)} only"
+            )
+        else:
+            reason = patch.apply(app)
+        if reason is not None:
+            _step_aside(app, patch, reason)
+
+
+def _step_aside(app: Flask, patch: Patch, reason: str) -> None:
+    """Say once a process that a patch is not applied, and why."""
+    if patch.name in _stepped_aside:
+        return
+    _stepped_aside.add(patch.name)
+    app.logger.warning(
+        "Library patch '%s' skipped: %s. %s's own code runs (correct, slower); "
+        "see core/patches.py.",
+        patch.name,
+        reason,
+        patch.distribution,
+    )

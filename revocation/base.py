@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import APIError
-from core.metrics import REVOCATION_STORE_ERRORS
+from core.telemetry import REVOCATION_STORE_ERRORS
 
 Clock = Callable[[], float]
 

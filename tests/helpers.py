@@ -1,21 +1,39 @@
 """Constants, assertion, header and request helpers shared by the test modules,
-and `AuthActions` (the `auth` fixture) for the Flask test client."""
+`AuthActions` (the `auth` fixture) for the Flask test client, and what the tests of
+the defences share (small rate limits, logins from another address, the security
+headers, log records) and the tests of the signing keys (key files, apps that
+restart on one database)."""
 
 import json
+import re
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_access_token, create_refresh_token
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+)
 
+from app import create_app
+from auth.keys import generate_private_key, write_private_key
 from core import db
+from devtools.servers import REPO as REPO
 from models import UserModel
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"  # what a password change sets
+TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
+MISSING = "Missing data for required field."
+NOT_A_STRING = "Not a valid string."
 
 # What every in-process test app starts from (test-only, so never in the app's own
 # settings): a fixed key, cheap hashing, rate limits off.
@@ -29,6 +47,22 @@ TEST_SETTINGS = {
     # The rate-limit tests switch it on; other tests log in as often as they like.
     "RATELIMIT_ENABLED": False,
 }
+
+
+def run_python(code: str, env: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python process that imports the project; it must
+    succeed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def bearer(token: str) -> dict:
@@ -48,6 +82,17 @@ def assert_error(response, status: int, error: str, message: str | None = None) 
     if message is not None:
         assert body["message"] == message
     return body
+
+
+def claims(app, token: str) -> dict:
+    """The verified claims of one of our tokens."""
+    with app.app_context():
+        return decode_token(token)
+
+
+def stored_hash(app, user_id: int) -> str:
+    with app.app_context():
+        return db.session.get(UserModel, user_id).password_hash
 
 
 def set_cookies(response) -> dict[str, str]:
@@ -151,3 +196,151 @@ class AuthActions:
     def expired_access_token(self, identity: str) -> str:
         """An access token that expired a minute ago (no sleeping)."""
         return self.access_token(identity, expires_delta=timedelta(minutes=-1))
+
+
+# --- The defences: rate limits, security headers, logs --------------------------
+
+# Small limits, switched on: rate-limit tests exhaust them in a few requests.
+LIMITS = {
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_LOGIN": "3 per minute",
+    "RATELIMIT_LOGIN_USERNAME": "2 per minute",
+    "RATELIMIT_REGISTER": "2 per minute",
+    "RATELIMIT_REFRESH": "2 per minute",
+}
+WRONG_PASSWORD = "wrong horse battery"
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+INVALID_CREDENTIALS = {
+    "code": 401,
+    "status": "Unauthorized",
+    "message": "Invalid credentials.",
+    "error": "invalid_credentials",
+}
+
+
+def config(**overrides):
+    """Run a test on an app built with these overrides."""
+    return pytest.mark.parametrize("app_config", [overrides], indirect=True)
+
+
+def limited(**overrides):
+    """Run a test with rate limiting on (small limits, then these overrides)."""
+    return config(**{**LIMITS, **overrides})
+
+
+def login(client, username="alice", password=PASSWORD, *, addr=None, headers=None):
+    """POST /login, optionally from another client address."""
+    return client.post(
+        "/login",
+        json={"username": username, "password": password},
+        headers=headers or {},
+        environ_base={"REMOTE_ADDR": addr} if addr else {},
+    )
+
+
+def register(client, username="alice", password=PASSWORD, *, addr=None):
+    return client.post(
+        "/register",
+        json={"username": username, "password": password},
+        environ_base={"REMOTE_ADDR": addr} if addr else {},
+    )
+
+
+def assert_invalid_credentials(response):
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert response.get_json() == INVALID_CREDENTIALS
+
+
+def assert_rate_limited(response) -> dict:
+    """429 in the envelope (nothing else in it) with a positive Retry-After."""
+    body = assert_error(response, 429, "rate_limited")
+    assert set(body) == {"code", "status", "message", "error"}
+    assert body["status"] == "Too Many Requests"
+    retry_after = response.headers.get("Retry-After", "")
+    assert re.fullmatch(r"[1-9][0-9]*", retry_after), retry_after
+    assert int(retry_after) <= 61  # the limits here are per minute
+    assert_security_headers(response)
+    return body
+
+
+def assert_security_headers(response):
+    headers = response.headers
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+    assert headers.get("Referrer-Policy") == "no-referrer"
+    assert headers.get("X-Frame-Options") == "DENY"
+    csp = headers.get("Content-Security-Policy", "")
+    assert "default-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-eval" not in csp
+    assert "Server" not in headers
+
+
+def records(caplog, logger: str, event: str | None = None) -> list:
+    return [
+        r
+        for r in caplog.records
+        if r.name == logger and (event is None or getattr(r, "event", None) == event)
+    ]
+
+
+def header_tokens(value: str) -> set[str]:
+    """A comma-separated header as a set of lower-case items."""
+    return {item.strip().lower() for item in value.split(",") if item.strip()}
+
+
+# --- Signing keys ---------------------------------------------------------------
+
+ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
+
+
+def key_file(folder, algorithm: str, name: str | None = None) -> str:
+    """A new private key of `algorithm` in a PEM file: its path."""
+    path = str(folder / f"{name or algorithm}.pem")
+    write_private_key(generate_private_key(algorithm), path)
+    return path
+
+
+def public_file(folder, private_path: str) -> str:
+    """The public half of a PEM private key, in a file of its own."""
+    with open(private_path, "rb") as file:
+        key = serialization.load_pem_private_key(file.read(), password=None)
+    path = private_path.replace(".pem", ".pub.pem")
+    with open(path, "wb") as file:
+        file.write(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM,
+                serialization.PublicFormat.SubjectPublicKeyInfo,
+            )
+        )
+    return path
+
+
+def make_app(tmp_path, **settings):
+    """An app on a database shared by every app of the test (a restart)."""
+    app = create_app(
+        {
+            **TEST_SETTINGS,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'keys.db'}",
+            "BLOCKLIST_BACKEND": "database",
+            **settings,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def log_in(app, username: str = "alice") -> dict:
+    client = app.test_client()
+    client.post("/register", json={"username": username, "password": PASSWORD})
+    response = client.post("/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def header(token: str) -> dict:
+    return jwt.get_unverified_header(token)
+
+
+def me(app, token: str):
+    return app.test_client().get("/me", headers=bearer(token))

@@ -1,208 +1,96 @@
-"""Live-server helpers: free ports, one HTTP helper (and signing a user up with
-it), migrations and gunicorn.
+"""Live servers for the tests: devtools/servers.py (free ports, one HTTP helper,
+migrations, gunicorn), with the test user's password as the default and a server
+that does not come up failing the test."""
 
-For the tests that run the production entry point (`gunicorn "app:create_app()"`)
-as a subprocess on loopback and talk to it with the standard library; bench/ uses
-the same helpers.
-"""
-
-import http.client
-import json
-import re
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+import os
+import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import PASSWORD, REPO
+from devtools import servers
+from devtools.servers import (
+    BIN,
+    HOST,
+    NO_CONTROL_SOCKET,
+    REPO,
+    REQUEST_TIMEOUT,
+    START_DEADLINE,
+    STOP_TIMEOUT,
+    NotReady,
+    Reply,
+    base_url,
+    booted_workers,
+    free_port,
+    gunicorn,
+    migrate,
+    request,
+    serving,
+    stop,
+)
+from tests.helpers import PASSWORD
 
-BIN = Path(sys.executable).parent  # the venv running pytest (not resolved)
-HOST = "127.0.0.1"
-START_DEADLINE = 20.0
-STOP_TIMEOUT = 15.0
-REQUEST_TIMEOUT = 10.0
-# gunicorn >= 25 opens a control socket at one fixed path in $HOME by default:
-# concurrent servers would share it (the app does not use it).
-NO_CONTROL_SOCKET = ("--no-control-socket",)
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
-
-
-def free_port() -> int:
-    """A port that was free on loopback a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def base_url(port: int) -> str:
-    """The base URL of a server on loopback at `port`."""
-    return f"http://{HOST}:{port}"
-
-
-@dataclass
-class Reply:
-    """What a server answered: the status, the parsed body and the headers."""
-
-    status: int
-    body: object
-    headers: dict[str, str]
-
-    @property
-    def error(self) -> str | None:
-        return self.body.get("error") if isinstance(self.body, dict) else None
-
-
-def request(
-    base: str,
-    method: str,
-    path: str,
-    *,
-    token: str | None = None,
-    body=None,
-    timeout: float = REQUEST_TIMEOUT,
-) -> Reply:
-    """One request to `base` (http://host:port, and any path prefix) + `path` on
-    its own connection (Connection: close, no keep-alive), with `token` as the
-    bearer token and `body` sent as JSON.
-
-    The body is parsed as JSON (None when empty, {"unparsed": ...} when not JSON);
-    the headers are keyed in lower case.
-    """
-    headers = {"Connection": "close", "Accept": "application/json"}
-    data = None
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    url = urlsplit(base)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-    try:
-        connection.request(
-            method, url.path.rstrip("/") + path, body=data, headers=headers
-        )
-        response = connection.getresponse()
-        raw = response.read()
-        status = response.status
-        reply_headers = {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        connection.close()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = {"unparsed": raw[:200].decode(errors="replace")}
-    return Reply(status, parsed, reply_headers)
+__all__ = [
+    "BIN",
+    "HOST",
+    "NO_CONTROL_SOCKET",
+    "PASSWORD",
+    "REPO",
+    "REQUEST_TIMEOUT",
+    "START_DEADLINE",
+    "STOP_TIMEOUT",
+    "Reply",
+    "base_url",
+    "booted_workers",
+    "demo_server",
+    "free_port",
+    "gunicorn",
+    "live_server",
+    "login",
+    "migrate",
+    "register",
+    "request",
+    "sign_up",
+    "stop",
+    "wait_until_ready",
+]
 
 
 def register(base: str, username: str, password: str = PASSWORD) -> dict:
     """POST /register, asserting 201; the user as answered."""
-    body = {"username": username, "password": password}
-    reply = request(base, "POST", "/register", body=body)
-    assert reply.status == 201, f"POST /register: {reply.status} {reply.body}"
-    return reply.body
+    return servers.register(base, username, password)
 
 
 def login(base: str, username: str, password: str = PASSWORD) -> dict:
     """POST /login, asserting 200; the token pair."""
-    body = {"username": username, "password": password}
-    reply = request(base, "POST", "/login", body=body)
-    assert reply.status == 200, f"POST /login: {reply.status} {reply.body}"
-    return reply.body
+    return servers.login(base, username, password)
 
 
 def sign_up(base: str, username: str, password: str = PASSWORD) -> tuple[dict, dict]:
     """Register and log in: (the user, the token pair)."""
-    return register(base, username, password), login(base, username, password)
-
-
-def booted_workers(log: Path) -> set[str]:
-    """The pids of the workers gunicorn logged as booted."""
-    return set(BOOTED.findall(log.read_text(errors="replace")))
-
-
-def migrate(env: dict) -> None:
-    """`flask --app app db upgrade` in a subprocess, as deployments do."""
-    result = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
-def stop(*processes: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM to all first (they shut down side by side), then wait, then kill."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
+    return servers.sign_up(base, username, password)
 
 
 @contextmanager
-def gunicorn(
-    env: dict,
-    stdout: Path,
-    stderr: Path | None = None,
-    args: Sequence[str] = NO_CONTROL_SOCKET,
-) -> Iterator[subprocess.Popen]:
-    """`gunicorn ARGS "app:create_app()"` in the repository with `env`; output to
-    `stdout` (and `stderr`, or the same file). Always stopped (SIGTERM, then kill).
-    """
-    with stdout.open("wb") as out:
-        err_file = stderr.open("wb") if stderr is not None else None
-        try:
-            process = subprocess.Popen(
-                [str(BIN / "gunicorn"), *args, "app:create_app()"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=err_file if err_file is not None else subprocess.STDOUT,
-            )
-            try:
-                yield process
-            finally:
-                stop(process)
-        finally:
-            if err_file is not None:
-                err_file.close()
+def failing_the_test() -> Iterator[None]:
+    """A server that exits early or does not come up in time fails the test, with
+    its log's tail."""
+    try:
+        yield
+    except NotReady as error:
+        reason = str(error)
+    else:
+        return
+    pytest.fail(reason)
 
 
-def wait_until_ready(
-    process: subprocess.Popen,
-    ready: Callable[[], bool],
-    describe: Callable[[], str],
-    deadline: float = START_DEADLINE,
-    interval: float = 0.1,
-) -> None:
-    """Poll `ready()` until it is true (connection errors count as not yet); fail
-    with `describe()` (e.g. the log's tail) if gunicorn exits or time runs out."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited early:\n{describe()}")
-        try:
-            if ready():
-                return
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(interval)
-    pytest.fail(f"gunicorn not ready in {deadline}s:\n{describe()}")
+def wait_until_ready(*args, **kwargs) -> None:
+    """devtools.servers.wait_until_ready (process, ready, describe, deadline,
+    interval), failing the test if gunicorn exits or time runs out."""
+    with failing_the_test():
+        servers.wait_until_ready(*args, **kwargs)
 
 
 @contextmanager
@@ -218,16 +106,34 @@ def live_server(
     """Migrate, run gunicorn on env["PORT"] (stdout and stderr to `log`), wait
     until `ready_path` answers 200 and `workers` workers have booted; yield the
     base URL. The server is always stopped."""
-    base = base_url(int(env["PORT"]))
     migrate(env)
+    options = {"ready_path": ready_path, "workers": workers, "args": args}
+    with failing_the_test(), serving(env, log, deadline=deadline, **options):
+        yield base_url(int(env["PORT"]))
 
-    def ready() -> bool:
-        if request(base, "GET", ready_path, timeout=2).status != 200:
-            return False
-        return len(booted_workers(log)) >= workers
 
-    with gunicorn(env, log, args=args) as process:
-        wait_until_ready(
-            process, ready, lambda: log.read_text(errors="replace")[-3000:], deadline
-        )
-        yield base
+@contextmanager
+def demo_server(folder: Path, **settings: str) -> Iterator[int]:
+    """The server the curl clients are shown against (clients/curl/demo.sh, the
+    README's walkthrough): gunicorn with two workers on a fresh SQLite database in
+    `folder`, the database revocation store, two-second access tokens, no rate
+    limits, and `settings` on top; yields its port."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "development",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
+        "DATABASE_URL": f"sqlite:///{folder / 'demo.db'}",
+        "HOST": HOST,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "JWT_ACCESS_TOKEN_EXPIRES": "2",
+        "JWT_REFRESH_TOKEN_EXPIRES": "3600",
+        "JWT_DECODE_LEEWAY": "5",
+        "RATELIMIT_ENABLED": "false",
+        "BLOCKLIST_BACKEND": "database",
+        "REDIS_URL": "",
+        **settings,
+    }
+    with live_server(env, folder / "gunicorn.log"):
+        yield port

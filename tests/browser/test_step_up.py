@@ -12,7 +12,7 @@ header mode and in cookie mode.
   requests refused together; a wrong password rejects and leaves the session; a
   login over a held session ends it first; without the hook, onLoginRequired.
 
-The browser, the server and the page are tests/browser/test_browser.py's.
+The browser, the server and the page are tests/browser/conftest.py's.
 """
 
 import base64
@@ -23,15 +23,9 @@ import time
 import pytest
 
 from tests import servers
-from tests.browser import test_browser as browser_tests
-from tests.browser.test_browser import ACCESS_LIFETIME, Page
+from tests.browser.pages import ACCESS_LIFETIME, Page
 from tests.helpers import PASSWORD
 from tests.servers import request
-
-# test_browser.py's fixtures, used here by name (this module's own instances).
-browser = browser_tests.browser
-server = browser_tests.server
-page = browser_tests.page
 
 WRONG_PASSWORD = "not the password at all"
 STEP_UPS = 3  # AuthClient's rounds of step-ups

@@ -6,11 +6,11 @@ from types import MappingProxyType
 import pytest
 
 from app import create_app
+from core.environment import normalize_database_url
 from core.settings import (
     DEVELOPMENT_JWT_SECRET_KEY,
     ConfigError,
     load_settings,
-    normalize_database_url,
     validate,
 )
 from tests.helpers import assert_error
@@ -128,6 +128,50 @@ def test_garbage_settings_fail_at_start_up(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         _app()
+
+
+def test_every_setting_that_does_not_parse_is_named_at_once(monkeypatch):
+    monkeypatch.setenv("JWT_ACCESS_TOKEN_EXPIRES", "soon")
+    monkeypatch.setenv("RATELIMIT_ENABLED", "maybe")
+    monkeypatch.setenv("TRUSTED_PROXIES", "-1")
+    with pytest.raises(ConfigError) as refused:
+        _app()
+    assert str(refused.value) == (
+        "JWT_ACCESS_TOKEN_EXPIRES must be a whole number, got 'soon'. "
+        "RATELIMIT_ENABLED must be true or false, got 'maybe'. "
+        "TRUSTED_PROXIES must not be negative, got -1."
+    )
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_setting_counts_as_unset(monkeypatch, blank):
+    """As a compose file passes an unset one (`NAME: ${NAME:-}`)."""
+    for name in (
+        "JWT_ACCESS_TOKEN_EXPIRES",
+        "RATELIMIT_ENABLED",
+        "TRUSTED_HOSTS",
+        "JWT_SECRET_KEY",
+        "BLOCKLIST_BACKEND",
+    ):
+        monkeypatch.setenv(name, blank)
+    app = _app()
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=900)
+    assert app.config["RATELIMIT_ENABLED"] is True
+    assert app.config["TRUSTED_HOSTS"] == ["localhost", "127.0.0.1"]
+    assert app.config["JWT_SECRET_KEY"] == DEVELOPMENT_JWT_SECRET_KEY
+    assert app.config["BLOCKLIST_BACKEND"] == "memory"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("1", True), (" ON ", True), ("Yes", True), ("0", False), ("off", False)],
+)
+def test_switches_take_these_words_in_any_case(monkeypatch, raw, expected):
+    monkeypatch.setenv("DEMO_ENABLED", raw)
+    monkeypatch.setenv("TRUSTED_HOSTS", " a.example.com , ,b.example.com")
+    app = _app()
+    assert app.config["DEMO_ENABLED"] is expected
+    assert app.config["TRUSTED_HOSTS"] == ["a.example.com", "b.example.com"]
 
 
 def test_overrides_win_over_the_environment(monkeypatch):

@@ -17,7 +17,7 @@ from gunicorn.config import Config
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.util import load_class
 
-from core import db, workers
+from core import ConfigError, db, workers
 from tests.helpers import REPO
 
 # --- probes ---------------------------------------------------------------------
@@ -76,6 +76,15 @@ def test_gunicorn_defaults_follow_the_cpu_count(monkeypatch):
     assert settings["workers"] == min(2 * os.cpu_count() + 1, 8)
     assert settings["threads"] == 1
     assert settings["bind"] == "0.0.0.0:8000"
+
+
+def test_a_gunicorn_setting_that_does_not_parse_stops_the_server(monkeypatch):
+    with pytest.raises(ConfigError) as refused:
+        _gunicorn_settings(monkeypatch, WEB_CONCURRENCY="many", GUNICORN_PRELOAD="2")
+    assert str(refused.value) == (
+        "WEB_CONCURRENCY must be a whole number, got 'many'. "
+        "GUNICORN_PRELOAD must be true or false, got '2'."
+    )
 
 
 @pytest.mark.parametrize(

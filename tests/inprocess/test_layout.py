@@ -12,7 +12,15 @@ from tests.servers import BIN
 
 TOP_LEVEL_MODULES = {"app.py", "schemas.py", "blocklist.py", "gunicorn.conf.py"}
 # Top-level folders that hold no application code; every other package does.
-NOT_APPLICATION = {"bench", "clients", "docs", "migrations", "scripts", "tests"}
+NOT_APPLICATION = {
+    "bench",
+    "clients",
+    "devtools",
+    "docs",
+    "migrations",
+    "scripts",
+    "tests",
+}
 # The floors, lowest first: a module imports from its own floor and those below.
 FLOORS = [
     ("the plumbing", {"core"}),

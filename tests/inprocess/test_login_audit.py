@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from core.observability import JSONFormatter
+from core.telemetry.logs import JSONFormatter
 from tests.helpers import PASSWORD
 
 TYPED_SECRET = "MyS3cret-Passw0rd"  # a valid username shape: it reaches the database

@@ -3,12 +3,13 @@ read it. The metrics are the process's own, shared by every app a test builds, s
 each test compares a scrape before and after what it does."""
 
 import logging
+import os
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from tests.helpers import PASSWORD, AuthActions, assert_error, bearer
+from tests.helpers import PASSWORD, AuthActions, assert_error, bearer, run_python
 
 METRICS_TOKEN = "a-scraper-secret-0123456789"
 
@@ -270,7 +271,7 @@ def test_the_token_endpoints_refresh_grant_is_counted_too(client, auth):
 def limited_config(app_config):
     # Flask-Limiter's one Limiter keeps the default limits of the first app that
     # set any, for the whole process: every test with RATELIMIT_DEFAULT uses the
-    # same one (test_security.py's), or the order of the tests would matter.
+    # same one (test_rate_limits.py's), or the order of the tests would matter.
     app_config.update(
         RATELIMIT_ENABLED=True,
         RATELIMIT_LOGIN="2 per minute",
@@ -428,7 +429,7 @@ class FakeClock:
 
 
 def test_a_worker_copies_its_process_figures_at_most_every_few_seconds(monkeypatch):
-    from core import metrics
+    from core.telemetry import metrics
 
     clock = FakeClock()
     monkeypatch.setattr(metrics.time, "monotonic", clock)
@@ -458,7 +459,7 @@ def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
 ):
     """What a gunicorn worker does (the live tests run it for real): the scrape
     reads the directory's files, after refreshing its own figures."""
-    from core import metrics, monitoring
+    from core.telemetry import endpoint, metrics
 
     refreshed: list[bool] = []
 
@@ -469,7 +470,7 @@ def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
     directory = tmp_path / "metrics"  # tmp_path holds the app's own test.db
     directory.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
-    monkeypatch.setattr(monitoring, "worker_process", Worker())
+    monkeypatch.setattr(endpoint, "worker_process", Worker())
     assert metrics.MULTIPROCESS is False  # this process keeps its own values
 
     assert client.get("/healthz").status_code == 200
@@ -479,3 +480,24 @@ def test_in_multiprocess_mode_a_scrape_adds_up_the_workers_files(
     # An empty directory: no worker has written anything there.
     assert "http_requests_total{" not in response.get_data(as_text=True)
     assert refreshed == [False, True]
+
+
+GUNICORN_CONF_FIRST = """
+import os, runpy, sys
+assert "prometheus_client" not in sys.modules
+conf = runpy.run_path("gunicorn.conf.py")
+from core.telemetry import metrics
+directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+print(metrics.MULTIPROCESS, os.path.isdir(directory))
+conf["on_exit"](None)
+print(os.path.exists(directory))
+"""
+
+
+def test_gunicorn_conf_sets_the_metrics_directory_before_the_metrics_load():
+    """gunicorn.conf.py makes a directory and names it before anything imports
+    prometheus-client, so the metrics are the whole server's; the server removes
+    it when it stops."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = run_python(GUNICORN_CONF_FIRST, env)
+    assert result.stdout.split() == ["True", "True", "False"]

@@ -1,33 +1,34 @@
-"""Library patches: applied by the factory (never at import), once, and only on the
-library versions they were tested with."""
+"""Library patches: applied by the factory (never at import), once; on a library
+version a patch was not tested with it steps aside with one warning, and the app
+answers as before; LIBRARY_PATCHES=false applies none. (The contract tests with
+every patch left out: tests/live/test_library_patches_off.py.)"""
 
+import dataclasses
 import struct
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 
 import flask_jwt_extended.view_decorators
-import flask_limiter._limits
-import limits
 import pytest
 from flask import Flask
 from flask_jwt_extended import JWTManager
-from hypothesis import given
-from hypothesis import strategies as st
 from jwt.algorithms import HMACAlgorithm
-from jwt.api_jws import PyJWS
-from jwt.exceptions import DecodeError, InvalidKeyError
+from jwt.exceptions import InvalidKeyError
 from prometheus_client import CollectorRegistry
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import core.patches
 from app import create_app
-from core import limiter
-from core.patches import PATCHES, PatchError, check_versions
-from tests.helpers import REPO, TEST_SETTINGS, bearer
+from auth.claims_cache import CACHE_EXTENSION
+from core import db, limiter
+from core.patches import CLAIMS_CACHE_LOOKUP, PATCHES
+from tests.helpers import REPO, TEST_SETTINGS, AuthActions, bearer
 
 SETTINGS = {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": "sqlite://"}
+HMAC_PATCH = "HMAC secrets checked once"
 
 
 def test_every_patch_names_the_versions_it_was_tested_with():
@@ -37,44 +38,137 @@ def test_every_patch_names_the_versions_it_was_tested_with():
         "prometheus-client",
         "pyjwt",
     }
-    check_versions()  # the pinned versions are the tested ones
+    for patch in PATCHES:
+        assert patch.tested_versions, patch.name
+        assert all(tested.count(".") == 2 for tested in patch.tested_versions)
 
 
-def test_an_untested_library_version_stops_the_start(monkeypatch):
-    monkeypatch.setattr(core.patches, "version", lambda name: "99.0.0")
-    with pytest.raises(PatchError) as refused:
-        create_app(SETTINGS)
-    message = str(refused.value)
-    assert "flask-jwt-extended 99.0.0 is installed" in message
-    assert "tested with 4.7.4 only" in message
-    assert "core/patches.py" in message
+@pytest.fixture
+def applied(monkeypatch) -> list[str]:
+    """The names of the patches the factory applies from now on (in this test),
+    and a process that has warned of none yet."""
+    names: list[str] = []
+
+    def recorded(patch):
+        def apply(app):
+            names.append(patch.name)
+            return patch.apply(app)
+
+        return dataclasses.replace(patch, apply=apply)
+
+    monkeypatch.setattr(core.patches, "PATCHES", tuple(map(recorded, PATCHES)))
+    monkeypatch.setattr(core.patches, "_stepped_aside", set())
+    return names
+
+
+def _pretend_installed(monkeypatch, distribution: str, installed: str) -> None:
+    def installed_version(name: str) -> str:
+        return installed if name == distribution else version(name)
+
+    monkeypatch.setattr(core.patches, "version", installed_version)
+
+
+def _serve(app_config: dict):
+    """An app on a fresh database, its test client and its `auth` helpers."""
+    app = create_app(app_config)
+    with app.app_context():
+        db.create_all()
+    client = app.test_client()
+    return app, client, AuthActions(app, client)
+
+
+def _assert_answers_as_before(client, auth) -> None:
+    """Log in, read, refresh, read with the new token, create, log out."""
+    user_id, tokens = auth.user("alice")
+    me = client.get("/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200
+    assert me.get_json()["username"] == "alice"
+    refreshed = client.post("/refresh", headers=bearer(tokens["refresh_token"]))
+    assert refreshed.status_code == 200, refreshed.get_json()
+    pair = refreshed.get_json()
+    assert pair["token_type"] == "Bearer"
+    assert pair["access_token"] != tokens["access_token"]
+    again = client.get(f"/user/{user_id}", headers=bearer(pair["access_token"]))
+    assert again.status_code == 200
+    assert again.get_json()["username"] == "alice"
+    created = client.post(
+        "/store", json={"name": "Corner shop"}, headers=bearer(tokens["access_token"])
+    )
+    assert created.status_code == 201
+    assert created.get_json()["name"] == "Corner shop"
+    out = client.post("/logout", headers=bearer(pair["access_token"]))
+    assert out.status_code == 200
+    gone = client.get("/me", headers=bearer(pair["access_token"]))
+    assert gone.status_code == 401
+    assert gone.get_json()["error"] == "token_revoked"
+
+
+def test_an_untested_library_version_skips_its_patch_with_one_warning(
+    app_config, applied, monkeypatch, caplog
+):
+    _pretend_installed(monkeypatch, "pyjwt", "99.0.0")
+
+    app, client, auth = _serve(app_config)
+    create_app(SETTINGS)  # a second app in the same process: no second warning
+
+    assert HMAC_PATCH not in applied
+    assert applied.count("verified-token cache in the decode step") == 2
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.name == "app"
+    assert warning.getMessage() == (
+        f"Library patch '{HMAC_PATCH}' skipped: pyjwt 99.0.0 is installed, and the "
+        "patch was tested with 2.15.1 only. pyjwt's own code runs (correct, "
+        "slower); see core/patches.py."
+    )
+    _assert_answers_as_before(client, auth)
+
+
+def test_library_patches_false_applies_none(app_config, applied, caplog):
+    app_config.update(LIBRARY_PATCHES=False, RATELIMIT_ENABLED=True)
+
+    app, client, auth = _serve(app_config)
+
+    assert applied == []
+    assert CLAIMS_CACHE_LOOKUP not in app.extensions
+    # Flask-Limiter's own app-wide pass runs, and nothing warns.
+    assert limiter._check_request_limit in app.before_request_funcs[None]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    _assert_answers_as_before(client, auth)
+    # The decode patches (process-wide) left this app's tokens to the library.
+    assert len(app.extensions[CACHE_EXTENSION]._entries) == 0
 
 
 def test_patches_are_applied_by_the_factory_not_at_import():
+    """In a fresh process, as a worker starts: nothing at import, nothing with
+    LIBRARY_PATCHES=false, every patch by the factory (on the tested versions)."""
     script = textwrap.dedent(
         f"""
         import flask_jwt_extended.view_decorators as views
         from flask_jwt_extended import JWTManager
-        from jwt.api_jws import PyJWS
         from jwt.algorithms import HMACAlgorithm
         from prometheus_client.mmap_dict import MmapedDict
-        import flask_limiter._limits as limits_module
         import app
+        import core.patches
+
+        tested = {{p.distribution: p.tested_versions[0] for p in core.patches.PATCHES}}
+        core.patches.version = tested.get  # whichever version is pinned
 
         def patched():
-            return (
-                getattr(JWTManager._decode_jwt_from_config, "_claims_cache_patch", 0),
-                getattr(views.get_unverified_jwt_headers, "_claims_cache_patch", 0),
-                getattr(PyJWS._decode_base64url_segment, "_c_check_patch", 0),
-                getattr(HMACAlgorithm.prepare_key, "_once_patch", 0),
-                getattr(limits_module.parse_many, "_once_patch", 0),
-                getattr(PyJWS._load, "_once_patch", 0),
-                getattr(MmapedDict.read_all_values_from_file, "_unsized_patch", 0),
-            )
+            return [
+                getattr(function, "_library_patch", False)
+                for function in (
+                    JWTManager._decode_jwt_from_config,
+                    views.get_unverified_jwt_headers,
+                    HMACAlgorithm.prepare_key,
+                    MmapedDict.read_all_values_from_file,
+                )
+            ]
 
-        assert patched() == (0,) * 7, patched()
+        assert patched() == [False] * 4, patched()
+        app.create_app({{**{SETTINGS!r}, "LIBRARY_PATCHES": False}})
+        assert patched() == [False] * 4, patched()
         app.create_app({SETTINGS!r})
-        assert patched() == (True,) * 7, patched()
+        assert patched() == [True] * 4, patched()
         """
     )
     result = subprocess.run(
@@ -92,149 +186,43 @@ def test_a_second_app_does_not_patch_again():
     create_app(SETTINGS)
     decode = JWTManager._decode_jwt_from_config
     header = flask_jwt_extended.view_decorators.get_unverified_jwt_headers
-    segment = PyJWS._decode_base64url_segment
+    prepare_key = HMACAlgorithm.prepare_key
 
     create_app(SETTINGS)
 
     assert JWTManager._decode_jwt_from_config is decode
     assert flask_jwt_extended.view_decorators.get_unverified_jwt_headers is header
-    assert PyJWS._decode_base64url_segment is segment
+    assert HMACAlgorithm.prepare_key is prepare_key
+
+
+# --- Flask-Limiter's idle app-wide pass -----------------------------------------------
 
 
 def test_the_idle_limiter_pass_is_dropped_when_only_route_limits_exist():
-    """(With app-wide limits it stays: test_security's default-limit test. Not
+    """(With app-wide limits it stays: test_rate_limits's default-limit test. Not
     built here: Flask-Limiter keeps the first app's default limits process-wide.)"""
     app = create_app({**SETTINGS, "RATELIMIT_ENABLED": True})
 
     assert limiter._check_request_limit not in app.before_request_funcs[None]
 
 
-def test_a_limiter_that_no_longer_registers_its_hook_fails_loudly():
+def test_a_limiter_that_no_longer_registers_its_hook_is_left_alone(monkeypatch, caplog):
     # An app on which Flask-Limiter registered no before_request hook, as a
     # version that stopped doing so would leave it.
-    app = Flask(__name__)
-    app.config.update(RATELIMIT_ENABLED=True)
-    with pytest.raises(PatchError, match="no longer registers _check_request_limit"):
-        core.patches._drop_idle_limiter_pass(app)
+    monkeypatch.setattr(core.patches, "_stepped_aside", set())
+    app = Flask("app")
+    app.config.update(RATELIMIT_ENABLED=True, LIBRARY_PATCHES=True)
+    app.before_request_funcs[None] = [hook := lambda: None]
 
-
-# --- PyJWT's base64url segments, checked in C ---------------------------------------
-
-# Mostly the alphabet and padding, with the junk and the lengths that must fail.
-SEGMENT_BYTES = st.sampled_from(
-    list(core.patches.BASE64URL_ALPHABET) + list(b"==+/!. \x00\xff")
-)
-SEGMENTS = st.lists(SEGMENT_BYTES, max_size=40).map(bytes)
-
-
-def _patched_segment():
-    """PyJWT's segment decoder, patched (as the factory does it; idempotent)."""
-    core.patches._check_base64url_segments_in_c(Flask(__name__))
-    return PyJWS._decode_base64url_segment
-
-
-def _outcome(decode, segment: bytes):
-    try:
-        return decode(segment, "payload")
-    except DecodeError as error:
-        return ("refused", str(error))
-
-
-@given(SEGMENTS)
-def test_the_segment_check_answers_exactly_as_pyjwts_own(segment):
-    patched = _patched_segment()
-    assert _outcome(patched, segment) == _outcome(patched.original, segment)
-
-
-@pytest.mark.parametrize(
-    "segment",
-    [b"e30", b"e30=", b"eyJhIjoxfQ", b"eyJhIjoxfQ==", b"", b"QUJD", b"QUI"],
-)
-def test_well_formed_segments_decode(segment):
-    patched = _patched_segment()
-    assert patched(segment, "payload") == patched.original(segment, "payload")
-
-
-@pytest.mark.parametrize(
-    "segment",
-    [b"e30!", b"e3 0", b"e30===", b"e3=0", b"e", b"e30+", b"e30/", b"QUJ="],
-)
-def test_malformed_segments_are_refused(segment):
-    with pytest.raises(DecodeError, match="Invalid payload padding"):
-        _patched_segment()(segment, "payload")
-
-
-# --- PyJWT's parse of a token, once in a row ---------------------------------------
-
-
-def _patched_load():
-    core.patches._parse_each_token_once(Flask(__name__))
-    return PyJWS._load
-
-
-# Tokens of three segments of the alphabet and some junk: some parse, most do not.
-TOKENS = st.lists(SEGMENTS, min_size=1, max_size=4).map(lambda parts: b".".join(parts))
-GOOD_TOKEN = (
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImsxIn0"
-    ".eyJzdWIiOiIxIiwidHlwZSI6InJlZnJlc2gifQ.c2lnbmF0dXJl"
-)
-
-
-def _loaded(load, token):
-    try:
-        return load(PyJWS(), token)
-    except DecodeError as error:
-        return ("refused", str(error))
-
-
-@given(TOKENS, st.booleans())
-def test_a_parse_answers_as_pyjwts_own_the_first_time_and_again(token, as_text):
-    load = _patched_load()
-    token = token.decode("latin-1") if as_text else token
-    expected = _loaded(load.original, token)
-
-    assert _loaded(load, token) == expected
-    assert _loaded(load, token) == expected  # the kept parse, if it parsed
-
-
-def test_each_caller_gets_a_header_of_its_own():
-    load = _patched_load()
-    first = load(PyJWS(), GOOD_TOKEN)[2]
-    first["alg"] = "none"
-    second = load(PyJWS(), GOOD_TOKEN)[2]
-
-    assert second == {"alg": "HS256", "typ": "JWT", "kid": "k1"}
-    assert second is not first
-
-
-def test_a_parse_that_failed_is_not_kept():
-    load = _patched_load()
-    load(PyJWS(), GOOD_TOKEN)
     for _ in range(2):
-        with pytest.raises(DecodeError, match="Not enough segments"):
-            load(PyJWS(), "not-a-token")
-    # The same characters as bytes (never equal to the kept str): parsed anew.
-    assert load(PyJWS(), GOOD_TOKEN.encode()) == load.original(
-        PyJWS(), GOOD_TOKEN.encode()
+        core.patches.apply_patches(app)
+
+    assert app.before_request_funcs[None] == [hook]
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage().startswith(
+        "Library patch 'no idle app-wide rate-limit pass' skipped: Flask-Limiter no "
+        "longer registers _check_request_limit as a hook. flask-limiter's own code"
     )
-
-
-def test_a_refresh_parses_its_token_once(auth, client, monkeypatch):
-    """Flask-JWT-Extended and PyJWT read a new token four times: one parse, so
-    three segments decoded (each parse checks and decodes all three)."""
-    _, tokens = auth.user()
-    decode_segment = PyJWS._decode_base64url_segment
-    decoded = []
-
-    def counted(segment: bytes, name: str) -> bytes:
-        decoded.append(name)
-        return decode_segment(segment, name)
-
-    monkeypatch.setattr(PyJWS, "_decode_base64url_segment", staticmethod(counted))
-    response = client.post("/refresh", headers=bearer(tokens["refresh_token"]))
-
-    assert response.status_code == 200, response.get_json()
-    assert decoded == ["header", "payload", "crypto"]
 
 
 # --- prometheus-client's multiprocess files -----------------------------------------
@@ -262,7 +250,7 @@ def test_a_metrics_file_not_sized_yet_reads_as_empty(tmp_path):
     assert samples == {"jobs_total": 3.0}
 
 
-# --- what is kept: HMAC secrets checked, limit strings parsed -------------------------
+# --- PyJWT's HMAC secrets, checked once -----------------------------------------------
 
 PEM_KEY = (
     b"-----BEGIN PUBLIC KEY-----\n"
@@ -272,7 +260,7 @@ PEM_KEY = (
 
 
 def test_an_hmac_secret_prepares_as_pyjwt_does_and_a_bad_one_is_always_refused():
-    create_app(SETTINGS)
+    core.patches._prepare_hmac_keys_once(Flask(__name__))
     algorithm = HMACAlgorithm(HMACAlgorithm.SHA256)
     secret = "a-secret-of-the-right-kind-0123456789abcdef"
 
@@ -283,16 +271,3 @@ def test_an_hmac_secret_prepares_as_pyjwt_does_and_a_bad_one_is_always_refused()
             algorithm.prepare_key(PEM_KEY)
         with pytest.raises(InvalidKeyError, match="must not be empty"):
             algorithm.prepare_key("")
-
-
-def test_a_limit_string_parses_as_before_and_a_bad_one_is_always_refused():
-    create_app(SETTINGS)
-    parse = flask_limiter._limits.parse_many
-
-    assert list(parse("10 per minute;100 per hour")) == limits.parse_many(
-        "10 per minute;100 per hour"
-    )
-    assert [str(limit) for limit in parse("30 per minute")] == ["30 per 1 minute"]
-    for _ in range(2):
-        with pytest.raises(ValueError, match="couldn't parse"):
-            parse("lots per fortnight")

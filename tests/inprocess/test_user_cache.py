@@ -1,11 +1,11 @@
-"""The user check's per-worker cache (auth/claims_cache.py): at most 2 seconds
+"""The user check's per-worker cache (auth/user_cache.py): at most 2 seconds
 behind the database, and never in the way of a deletion through the API, which
 revokes the user's tokens in the revocation store first."""
 
 import pytest
 
 from app import create_app
-from auth import claims_cache
+from auth import user_cache
 from core import ConfigError, db
 from models import UserModel
 from tests.helpers import TEST_SETTINGS, AuthActions, assert_error, bearer
@@ -26,7 +26,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(claims_cache.time, "monotonic", clock)
+    monkeypatch.setattr(user_cache.time, "monotonic", clock)
     return clock
 
 
@@ -182,7 +182,7 @@ def test_the_cache_may_not_lag_more_than_two_seconds(seconds):
 
 
 def test_the_cache_holds_a_bounded_number_of_users(clock):
-    cache = claims_cache.UserCheckCache(2, size=3)
+    cache = user_cache.UserCheckCache(2, size=3)
     for user_id in range(1, 6):
         cache.put(user_id, (user_id, False))
 

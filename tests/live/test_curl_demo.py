@@ -124,31 +124,8 @@ def step_lines(output: str) -> list[str]:
 # -- Against the live server ---------------------------------------------------------
 
 
-@contextmanager
-def live_server(tmp_path: Path) -> Iterator[int]:
-    """Migrate a fresh SQLite database, run gunicorn on it, yield its port."""
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "APP_ENV": "development",
-        "JWT_SECRET_KEY": secrets.token_urlsafe(36),  # 48 characters
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
-        "HOST": HOST,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "JWT_ACCESS_TOKEN_EXPIRES": "2",
-        "JWT_REFRESH_TOKEN_EXPIRES": "3600",
-        "JWT_DECODE_LEEWAY": "5",
-        "RATELIMIT_ENABLED": "false",
-        "BLOCKLIST_BACKEND": "database",
-        "REDIS_URL": "",
-    }
-    with servers.live_server(env, tmp_path / "gunicorn.log"):
-        yield port
-
-
 def test_demo_walks_the_flow_against_a_live_server(tmp_path):
-    with live_server(tmp_path) as port:
+    with servers.demo_server(tmp_path) as port:
         started = time.monotonic()
         run = run_demo(tmp_path, f"http://{HOST}:{port}/")  # trailing slash dropped
         took = time.monotonic() - started
@@ -183,7 +160,7 @@ def test_demo_walks_the_flow_against_a_live_server(tmp_path):
 
 
 def test_the_api_token_script_works_until_the_token_is_revoked(tmp_path):
-    with live_server(tmp_path) as port:
+    with servers.demo_server(tmp_path) as port:
         base = f"http://{HOST}:{port}"
         username = f"script_{secrets.token_hex(4)}"
         _, tokens = servers.sign_up(base, username)

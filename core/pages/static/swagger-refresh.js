@@ -23,7 +23,7 @@
 // ran, so the answer knows its request), the plugin system's `wrapActions` on the
 // auth actions, and authSelectors / authActions (`authorizeOauth2WithPersistOption`,
 // `logoutWithPersistOption`, `showDefinitions`). Checked against the Swagger UI
-// that flask-swagger-ui ships (5.34.0); tests/browser/test_browser.py drives it.
+// that flask-swagger-ui ships (5.34.0); tests/browser/test_swagger_ui.py drives it.
 //
 // The new tokens go into Swagger UI's auth state, so the dialog shows them and
 // `persistAuthorization` keeps them. That puts the refresh token in localStorage,

@@ -1,4 +1,4 @@
-"""GET /metrics, and the count of every request (core/metrics.py has the metrics).
+"""GET /metrics, and the count of every request (metrics.py has the metrics).
 
 Label values are bounded, whatever clients send: the route is the URL rule
 (`/item/<id:item_id>`, Flask's form, never the raw path), `unmatched` when no rule
@@ -17,7 +17,12 @@ from prometheus_client.exposition import choose_encoder
 
 from core.errors import error_response
 from core.extensions import limiter
-from core.metrics import HTTP_DURATION, HTTP_REQUESTS, TOKEN_REJECTED, worker_process
+from core.telemetry.metrics import (
+    HTTP_DURATION,
+    HTTP_REQUESTS,
+    TOKEN_REJECTED,
+    worker_process,
+)
 
 METRICS_PATH = "/metrics"
 METRICS_ENDPOINT = "operations.metrics"
@@ -103,7 +108,7 @@ def _count_request(response: Response) -> Response:
         )
     requests_total, duration = series
     requests_total.inc()
-    # Set by core/observability.py's before_request, the request's first.
+    # Set by logs.py's before_request, the request's first.
     started = g.get("request_started")
     if started is not None:
         duration.observe(time.perf_counter() - started)

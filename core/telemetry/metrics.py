@@ -10,8 +10,8 @@ tests) the metrics are this process's own. The variable must be set before
 prometheus-client is imported, which is why only gunicorn.conf.py sets it.
 
 This module holds the metrics alone, for the code that counts to import;
-core/monitoring.py serves them, counts the requests and says how their labels
-stay bounded.
+endpoint.py serves them, counts the requests and says how their labels stay
+bounded.
 """
 
 import os

@@ -1,7 +1,8 @@
-"""Request ids, structured (JSON) logs, one access-log line per request, audit events.
+"""The logs: their format (JSON lines or text), request ids in and out, and one
+access-log line per request.
 
-Audit records never carry a password or a token: only ids, the client address
-and the request id, so they can be shipped anywhere.
+A JSON line holds the time (UTC, to the millisecond), level, logger and message,
+then the record's extra fields (python-json-logger, encoded with orjson).
 """
 
 import json
@@ -11,47 +12,46 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 from flask import Flask, Response, g, request
 from flask.logging import default_handler
 from flask_jwt_extended import get_jwt
+from pythonjsonlogger.orjson import OrjsonFormatter
 
-# Loggers: "api.request" (one line per request), "api.audit" (security events).
+# "api.request": one line per request; "api.audit" (audit.py): security events.
 request_log = logging.getLogger("api.request")
-audit_log = logging.getLogger("api.audit")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 # What we accept from a client (or a proxy) as a request id; anything else is replaced.
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-# LogRecord's own attributes; everything else on a record is an `extra` field.
-_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class JSONFormatter(logging.Formatter):
+class JSONFormatter(OrjsonFormatter):
     """One JSON object per line: time, level, logger, message and the extra fields."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "exc_info": "exception",
+            },
+        )
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         try:
-            return orjson.dumps(entry, default=str).decode()
+            return super().jsonify_log_record(log_data)
         except TypeError:  # what orjson refuses (e.g. integers over 64 bits)
-            return json.dumps(entry, default=str)
+            return json.dumps(log_data, default=str)
 
 
-JSONFormatter.converter = time.gmtime
+JSONFormatter.converter = time.gmtime  # the time in UTC, as its Z says
 
 
 def init_observability(app: Flask) -> None:
@@ -73,7 +73,7 @@ def _configure_logging(log_format: str, level: str) -> None:
     if log_format == "json":
         formatter: logging.Formatter = JSONFormatter()
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
     # Flask's own handler (start-up warnings, 500 tracebacks) in the same format.
     default_handler.setFormatter(formatter)
@@ -85,24 +85,6 @@ def current_user_id() -> str | None:
         return get_jwt().get("sub")
     except RuntimeError:
         return None
-
-
-def audit(
-    event: str, message: str, *, level: int = logging.INFO, **fields: Any
-) -> None:
-    """Log a security event with who, from where and in which request."""
-    fields.setdefault("user_id", current_user_id())
-    audit_log.log(
-        level,
-        message,
-        extra={
-            "event": event,
-            # The client's address as the trusted proxies give it (ProxyFix).
-            "client": request.remote_addr,
-            "request_id": g.get("request_id"),
-            **fields,
-        },
-    )
 
 
 def _start_request() -> None:
