@@ -13,6 +13,7 @@ from core.telemetry.metrics import (
     LOGIN_BUDGET_REFUSALS,
     LOGINS,
     RATE_LIMIT_HITS,
+    REAUTHENTICATIONS,
     REFRESHES,
     REVOCATION_STORE_ERRORS,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "LOGINS",
     "LOGIN_BUDGET_REFUSALS",
     "RATE_LIMIT_HITS",
+    "REAUTHENTICATIONS",
     "REFRESHES",
     "REVOCATION_STORE_ERRORS",
     "audit",
