@@ -48,14 +48,6 @@ PASSWORD = ("pwd",)
 MAX_CHAIN_STEPS = 8
 
 
-class RefreshTokenReused(APIError):
-    """A rotated refresh token was replayed: its family is now revoked."""
-
-    status_code = 401
-    error = "token_revoked"
-    headers = {"WWW-Authenticate": www_authenticate("invalid_token", REVOKED)}
-
-
 class SessionExpired(APIError):
     """The session is past its absolute lifetime: only a new login continues."""
 
@@ -65,11 +57,16 @@ class SessionExpired(APIError):
 
 
 class SessionEnded(APIError):
-    """The session ended while its refresh was in flight: nothing is minted."""
+    """The session ended while its refresh or step-up was in flight: nothing is
+    minted."""
 
     status_code = 401
     error = "token_revoked"
     headers = {"WWW-Authenticate": www_authenticate("invalid_token", REVOKED)}
+
+
+class RefreshTokenReused(SessionEnded):
+    """A rotated refresh token was replayed: its family is now revoked."""
 
 
 class NoSession(APIError):
@@ -123,7 +120,9 @@ def reauthenticate(user: TokenSubject, claims: dict, amr: Sequence[str]) -> dict
     replacement = str(uuid.uuid4())
     _spend_newest_refresh_token(session, replacement)
     tokens, ends_at = _issue(user, session, fresh=True, refresh_jti=replacement)
-    SessionModel.reauthenticated(session.family, ends_at, *_client(), replacement)
+    SessionModel.touch(
+        session.family, ends_at, *_client(), replacement, authenticated=True
+    )
     if get_blocklist().is_token_revoked(claims):
         raise SessionEnded(REVOKED)
     return tokens

@@ -8,7 +8,7 @@ revocation check of a request never reads them (that is the revocation store's).
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
@@ -87,16 +87,18 @@ class SessionModel(Model):
         user_agent: str | None,
         ip_address: str | None,
         refresh_jti: str,
+        *,
+        authenticated: bool = False,
     ) -> bool:
         """A refresh: when it was last used, from where, its new end and its newest
-        refresh token. One
-        UPDATE in a bookkeeping transaction of its own (its commit does not wait
-        for the disk), on the refresh path: Core and a statement built once (the
-        ORM's bulk update cost more than the write). False when there is no such
-        row (the session ended meanwhile)."""
+        refresh token (a step-up, `authenticated`: and when its user last proved who
+        they are). One UPDATE in a bookkeeping transaction of its own (its commit
+        does not wait for the disk), on the refresh path: Core and a statement built
+        once (the ORM's bulk update cost more than the write). False when there is
+        no such row (the session ended meanwhile)."""
         with bookkeeping_transaction() as connection:
             result = connection.execute(
-                _touch_statement(),
+                _touch_statement(authenticated),
                 {
                     "session_id": session_id,
                     "now": utcnow(),
@@ -118,31 +120,6 @@ class SessionModel(Model):
             db.select(cls.refresh_jti, cls.expires_at).where(cls.id == session_id)
         ).first()
         return None if row is None else (row.refresh_jti, row.expires_at)
-
-    @classmethod
-    def reauthenticated(
-        cls,
-        session_id: str,
-        expires_at: datetime,
-        user_agent: str | None,
-        ip_address: str | None,
-        refresh_jti: str,
-    ) -> None:
-        """A re-authentication: a refresh that also moves `authenticated_at`."""
-        now = utcnow()
-        rows_changed(
-            db.update(cls)
-            .where(cls.id == session_id)
-            .values(
-                last_used_at=now,
-                authenticated_at=now,
-                expires_at=expires_at,
-                user_agent=_truncated(user_agent),
-                ip_address=ip_address,
-                refresh_jti=refresh_jti,
-            )
-        )
-        db.session.commit()
 
     @classmethod
     def of_user(cls, user_id: int) -> Sequence["SessionModel"]:
@@ -181,17 +158,16 @@ def _truncated(user_agent: str | None) -> str | None:
 
 
 @cache
-def _touch_statement() -> Update:
-    """Built once: the refresh path's one write."""
+def _touch_statement(authenticated: bool) -> Update:
+    """Built once each: the refresh path's one write, and a step-up's."""
     table = cast(Table, SessionModel.__table__)
-    return (
-        update(table)
-        .where(table.c.id == bindparam("session_id"))
-        .values(
-            last_used_at=bindparam("now"),
-            expires_at=bindparam("expires_at"),
-            user_agent=bindparam("user_agent"),
-            ip_address=bindparam("ip_address"),
-            refresh_jti=bindparam("refresh_jti"),
-        )
-    )
+    values: dict[str, Any] = {
+        "last_used_at": bindparam("now"),
+        "expires_at": bindparam("expires_at"),
+        "user_agent": bindparam("user_agent"),
+        "ip_address": bindparam("ip_address"),
+        "refresh_jti": bindparam("refresh_jti"),
+    }
+    if authenticated:
+        values["authenticated_at"] = bindparam("now")
+    return update(table).where(table.c.id == bindparam("session_id")).values(values)

@@ -58,6 +58,27 @@ __all__ = [
 ]
 
 
+def production_env(database_url: str, workers: int, **settings: str) -> dict:
+    """The environment of a production server on a free loopback port, every
+    setting explicit (a developer's .env cannot change what is tested): its own
+    signing key, `workers` sync workers, no rate limits or metrics, and `settings`
+    on top (the revocation store, for one)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "production",
+        "PUBLIC_URL": "http://127.0.0.1",
+        "TRUSTED_HOSTS": "127.0.0.1",
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": database_url,
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(workers),
+        "RATELIMIT_ENABLED": "false",
+        "METRICS_ENABLED": "false",
+        **settings,
+    }
+
+
 def register(base: str, username: str, password: str = PASSWORD) -> dict:
     """POST /register, asserting 201; the user as answered."""
     return servers.register(base, username, password)

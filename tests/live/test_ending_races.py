@@ -9,15 +9,13 @@ answer no token the thief ever got is accepted, the thief's loop is refused with
 started since. ROUNDS rounds per ending and revocation store, in one run.
 """
 
-import os
-import secrets
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import NEW_PASSWORD, PASSWORD
-from tests.servers import free_port, live_server, register, request
+from tests.servers import live_server, production_env, register, request
 from tests.services import postgres_database, redis_namespace
 
 ROUNDS = 20
@@ -31,19 +29,7 @@ def server(request, tmp_path) -> Iterator[str]:
     """A production server with four workers on PostgreSQL and each shared revocation
     store."""
     with postgres_database() as database_url:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "APP_ENV": "production",
-            "PUBLIC_URL": "http://127.0.0.1",
-            "TRUSTED_HOSTS": "127.0.0.1",
-            "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-            "DATABASE_URL": database_url,
-            "PORT": str(free_port()),
-            "HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": str(WORKERS),
-            "RATELIMIT_ENABLED": "false",
-            "METRICS_ENABLED": "false",
-        }
+        env = production_env(database_url, WORKERS)
         if request.param == "redis":
             with redis_namespace() as (url, prefix, _client):
                 env.update(

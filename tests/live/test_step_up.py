@@ -7,16 +7,14 @@ token hold on every worker; a refresh racing a step-up (another tab) leaves one
 chain, ROUNDS times in one run.
 """
 
-import os
 import re
-import secrets
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import PASSWORD
-from tests.servers import free_port, live_server, register, request
+from tests.servers import live_server, production_env, register, request
 from tests.services import postgres_database, redis_namespace
 
 WORKERS = 4
@@ -28,22 +26,13 @@ CHALLENGE = re.compile(r'error="insufficient_user_authentication".*max_age="900"
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
     with postgres_database() as database_url, redis_namespace() as (url, prefix, _):
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "APP_ENV": "production",
-            "PUBLIC_URL": "http://127.0.0.1",
-            "TRUSTED_HOSTS": "127.0.0.1",
-            "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-            "DATABASE_URL": database_url,
-            "BLOCKLIST_BACKEND": "redis",
-            "REDIS_URL": url,
-            "REDIS_KEY_PREFIX": prefix,
-            "PORT": str(free_port()),
-            "HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": str(WORKERS),
-            "RATELIMIT_ENABLED": "false",
-            "METRICS_ENABLED": "false",
-        }
+        env = production_env(
+            database_url,
+            WORKERS,
+            BLOCKLIST_BACKEND="redis",
+            REDIS_URL=url,
+            REDIS_KEY_PREFIX=prefix,
+        )
         with live_server(env, tmp_path / "server.log", workers=WORKERS) as base:
             yield base
 
