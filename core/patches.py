@@ -214,9 +214,10 @@ def _drop_idle_limiter_pass(app: Flask) -> str | None:
     return None
 
 
+CLAIMS_CACHE_PATCH = "verified-token cache in the decode step"
 PATCHES = (
     Patch(
-        "verified-token cache in the decode step",
+        CLAIMS_CACHE_PATCH,
         "flask-jwt-extended",
         ("4.7.4",),
         _decode_through_claims_cache,
@@ -260,20 +261,27 @@ def apply_patches(
     if not app.config["LIBRARY_PATCHES"]:
         app.logger.info("LIBRARY_PATCHES is false: no library patch is applied.")
         return
-    if claims_cache is not None:
+    applied = {patch.name for patch in PATCHES if _apply(app, patch)}
+    # The decode patches are process-wide: an app whose patches stepped aside
+    # hands them no cache, and its tokens take the library's path.
+    if claims_cache is not None and CLAIMS_CACHE_PATCH in applied:
         app.extensions[CLAIMS_CACHE_LOOKUP] = claims_cache
-    for patch in PATCHES:
-        installed = version(patch.distribution)
-        reason: str | None
-        if installed not in patch.tested_versions:
-            reason = (
-                f"{patch.distribution} {installed} is installed, and the patch was "
-                f"tested with {', '.join(patch.tested_versions)} only"
-            )
-        else:
-            reason = patch.apply(app)
-        if reason is not None:
-            _step_aside(app, patch, reason)
+
+
+def _apply(app: Flask, patch: Patch) -> bool:
+    """Apply one patch if it fits the installed library, else step aside."""
+    installed = version(patch.distribution)
+    reason: str | None
+    if installed not in patch.tested_versions:
+        reason = (
+            f"{patch.distribution} {installed} is installed, and the patch was "
+            f"tested with {', '.join(patch.tested_versions)} only"
+        )
+    else:
+        reason = patch.apply(app)
+    if reason is not None:
+        _step_aside(app, patch, reason)
+    return reason is None
 
 
 def _step_aside(app: Flask, patch: Patch, reason: str) -> None:

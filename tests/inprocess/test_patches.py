@@ -103,24 +103,50 @@ def _assert_answers_as_before(client, auth) -> None:
     assert gone.get_json()["error"] == "token_revoked"
 
 
-def test_an_untested_library_version_skips_its_patch_with_one_warning(
-    app_config, applied, monkeypatch, caplog
+# Each patched library: the version its patches were tested with, and they.
+STEPPING_ASIDE = {
+    "pyjwt": ("2.15.1", [HMAC_PATCH]),
+    "flask-jwt-extended": (
+        "4.7.4",
+        [
+            "verified-token cache in the decode step",
+            "token header from the verified-token cache",
+        ],
+    ),
+    "flask-limiter": ("4.1.1", ["no idle app-wide rate-limit pass"]),
+    "prometheus-client": ("0.26.0", ["metrics files not sized yet read as empty"]),
+}
+
+
+@pytest.mark.parametrize("distribution", list(STEPPING_ASIDE))
+def test_an_untested_library_version_skips_its_patches_with_one_warning(
+    distribution, app_config, applied, monkeypatch, caplog
 ):
-    _pretend_installed(monkeypatch, "pyjwt", "99.0.0")
+    tested, skipped = STEPPING_ASIDE[distribution]
+    _pretend_installed(monkeypatch, distribution, "99.0.0")
+    app_config["RATELIMIT_ENABLED"] = True  # Flask-Limiter registers its pass
 
     app, client, auth = _serve(app_config)
     create_app(SETTINGS)  # a second app in the same process: no second warning
 
-    assert HMAC_PATCH not in applied
-    assert applied.count("verified-token cache in the decode step") == 2
-    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
-    assert warning.name == "app"
-    assert warning.getMessage() == (
-        f"Library patch '{HMAC_PATCH}' skipped: pyjwt 99.0.0 is installed, and the "
-        "patch was tested with 2.15.1 only. pyjwt's own code runs (correct, "
-        "slower); see core/patches.py."
+    assert sorted(set(applied)) == sorted(
+        patch.name for patch in PATCHES if patch.name not in skipped
     )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"Library patch '{name}' skipped: {distribution} 99.0.0 is installed, and "
+        f"the patch was tested with {tested} only. {distribution}'s own code runs "
+        "(correct, slower); see core/patches.py."
+        for name in skipped
+    ]
     _assert_answers_as_before(client, auth)
+    # Each library's own path, where this app can show it: the token decoded
+    # by Flask-JWT-Extended, Flask-Limiter's app-wide pass.
+    library_decodes = distribution == "flask-jwt-extended"
+    assert (CLAIMS_CACHE_LOOKUP not in app.extensions) is library_decodes
+    assert (len(app.extensions[CACHE_EXTENSION]._entries) == 0) is library_decodes
+    limiter_pass = limiter._check_request_limit in app.before_request_funcs[None]
+    assert limiter_pass is (distribution == "flask-limiter")
 
 
 def test_library_patches_false_applies_none(app_config, applied, caplog):
