@@ -49,9 +49,10 @@ class VerifiedClaimsCache:
     def get(self, token: str) -> VerifiedToken | None:
         """A verified token that has not expired yet (copies), or None."""
         with self._lock:
-            entry = self._entries.get(token)
-        if entry is None:
-            return None
+            try:  # one lookup (`.get` makes two, each reading the clock)
+                entry = self._entries[token]
+            except KeyError:
+                return None
         return VerifiedToken(dict(entry.header), dict(entry.claims))
 
     def put(self, token: str, header: dict, claims: dict) -> None:

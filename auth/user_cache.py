@@ -45,7 +45,10 @@ class UserCheckCache:
     def get(self, user_id: int) -> TokenSubject | None:
         """The user's row if it was read less than `seconds` ago, else None."""
         with self._lock:
-            return self._entries.get(user_id)
+            try:  # one lookup (`.get` makes two, each reading the clock)
+                return self._entries[user_id]
+            except KeyError:
+                return None
 
     def put(self, user_id: int, subject: TokenSubject) -> None:
         with self._lock:
