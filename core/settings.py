@@ -181,7 +181,7 @@ def _tokens() -> dict[str, Any]:
             "JWT_VERIFIED_CLAIMS_CACHE_SIZE", 4096
         ),
         # The user check answered from a worker's memory for this long (auth/
-        # claims_cache.py); 2 s at most, 0 switches it off.
+        # user_cache.py); 2 s at most, 0 switches it off.
         "USER_CHECK_CACHE_SECONDS": env_int("USER_CHECK_CACHE_SECONDS", 2),
         # Small tolerance for clocks that disagree between instances.
         "JWT_DECODE_LEEWAY": env_int("JWT_DECODE_LEEWAY", 5),
