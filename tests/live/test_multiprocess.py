@@ -363,7 +363,7 @@ def _listings(server: Server, tokens: dict, count: int) -> list[list[str]]:
 
 def _warm_every_worker(server: Server, access_token: str) -> None:
     """GET /me until every worker has answered 200 for the token: each worker's
-    user cache then holds the user (auth/claims_cache.py)."""
+    user cache then holds the user (auth/user_cache.py)."""
     offset = server.access_offset()
     sent = 0
     while sent < MAX_REPLAYS:
