@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -169,11 +170,34 @@ def one_round(base: str, access: Path, n: int) -> Counter[str]:
     return Counter(counted)
 
 
+@contextmanager
+def other_worker_kept_busy(base: str) -> Iterator[None]:
+    """Probes sent in a loop while the block runs: on an idle machine one sync
+    worker would accept every sequential request (seen in CI), and the round
+    would prove nothing across workers. The probes are never counted."""
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            servers.request(base, "GET", "/healthz")
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        prober.join(10)
+
+
 @pytest.mark.parametrize("storage", ["REDIS_URL", "RATELIMIT_STORAGE_URI"])
 def test_budgets_are_exact_across_workers_on_a_shared_store(tmp_path, storage):
     with redis_namespace() as (url, prefix, client):
         settings = {storage: url, "REDIS_KEY_PREFIX": prefix}
-        with gunicorn(tmp_path, **settings) as (base, access, errors):
+        with (
+            gunicorn(tmp_path, **settings) as (base, access, errors),
+            other_worker_kept_busy(base),
+        ):
             seen: list[Counter[str]] = []
             for n in range(ROUNDS):
                 seen.append(one_round(base, access, n))
