@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import baseline
+from bench.baseline import mint_refresh_tokens
 from devtools import servers
 
 HERE = Path(__file__).resolve().parent
@@ -193,7 +195,7 @@ class Bench:
 
     @contextlib.contextmanager
     def serve(
-        self, name: str, app: str, env: dict, ready_path: str
+        self, name: str, app: str, env: dict, ready_path: str, tree=servers.REPO
     ) -> Iterator[Server]:
         """`app` under gunicorn on a free port until the block ends; its log (and
         gunicorn's) in the bench's folder. The per-request log lines are still
@@ -206,12 +208,15 @@ class Bench:
             app=app,
             ready_path=ready_path,
             deadline=START_DEADLINE,
+            tree=tree,
         ) as process:
             yield Server(name, servers.base_url(port), process)
 
-    def start(self, name: str, app: str, env: dict, ready_path: str) -> Server:
+    def start(
+        self, name: str, app: str, env: dict, ready_path: str, tree=servers.REPO
+    ) -> Server:
         """A server that runs until stop_all()."""
-        return self.running.enter_context(self.serve(name, app, env, ready_path))
+        return self.running.enter_context(self.serve(name, app, env, ready_path, tree))
 
     def stop_all(self) -> None:
         self.running.close()
@@ -319,27 +324,6 @@ def seed_items(database: Path, store_id: int, total: int) -> None:
     engine.dispose()
 
 
-def mint_refresh_tokens(env: dict, user_id: int, count: int) -> list[str]:
-    """Valid refresh tokens, each of a login of its own, signed with the bench's key."""
-    from app import create_app
-    from auth import start_session
-    from core import db
-    from models import UserModel
-
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        app = create_app({"BLOCKLIST_BACKEND": "memory"})
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    with app.app_context():
-        user = db.session.get(UserModel, user_id)
-        minted = [start_session(user)["refresh_token"] for _ in range(count)]
-        db.engine.dispose()
-    return minted
-
-
 def in_batches(tokens: list[str], size: int) -> Iterator[list[str]]:
     """Single-use tokens, `size` at a time (one batch a round)."""
     return (tokens[start : start + size] for start in range(0, len(tokens), size))
@@ -378,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--python-load", action="store_true", help="never use wrk")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 seconds")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also serve git revision REV and measure its cases 1 and 3 "
+        "(item-baseline, refresh-baseline) beside this tree's (bench/baseline.py)",
+    )
+    parser.add_argument(
+        "--cases",
+        help="comma-separated case keys to measure (e.g. item-memory,refresh,"
+        "item-baseline,refresh-baseline); default: every case",
+    )
     return parser
 
 
@@ -488,25 +483,20 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     # Enough single-use refresh tokens for the fastest plausible run.
     per_run = max(20_000, args.duration * 4_000)
 
-    # Single-use refresh tokens for every round, minted before any load runs.
-    refresh_tokens = mint_refresh_tokens(
-        bench.project_env(backends[0], small), me["id"], per_run * args.rounds
-    )
-    refresh_batches = in_batches(refresh_tokens, per_run)
-    grant_batches = in_batches(
-        mint_refresh_tokens(
-            bench.project_env(backends[0], small), me["id"], per_run * args.rounds
-        ),
-        per_run,
-    )
-    signed_batches = {}
-    for algorithm in args.algorithms:
-        minted = mint_refresh_tokens(
-            bench.project_env(backends[0], small, algorithm),
-            me["id"],
-            per_run * args.rounds,
+    wanted = set(args.cases.split(",")) if args.cases else None
+
+    def minted(key: str, algorithm: str = "HS256") -> Iterator[list[str]]:
+        """Single-use refresh tokens for every round of `key`, minted before any
+        load runs (none for a case left out by --cases)."""
+        if wanted is not None and key not in wanted:
+            return iter(())
+        env = bench.project_env(backends[0], small, algorithm)
+        return in_batches(
+            mint_refresh_tokens(env, me["id"], per_run * args.rounds), per_run
         )
-        signed_batches[algorithm] = in_batches(minted, per_run)
+
+    refresh_batches, grant_batches = minted("refresh"), minted("token-refresh")
+    signed_batches = {a: minted(f"refresh-{a}", a) for a in args.algorithms}
     login = {"username": USERNAME, "password": PASSWORD}
     cases = [
         (
@@ -590,6 +580,10 @@ def run(bench: Bench, args, backends: list[str]) -> int:
                 ),
             ),
         ]
+    if args.baseline:
+        cases += baseline_cases(bench, args, backends[0], per_run)
+    if wanted is not None:
+        cases = [case for case in cases if case[0] in wanted]
     for round_number in range(args.rounds):
         print(f"Round {round_number + 1}/{args.rounds}")
         order = cases if round_number % 2 == 0 else list(reversed(cases))
@@ -603,11 +597,60 @@ def run(bench: Bench, args, backends: list[str]) -> int:
                 case_rps, bare_rps = measure(), bench.measure("bare", bare_url)
             bench.ratios.setdefault(key, []).append(case_rps / bare_rps)
 
-    report(bench, backends, args.algorithms)
+    report(bench, backends, args)
     return 0
 
 
-def report(bench: Bench, backends: list[str], algorithms: list[str]) -> None:
+def baseline_cases(bench: Bench, args, backend: str, per_run: int) -> list[tuple]:
+    """Cases 1 and 3 on the revision `args.baseline` (bench/baseline.py): its own
+    checkout, database, seed, servers and refresh tokens, the same settings."""
+    tree = bench.running.enter_context(baseline.checkout(args.baseline, bench.folder))
+    database = bench.folder / "baseline.db"
+    env = bench.project_env(backend, database)
+    servers.migrate(env, tree)
+    with bench.serve("baseline-seed", servers.APP, env, "/readyz", tree) as seeder:
+        _, store, me = seed_through_api(seeder.base, items=20)
+    seed_items(database, store["id"], 10_000)
+    item = bench.start("baseline-item", servers.APP, env, "/readyz", tree)
+    flows = bench.start("baseline-flows", servers.APP, env, "/readyz", tree)
+    access = servers.login(item.base, USERNAME, PASSWORD)["access_token"]
+    tokens = mint_refresh_tokens(env, me["id"], per_run * args.rounds, tree)
+    batches = in_batches(tokens, per_run)
+    return [
+        (
+            "item-baseline",
+            lambda: bench.measure("item-baseline", item.base + "/item/5", token=access),
+        ),
+        (
+            "refresh-baseline",
+            lambda: bench.measure(
+                "refresh-baseline",
+                flows.base + "/refresh",
+                method="POST",
+                tokens=next(batches),
+            ),
+        ),
+    ]
+
+
+def compare_baseline(bench: Bench, backend: str, revision: str | None) -> None:
+    """This tree's cases 1 and 3 over the baseline's: the median over the rounds of
+    each round's quotient of their ratios to bare (1.00: the same speed)."""
+    pairs = (
+        ("1", f"item-{backend}", "item-baseline"),
+        ("3", "refresh", "refresh-baseline"),
+    )
+    for case, key, baseline_key in pairs:
+        ours, theirs = bench.ratios.get(key), bench.ratios.get(baseline_key)
+        if revision and ours and theirs:
+            quotient = statistics.median(
+                a / b for a, b in zip(ours, theirs, strict=True)
+            )
+            print(f"Case {case}, this tree beside {revision}: {quotient:.3f}x")
+
+
+def report(bench: Bench, backends: list[str], args) -> None:
+    algorithms = args.algorithms
     rows = [
         ("bare Flask, constant JSON item", "bare"),
         ("minimal correct stack, GET /item/<id>", "item-minimal"),
@@ -628,7 +671,13 @@ def report(bench: Bench, backends: list[str], algorithms: list[str]) -> None:
         ("3. POST /token grant_type=refresh_token", "token-refresh"),
         *[(f"3. POST /refresh (rotation), {a}", f"refresh-{a}") for a in algorithms],
         ("4. POST /login (argon2id)", "login"),
+        (
+            f"1. GET /item/<id>, {backends[0]} blocklist, at {args.baseline}",
+            "item-baseline",
+        ),
+        (f"3. POST /refresh (rotation), at {args.baseline}", "refresh-baseline"),
     ]
+    rows = [(label, key) for label, key in rows if key in bench.samples]
     print()
     print("Medians over the rounds; each ratio is to the bare run next to the case.")
     print()
@@ -642,6 +691,9 @@ def report(bench: Bench, backends: list[str], algorithms: list[str]) -> None:
             f"| {bench.median(key, 'p50'):.2f} | {bench.median(key, 'p99'):.2f} "
             f"| {bench.ratio(key):.2f} |"
         )
+    compare_baseline(bench, backends[0], args.baseline)
+    if args.cases:
+        return  # the targets below need every case
     growth = bench.ratio("page-10k") / bench.ratio("page-100k")
     cost = hashing_cost()
     print()

@@ -130,11 +130,12 @@ def booted_workers(log: Path) -> set[str]:
     return set(BOOTED.findall(log.read_text(errors="replace")))
 
 
-def migrate(env: dict) -> None:
-    """`flask --app app db upgrade` in a subprocess, as deployments do."""
+def migrate(env: dict, tree: Path = REPO) -> None:
+    """`flask --app app db upgrade` in a subprocess, as deployments do (in `tree`,
+    the repository or a checkout of another revision of it)."""
     result = subprocess.run(
         [str(BIN / "flask"), "--app", "app", "db", "upgrade"],
-        cwd=REPO,
+        cwd=tree,
         env=env,
         capture_output=True,
         text=True,
@@ -164,17 +165,18 @@ def gunicorn(
     stderr: Path | None = None,
     args: Sequence[str] = NO_CONTROL_SOCKET,
     app: str = APP,
+    tree: Path = REPO,
 ) -> Iterator[subprocess.Popen]:
-    """`gunicorn ARGS APP` in the repository (so under its gunicorn.conf.py) with
-    `env`; output to `stdout` (and `stderr`, or the same file). Always stopped
-    (SIGTERM, then kill).
+    """`gunicorn ARGS APP` in `tree`, the repository by default (so under its
+    gunicorn.conf.py), with `env`; output to `stdout` (and `stderr`, or the same
+    file). Always stopped (SIGTERM, then kill).
     """
     with stdout.open("wb") as out:
         err_file = stderr.open("wb") if stderr is not None else None
         try:
             process = subprocess.Popen(
                 [str(BIN / "gunicorn"), *args, app],
-                cwd=REPO,
+                cwd=tree,
                 env=env,
                 stdout=out,
                 stderr=err_file if err_file is not None else subprocess.STDOUT,
@@ -222,6 +224,7 @@ def serving(
     workers: int = 0,
     args: Sequence[str] = NO_CONTROL_SOCKET,
     deadline: float = START_DEADLINE,
+    tree: Path = REPO,
 ) -> Iterator[subprocess.Popen]:
     """gunicorn serving `app` on env["PORT"] (its stderr to `log`, and its stdout
     too unless `stdout` is given), once `ready_path` answers 200 and `workers`
@@ -234,7 +237,7 @@ def serving(
         return len(booted_workers(log)) >= workers
 
     outputs = (log, None) if stdout is None else (stdout, log)
-    with gunicorn(env, *outputs, args=args, app=app) as process:
+    with gunicorn(env, *outputs, args=args, app=app, tree=tree) as process:
         wait_until_ready(
             process, ready, lambda: log.read_text(errors="replace")[-3000:], deadline
         )
