@@ -9,6 +9,7 @@ from auth import (
     current_claims_cache,
     init_api_tokens,
     init_claims_cache,
+    init_secret_keys,
     init_signing_keys,
     init_token_headers,
     init_user_cache,
@@ -33,6 +34,7 @@ from resources.api_tokens import blp as api_tokens_blp
 from resources.discovery import blp as discovery_blp
 from resources.health import blp as health_blp
 from resources.items import blp as items_blp
+from resources.mfa import blp as mfa_blp
 from resources.sessions import blp as sessions_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
@@ -79,6 +81,7 @@ def _register_extensions(app: Flask) -> None:
     api.init_app(app)
     limiter.init_app(app)
     passwords.init_app(app)
+    init_secret_keys(app)
     init_blocklist(app)
     init_claims_cache(app)
     init_user_cache(app)
@@ -93,6 +96,7 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
         tokens_blp,
         users_blp,
         sessions_blp,
+        mfa_blp,
         api_tokens_blp,
         stores_blp,
         items_blp,

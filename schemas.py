@@ -7,6 +7,16 @@ this module.
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from auth.factors.schemas import (
+    MAX_MFA_TOKEN_LENGTH,
+    MfaLoginSchema,
+    MfaRequiredSchema,
+    MfaStatusSchema,
+    RecoveryCodesSchema,
+    TotpConfirmationSchema,
+    TotpEnrolmentSchema,
+)
+
 # The token layer's schemas, for the resources; `USERNAME_RE` is models.user's.
 from auth.schemas import (
     ApiTokenCreateSchema,
@@ -31,6 +41,7 @@ from models.user import USERNAME_RE
 
 __all__ = [
     "MAX_ID",
+    "MAX_MFA_TOKEN_LENGTH",
     "USERNAME_RE",
     "ApiTokenCreateSchema",
     "ApiTokenSchema",
@@ -40,10 +51,16 @@ __all__ = [
     "ItemUpdateSchema",
     "JwkSchema",
     "JwkSetSchema",
+    "MfaLoginSchema",
+    "MfaRequiredSchema",
+    "MfaStatusSchema",
     "MessageSchema",
     "NewApiTokenSchema",
     "PasswordChangeSchema",
     "ReauthenticationSchema",
+    "RecoveryCodesSchema",
+    "TotpConfirmationSchema",
+    "TotpEnrolmentSchema",
     "PlainItemSchema",
     "PlainStoreSchema",
     "PlainTagSchema",

@@ -1,7 +1,7 @@
 """Accounts and their passwords: registration, login, password change (no HTTP)."""
 
 from auth.api_tokens import revoke_api_tokens
-from auth.passwords import passwords
+from auth.factors.passwords import passwords
 from auth.sessions import end_all_sessions
 from auth.user_cache import user_check_cache
 from core import APIError, Forbidden, audit, db
@@ -35,6 +35,7 @@ def register_user(username: str, password: str, *, is_admin: bool = False) -> Us
 
 def authenticate(username: str, password: str) -> UserModel:
     """The user whose password matches (an outdated hash is upgraded), or a 401.
+    A login with this alone succeeds unless the account has a second factor.
 
     An unknown username costs the same hashing work as a wrong password, so
     response times do not reveal which usernames exist.
@@ -50,8 +51,8 @@ def authenticate(username: str, password: str) -> UserModel:
             if new_hash:
                 with write("Could not upgrade the password hash."):
                     user.password_hash = new_hash
-            audit("login_success", "Login succeeded", user_id=str(user.id))
-            LOGINS.labels("success").inc()
+            if not user.totp_enabled:  # else the login succeeds with its code
+                login_succeeded(user)
             return user
     # Only an account's own name is logged: people type passwords into username
     # fields, and what was typed for an unknown name may be one.
@@ -62,6 +63,12 @@ def authenticate(username: str, password: str) -> UserModel:
     )
     LOGINS.labels("failure").inc()
     raise InvalidCredentials("Invalid credentials.")
+
+
+def login_succeeded(user: UserModel) -> None:
+    """Audit and count a login whose every factor was right."""
+    audit("login_success", "Login succeeded", user_id=str(user.id))
+    LOGINS.labels("success").inc()
 
 
 def check_password(user: UserModel, password: str) -> None:

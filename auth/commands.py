@@ -1,14 +1,17 @@
-"""The token layer's commands: `flask --app app users create-admin` (accounts) and
-`flask --app app keys generate` (signing keys)."""
+"""The token layer's commands: `flask --app app users create-admin` (accounts),
+`flask --app app keys generate` (signing keys) and `flask --app app mfa ...` (the
+key that seals TOTP secrets)."""
 
 import os
 import secrets
 
 import click
+from cryptography.fernet import Fernet
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from auth.accounts import register_user
+from auth.factors.totp import reseal_secrets
 from auth.keys import generate_private_key, secret_key, thumbprint, write_private_key
 from auth.schemas import UserRegisterSchema
 from core import SIGNING_ALGORITHMS, APIError, db
@@ -16,6 +19,7 @@ from models import UserModel
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 keys_cli = AppGroup("keys", help="Make token signing keys.")
+mfa_cli = AppGroup("mfa", help="The key that seals TOTP secrets.")
 
 
 @users_cli.command("create-admin")
@@ -98,7 +102,28 @@ def generate_key(algorithm: str, out: str | None) -> None:
     )
 
 
+@mfa_cli.command("generate-key")
+def generate_mfa_key() -> None:
+    """Print a new key for MFA_ENCRYPTION_KEY."""
+    click.echo(f"MFA_ENCRYPTION_KEY={Fernet.generate_key().decode()}")
+    click.echo(
+        "MFA_ENCRYPTION_KEY_FALLBACKS=<the key it replaces>  "
+        "# until `flask mfa reseal` has run"
+    )
+
+
+@mfa_cli.command("reseal")
+def reseal() -> None:
+    """Seal every TOTP secret again with MFA_ENCRYPTION_KEY (after a rotation)."""
+    resealed = reseal_secrets()
+    click.echo(
+        f"Resealed {resealed} TOTP secret(s) with the current key; the fallbacks "
+        "may now be removed."
+    )
+
+
 def register_auth_commands(app: Flask) -> None:
-    """`flask --app app users create-admin`, `... keys generate`."""
+    """`flask --app app users create-admin`, `... keys generate`, `... mfa ...`."""
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(mfa_cli)

@@ -47,21 +47,32 @@ def _hashed(username: str) -> str:
     return hashlib.sha256(username.encode()).hexdigest()[:32]
 
 
-def failed_login(response: Response) -> bool:
-    """Only failed logins count towards the failed-login budgets."""
-    return response.status_code == 401
-
-
-def wrong_password(response: Response) -> bool:
-    """A refused password where the token already names the user (a step-up's
-    401, a password change's 403): other refusals there are refused tokens,
-    counted nowhere."""
+def _refused(response: Response, *errors: str) -> bool:
+    """A 401 or 403 whose envelope's `error` is one of `errors`."""
     body = response.get_json(silent=True) if response.is_json else None
     return (
         response.status_code in (401, 403)
         and isinstance(body, dict)
-        and body.get("error") == "invalid_credentials"
+        and body.get("error") in errors
     )
+
+
+def failed_login(response: Response) -> bool:
+    """Only failed logins count towards the failed-login budgets: a wrong password,
+    not a right one that asks for a second factor (401 `mfa_required`)."""
+    return _refused(response, "invalid_credentials")
+
+
+def wrong_password(response: Response) -> bool:
+    """A refused password or second-factor code where the token already names the
+    user (a step-up's 401, a password change's 403): other refusals there are
+    refused tokens, counted nowhere."""
+    return _refused(response, "invalid_credentials", "invalid_code")
+
+
+def wrong_code(response: Response) -> bool:
+    """A refused second-factor code (401 `invalid_code`) at POST /login/mfa."""
+    return _refused(response, "invalid_code")
 
 
 def failed_grant(response: Response) -> bool:

@@ -24,7 +24,7 @@ from auth.sessions import (
     rotate_refresh_token,
     start_session,
 )
-from core import APIError
+from core import APIError, audit
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -101,9 +101,18 @@ def grant_tokens(parameters: dict[str, Any]) -> dict:
     if grant == "password":
         username, password = _required(parameters, "username", "password")
         try:
-            return start_session(authenticate(username, password))
+            user = authenticate(username, password)
         except InvalidCredentials as exc:
             raise InvalidGrant("Invalid credentials.") from exc
+        if user.totp_enabled:
+            # RFC 6749 §4.3 has no second step: never tokens on the password alone.
+            audit(
+                "mfa_required",
+                "Password grant refused: the account has a second factor",
+                user_id=str(user.id),
+            )
+            raise InvalidGrant(SECOND_FACTOR_NEEDED)
+        return start_session(user)
     if grant == "refresh_token":
         (refresh_token,) = _required(parameters, "refresh_token")
         claims = _verified_refresh_token(refresh_token)
@@ -115,6 +124,12 @@ def grant_tokens(parameters: dict[str, Any]) -> dict:
     raise UnsupportedGrantType(
         "grant_type must be password or refresh_token (RFC 6749 §4.3, §6)."
     )
+
+
+SECOND_FACTOR_NEEDED = (
+    "This account has a second factor, which the password grant cannot carry: "
+    "log in with POST /login, then POST /login/mfa with a code (docs/mfa.md)."
+)
 
 
 def _required(parameters: dict[str, Any], *names: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The token layer's request and response schemas: accounts, logins, token pairs,
 sessions, API tokens, revocation and token requests, the signing keys and the
-server metadata. Resources import them through schemas.py."""
+server metadata. Resources import them through schemas.py, which also
+re-exports the second factor's (auth/factors/schemas.py)."""
 
 from marshmallow import (
     EXCLUDE,
@@ -11,6 +12,9 @@ from marshmallow import (
     validates_schema,
 )
 
+from auth.factors.schemas import (
+    OneCodeAtMost,
+)
 from core.fields import Name, UTCDateTime, timestamp_field
 from models.user import USERNAME_DOC_PATTERN, USERNAME_RE
 
@@ -70,8 +74,9 @@ class UserLoginSchema(Schema):
     )
 
 
-class ReauthenticationSchema(Schema):
-    """A step-up inside the session: the password again (JSON or form-encoded)."""
+class ReauthenticationSchema(OneCodeAtMost):
+    """A step-up inside the session: the password again (JSON or form-encoded),
+    and a code when the account has a second factor."""
 
     password = password_field(metadata={"example": "correct horse battery"})
 

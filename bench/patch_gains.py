@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +59,7 @@ def measure(
     app = create_app(
         {
             "APP_ENV": "production",
+            "MFA_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "TRUSTED_HOSTS": ["localhost"],  # the test client's Host
             "JWT_SECRET_KEY": secrets.token_urlsafe(48),
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.db",

@@ -172,6 +172,7 @@ class Bench:
             }
         return self.env(
             APP_ENV="production",
+            MFA_ENCRYPTION_KEY=servers.MFA_KEY,
             TRUSTED_HOSTS="127.0.0.1",  # where the bench talks to it
             **keys,
             DATABASE_URL=f"sqlite:///{database}",

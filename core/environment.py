@@ -121,6 +121,7 @@ def read_environment(env: Env, production: bool) -> dict[str, Any]:
         _http(env, production),
         _logging(env, production),
         _passwords(),
+        _second_factors(env),
         _metrics(env),
     ):
         values.update(group)
@@ -298,6 +299,21 @@ def _metrics(env: Env) -> dict[str, Any]:
     return {
         "METRICS_ENABLED": env.switch("METRICS_ENABLED", True),
         "METRICS_TOKEN": env.text("METRICS_TOKEN", None),
+    }
+
+
+def _second_factors(env: Env) -> dict[str, Any]:
+    return {
+        # TOTP secrets are sealed with this key (auth/factors/encryption.py); the
+        # fallbacks only open secrets sealed before a rotation.
+        "MFA_ENCRYPTION_KEY": env.text("MFA_ENCRYPTION_KEY", None),
+        "MFA_ENCRYPTION_KEY_FALLBACKS": env.items("MFA_ENCRYPTION_KEY_FALLBACKS", []),
+        # The name authenticator apps show beside the account (default: the API's
+        # title).
+        "MFA_ISSUER": env.text("MFA_ISSUER", None),
+        # A login waiting for its second factor: how long, and how many wrong codes.
+        "MFA_TOKEN_EXPIRES": env.whole_number("MFA_TOKEN_EXPIRES", 300),
+        "MFA_TOKEN_MAX_FAILURES": env.whole_number("MFA_TOKEN_MAX_FAILURES", 5),
     }
 
 

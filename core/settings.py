@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+from cryptography.fernet import Fernet
 from limits import parse_many
 
 from core.environment import (
@@ -25,6 +26,7 @@ from core.urls import host_of, is_host_name, public_url_problem
 
 __all__ = [
     "DEVELOPMENT_JWT_SECRET_KEY",
+    "DEVELOPMENT_MFA_ENCRYPTION_KEY",
     "SIGNING_ALGORITHMS",
     "ConfigError",
     "Settings",
@@ -40,6 +42,8 @@ __all__ = [
 # Production refuses to start with it.
 DEVELOPMENT_JWT_SECRET_KEY = "development-only-jwt-secret-key-do-not-deploy"
 MIN_SECRET_KEY_BYTES = 32
+# The same for TOTP secrets' key (MFA_ENCRYPTION_KEY): 32 bytes, base64url.
+DEVELOPMENT_MFA_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1tZmEta2V5LWRvLW5vdC0="
 # The Host a development server answers when neither PUBLIC_URL nor TRUSTED_HOSTS
 # is set (werkzeug compares names without the port).
 DEVELOPMENT_TRUSTED_HOSTS = ("localhost", "127.0.0.1")
@@ -109,6 +113,7 @@ def derive(values: dict[str, Any]) -> list[str]:
             "Never deploy like this."
         )
     _derive_trusted_hosts(values, production)
+    warnings.extend(_derive_second_factors(values, production))
     cookies = values["AUTH_COOKIES_ENABLED"]
     values["JWT_TOKEN_LOCATION"] = ["headers", "cookies"] if cookies else ["headers"]
     values["JWT_COOKIE_CSRF_PROTECT"] = cookies
@@ -122,6 +127,19 @@ def derive(values: dict[str, Any]) -> list[str]:
 
     warnings.extend(_derive_storages(values, production))
     return warnings
+
+
+def _derive_second_factors(values: dict[str, Any], production: bool) -> list[str]:
+    """The TOTP issuer's name, and in development a key for TOTP secrets."""
+    if not values.get("MFA_ISSUER"):
+        values["MFA_ISSUER"] = values["API_TITLE"]
+    if values.get("MFA_ENCRYPTION_KEY") or production:
+        return []
+    values["MFA_ENCRYPTION_KEY"] = DEVELOPMENT_MFA_ENCRYPTION_KEY
+    return [
+        "MFA_ENCRYPTION_KEY is not set: TOTP secrets are sealed with the "
+        "development key. Never deploy like this."
+    ]
 
 
 def _derive_storages(values: dict[str, Any], production: bool) -> list[str]:
@@ -220,6 +238,36 @@ def validate(values: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name} must be at least one second.")
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError("LOG_FORMAT must be json or text.")
+    _validate_second_factors(values)
+
+
+def _validate_second_factors(values: Mapping[str, Any]) -> None:
+    """The key that seals TOTP secrets, and the waiting logins' bounds."""
+    key = values.get("MFA_ENCRYPTION_KEY")
+    if values["APP_ENV"] == "production":
+        if not key:
+            raise ConfigError(
+                "MFA_ENCRYPTION_KEY must be set in production: any account can turn "
+                "on TOTP, whose secrets it seals (docs/mfa.md)."
+            )
+        if key == DEVELOPMENT_MFA_ENCRYPTION_KEY:
+            raise ConfigError("MFA_ENCRYPTION_KEY is the development key.")
+    keys = [("MFA_ENCRYPTION_KEY", key)] if key else []
+    keys += [
+        ("MFA_ENCRYPTION_KEY_FALLBACKS", k)
+        for k in values["MFA_ENCRYPTION_KEY_FALLBACKS"]
+    ]
+    for setting, value in keys:
+        try:
+            Fernet(value.encode())
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{setting}: a key must be 32 url-safe base64-encoded bytes, as "
+                "Fernet.generate_key() makes (docs/mfa.md)."
+            ) from None
+    for name in ("MFA_TOKEN_EXPIRES", "MFA_TOKEN_MAX_FAILURES"):
+        if values[name] < 1:
+            raise ConfigError(f"{name} must be at least 1.")
 
 
 def _validate_hosts(values: Mapping[str, Any]) -> None:

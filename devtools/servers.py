@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
+
 REPO = Path(__file__).resolve().parent.parent
+# The key that seals TOTP secrets in production servers this process starts (one
+# for all of them: servers that share a database share it).
+MFA_KEY = Fernet.generate_key().decode()
 BIN = Path(sys.executable).parent  # the venv running this (not resolved)
 APP = "app:create_app()"
 HOST = "127.0.0.1"

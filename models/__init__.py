@@ -4,6 +4,7 @@ from models.api_token import ApiTokenModel
 from models.blocklist_entry import BlocklistEntryModel
 from models.item import ItemModel
 from models.item_tag import items_tags
+from models.mfa import MfaTokenModel, RecoveryCodeModel, TotpFactorModel
 from models.session import SessionModel
 from models.store import StoreModel
 from models.tag import TagModel
@@ -13,9 +14,12 @@ __all__ = [
     "ApiTokenModel",
     "BlocklistEntryModel",
     "ItemModel",
+    "MfaTokenModel",
+    "RecoveryCodeModel",
     "SessionModel",
     "StoreModel",
     "TagModel",
+    "TotpFactorModel",
     "UserModel",
     "items_tags",
 ]

@@ -30,6 +30,9 @@ class UserModel(Model):
     username: Mapped[str] = mapped_column(String(80))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A second factor is asked at every login and step-up (auth/factors/): kept on
+    # the row a login reads anyway, so an account without one costs no query.
+    totp_enabled: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )

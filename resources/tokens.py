@@ -1,15 +1,12 @@
 """Tokens: log in, refresh, log out (one session, or every session), revoke."""
 
-from flask import request
+from flask import g, request
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 from marshmallow import Schema
 
 from auth import (
     FORM,
-    PASSWORD_AMR,
-    authenticate,
-    check_password,
     clear_token_cookies,
     end_all_sessions,
     end_session,
@@ -20,25 +17,32 @@ from auth import (
     grant_is_not,
     grant_tokens,
     login_budgets,
+    password_login,
     public,
     rate_limited,
     reauthenticate,
     require_session,
     revoke_token,
     rotate_refresh_token,
+    second_factor_login,
     sent_in_cookies,
-    start_session,
+    step_up_factors,
     token_answer,
     token_required,
     token_subject,
     token_user,
     token_username,
+    waiting_username,
+    wrong_code,
     wrong_password,
 )
 from core import Blueprint, ErrorSchema, audit
 from resources import DATABASE_UNAVAILABLE
 from schemas import (
+    MAX_MFA_TOKEN_LENGTH,
     MessageSchema,
+    MfaLoginSchema,
+    MfaRequiredSchema,
     ReauthenticationSchema,
     RevocationSchema,
     TokenRequestSchema,
@@ -54,21 +58,63 @@ REVOCATION = RevocationSchema()
 REAUTHENTICATION = ReauthenticationSchema()
 
 
+def mfa_token_username() -> str:
+    """The account a /login/mfa request's `mfa_token` is for (its failure budgets
+    are that account's), looked up once a request."""
+    if "mfa_username" not in g:
+        body = request.get_json(silent=True) if request.is_json else None
+        token = body.get("mfa_token") if isinstance(body, dict) else None
+        valid = isinstance(token, str) and 0 < len(token) <= MAX_MFA_TOKEN_LENGTH
+        g.mfa_username = waiting_username(token) if valid else ""
+    return g.mfa_username
+
+
+MFA_REQUIRED = (
+    "invalid_credentials (unknown username or wrong password), or, for an "
+    "account with a second factor and the right password, mfa_required with an "
+    "mfa_token for POST /login/mfa"
+)
+
+
 @blp.route("/login")
 class UserLogin(MethodView):
     @public
     @login_budgets(failed=failed_login)
     @blp.arguments(UserLoginSchema)
     @blp.response(200, TokenSchema)
-    @blp.alt_response(401, response="UNAUTHORIZED", description="Invalid credentials")
+    @blp.alt_response(401, schema=MfaRequiredSchema, description=MFA_REQUIRED)
     @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
     def post(self, credentials):
-        """Log in: a fresh access token and a refresh token."""
-        user = authenticate(credentials["username"], credentials["password"])
-        tokens = start_session(user)
-        return token_answer(
-            tokens, as_cookies=credentials["token_delivery"] == "cookie"
+        """Log in: a fresh access token and a refresh token (or a second step)."""
+        delivery = credentials["token_delivery"]
+        tokens = password_login(
+            credentials["username"], credentials["password"], delivery
         )
+        return token_answer(tokens, as_cookies=delivery == "cookie")
+
+
+@blp.route("/login/mfa")
+class SecondFactorLogin(MethodView):
+    @public
+    # A wrong code spends the account's failed-login budgets, as a wrong password.
+    @login_budgets(failed=wrong_code, username=mfa_token_username)
+    @blp.arguments(MfaLoginSchema)
+    @blp.response(200, TokenSchema)
+    @blp.alt_response(
+        401,
+        schema=ErrorSchema,
+        description="invalid_code (wrong, or used already), or invalid_mfa_token "
+        "(unknown, used, expired, or spent on 5 wrong codes: log in again)",
+    )
+    @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
+    def post(self, second_step):
+        """Complete a login with a TOTP code or a recovery code: /login's answer."""
+        tokens, delivery = second_factor_login(
+            second_step["mfa_token"],
+            second_step.get("code"),
+            second_step.get("recovery_code"),
+        )
+        return token_answer(tokens, as_cookies=delivery == "cookie")
 
 
 @blp.route("/reauthenticate")
@@ -78,15 +124,27 @@ class Reauthentication(MethodView):
     @blp.doc(requestBody=form_body_doc(ReauthenticationSchema))
     @blp.response(200, TokenSchema)
     @blp.alt_response(400, schema=ErrorSchema, description="The body is not JSON")
+    @blp.alt_response(
+        401,
+        schema=ErrorSchema,
+        description="invalid_credentials (wrong password), mfa_required (the "
+        "account has a second factor: send a code too), invalid_code, or a refused "
+        "token",
+    )
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
     def post(self):
-        """Step up in this session: the password again, for a fresh access token."""
+        """Step up in this session: the password (and a code), for a fresh token."""
         claims = get_jwt()
         require_session(claims)
         parameters = json_or_form(REAUTHENTICATION)
-        check_password(token_user(), parameters["password"])
-        tokens = reauthenticate(token_subject(), claims, PASSWORD_AMR)
+        amr = step_up_factors(
+            token_user(),
+            parameters["password"],
+            parameters.get("code"),
+            parameters.get("recovery_code"),
+        )
+        tokens = reauthenticate(token_subject(), claims, amr)
         audit(
             "reauthenticated", "Re-authenticated in the session", family=claims["fam"]
         )

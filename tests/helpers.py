@@ -26,6 +26,7 @@ from flask_jwt_extended import (
 from app import create_app
 from auth.keys import generate_private_key, write_private_key
 from core import db
+from devtools.servers import MFA_KEY as MFA_KEY
 from devtools.servers import REPO as REPO
 from models import UserModel
 
@@ -41,6 +42,7 @@ TEST_SETTINGS = {
     "APP_ENV": "development",
     "TESTING": True,
     "JWT_SECRET_KEY": "testing-only-jwt-secret-key-0123456789abcdef",
+    "MFA_ENCRYPTION_KEY": "dGVzdGluZy1vbmx5LW1mYS1rZXktMDEyMzQ1Njc4OWE=",
     # Cheap hashing keeps the suite fast; production uses the OWASP parameters.
     "PASSWORD_ARGON2_MEMORY_COST": 1024,
     "PASSWORD_ARGON2_TIME_COST": 1,

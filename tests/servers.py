@@ -30,7 +30,7 @@ from devtools.servers import (
     serving,
     stop,
 )
-from tests.helpers import PASSWORD
+from tests.helpers import MFA_KEY, PASSWORD
 
 __all__ = [
     "BIN",
@@ -66,6 +66,7 @@ def production_env(database_url: str, workers: int, **settings: str) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "PUBLIC_URL": "http://127.0.0.1",
         "TRUSTED_HOSTS": "127.0.0.1",
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),

@@ -12,6 +12,8 @@ from core.telemetry.audit import audit
 from core.telemetry.metrics import (
     LOGIN_BUDGET_REFUSALS,
     LOGINS,
+    MFA_CHANGES,
+    MFA_VERIFICATIONS,
     RATE_LIMIT_HITS,
     REAUTHENTICATIONS,
     REFRESHES,
@@ -21,6 +23,8 @@ from core.telemetry.metrics import (
 __all__ = [
     "LOGINS",
     "LOGIN_BUDGET_REFUSALS",
+    "MFA_CHANGES",
+    "MFA_VERIFICATIONS",
     "RATE_LIMIT_HITS",
     "REAUTHENTICATIONS",
     "REFRESHES",

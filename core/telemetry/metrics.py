@@ -62,6 +62,18 @@ REAUTHENTICATIONS = Counter(
     "Re-authentications inside a session (POST /reauthenticate), by outcome.",
     ["outcome"],
 )
+MFA_VERIFICATIONS = Counter(
+    "auth_mfa_verifications",
+    "Second-factor codes checked (login, step-up, enrolment), by factor (totp, "
+    "recovery_code) and outcome (success, failure).",
+    ["factor", "outcome"],
+)
+MFA_CHANGES = Counter(
+    "auth_mfa_changes",
+    "Changes to accounts' second factors, by action (totp_started, totp_enabled, "
+    "totp_disabled, recovery_codes_renewed).",
+    ["action"],
+)
 REFRESHES = Counter(
     "auth_refresh",
     "Refresh tokens traded: rotated, a retry within the grace window, or a "

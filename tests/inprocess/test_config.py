@@ -13,7 +13,7 @@ from core.settings import (
     load_settings,
     validate,
 )
-from tests.helpers import assert_error
+from tests.helpers import MFA_KEY, assert_error
 
 STRONG_SECRET = "s" * 32
 
@@ -39,8 +39,11 @@ def clean_environment(monkeypatch, tmp_path):
         "DEMO_ENABLED",
         "PUBLIC_URL",
         "TRUSTED_HOSTS",
+        "MFA_ENCRYPTION_KEY_FALLBACKS",
     ):
         monkeypatch.delenv(name, raising=False)
+    # Production needs one; test_mfa_settings.py tests what happens without it.
+    monkeypatch.setenv("MFA_ENCRYPTION_KEY", MFA_KEY)
 
 
 def _app(**overrides):

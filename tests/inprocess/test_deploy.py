@@ -212,6 +212,7 @@ def test_the_compose_file_runs_the_app_on_postgres_and_redis():
     assert app["environment"]["REDIS_URL"].startswith("redis://redis:")
     assert app["environment"]["APP_ENV"] == "production"
     assert "JWT_SECRET_KEY" in app["environment"]
+    assert "MFA_ENCRYPTION_KEY" in app["environment"]
     for dependency in ("db", "redis"):
         assert app["depends_on"][dependency] == {"condition": "service_healthy"}
     for name, service in services.items():

@@ -144,6 +144,10 @@ def test_account_security_asks_for_a_shorter_max_age(
         ),
         ("delete", "/user/{id}", None),
         ("post", "/me/api-tokens", {"name": "backup"}),
+        ("post", "/me/mfa/totp", None),
+        ("post", "/me/mfa/totp/confirm", {"code": "123456"}),
+        ("post", "/me/mfa/recovery-codes", None),
+        ("delete", "/me/mfa/totp", None),
     ],
 )
 def test_every_account_security_operation_uses_the_account_max_age(
@@ -247,6 +251,10 @@ def test_each_fresh_only_operation_states_its_max_age(client):
         ("put", "/user/password"): 120,
         ("delete", "/user/{user_id}"): 120,
         ("post", "/me/api-tokens"): 120,
+        ("post", "/me/mfa/totp"): 120,
+        ("post", "/me/mfa/totp/confirm"): 120,
+        ("post", "/me/mfa/recovery-codes"): 120,
+        ("delete", "/me/mfa/totp"): 120,
     }
     described = spec["paths"]["/item"]["post"]["responses"]["401"]["description"]
     assert "FRESH_MAX_AGE" in described and "RFC 9470" in described

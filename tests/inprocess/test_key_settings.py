@@ -15,6 +15,7 @@ from core import ConfigError
 from core.settings import load_settings
 from tests.helpers import (
     ASYMMETRIC,
+    MFA_KEY,
     TEST_SETTINGS,
     header,
     key_file,
@@ -109,6 +110,7 @@ def test_production_checks_every_secret(tmp_path):
         tmp_path,
         "JWT_SECRET_KEY_FALLBACKS: every secret must be at least 32",
         APP_ENV="production",
+        MFA_ENCRYPTION_KEY=MFA_KEY,
         JWT_SECRET_KEY="z" * 40,
         JWT_SECRET_KEY_FALLBACKS=["short"],
     )
@@ -118,6 +120,7 @@ def test_production_with_an_asymmetric_key_needs_no_secret(tmp_path):
     app = make_app(
         tmp_path,
         APP_ENV="production",
+        MFA_ENCRYPTION_KEY=MFA_KEY,
         TRUSTED_HOSTS=["localhost"],  # the test client's Host
         JWT_SECRET_KEY=None,
         JWT_ALGORITHM="EdDSA",
@@ -131,6 +134,7 @@ def test_production_warns_when_the_issuer_is_not_an_https_url():
     production = {
         **TEST_SETTINGS,
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "BLOCKLIST_BACKEND": "database",
         "TRUSTED_HOSTS": ["localhost"],
     }

@@ -113,6 +113,19 @@ def test_resources_import_the_token_layer_through_its_package_only():
                 assert not node.module.startswith("auth."), (path.name, node.module)
 
 
+def test_the_factors_import_nothing_else_of_the_token_layer():
+    """auth/factors/ is the token layer's ground floor: what a user proves who they
+    are with, known to logins and step-ups, knowing nothing of tokens."""
+    for path in _modules("auth/factors"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert (
+                    node.module == "auth.factors"
+                    or not node.module.startswith("auth")
+                    or node.module.startswith("auth.factors.")
+                ), (path.name, node.module)
+
+
 def _writes_config(node: ast.AST) -> bool:
     """`x.config[...] = ...`, `x.config.update(...)` or `x.config.setdefault(...)`."""
     if isinstance(node, ast.Assign | ast.AugAssign):

@@ -9,7 +9,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from tests.helpers import PASSWORD, AuthActions, assert_error, bearer, run_python
+from tests.helpers import (
+    MFA_KEY,
+    PASSWORD,
+    AuthActions,
+    assert_error,
+    bearer,
+    run_python,
+)
 
 METRICS_TOKEN = "a-scraper-secret-0123456789"
 
@@ -394,6 +401,7 @@ def test_metrics_are_not_in_the_openapi_document(client):
 @pytest.fixture
 def production_config(app_config):
     app_config["APP_ENV"] = "production"
+    app_config["MFA_ENCRYPTION_KEY"] = MFA_KEY
     app_config["TRUSTED_HOSTS"] = ["localhost"]  # the test client's Host
     return app_config
 

@@ -20,6 +20,9 @@ TABLES = {
     "token_blocklist",
     "sessions",
     "api_tokens",
+    "totp_factors",
+    "recovery_codes",
+    "mfa_tokens",
 }
 
 

@@ -15,6 +15,7 @@ PUBLIC_OPERATIONS = {
     ("get", "/readyz"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/oauth-authorization-server"),
+    ("post", "/login/mfa"),
 }
 OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/refresh"),
@@ -28,6 +29,11 @@ OPERATIONS = PUBLIC_OPERATIONS | {
     ("get", "/me/api-tokens"),
     ("post", "/me/api-tokens"),
     ("delete", "/me/api-tokens/{token_id}"),
+    ("get", "/me/mfa"),
+    ("post", "/me/mfa/totp"),
+    ("delete", "/me/mfa/totp"),
+    ("post", "/me/mfa/totp/confirm"),
+    ("post", "/me/mfa/recovery-codes"),
     ("put", "/user/password"),
     ("get", "/user/{user_id}"),
     ("delete", "/user/{user_id}"),

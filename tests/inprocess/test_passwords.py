@@ -1,4 +1,4 @@
-"""Passwords (auth/passwords.py): a login costs the same whether the username
+"""Passwords (auth/factors/passwords.py): a login costs the same whether the username
 exists or not, and over-long passwords are refused before any hashing."""
 
 import statistics

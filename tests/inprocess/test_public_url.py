@@ -10,7 +10,7 @@ import yaml
 
 from app import create_app
 from core.settings import ConfigError, load_settings
-from tests.helpers import REPO
+from tests.helpers import MFA_KEY, REPO
 
 PUBLIC_URL = "https://api.example.com/api"
 METADATA = "/.well-known/oauth-authorization-server"
@@ -27,6 +27,7 @@ FORWARDED = {
 def clean_environment(monkeypatch):
     for name in ("APP_ENV", "PUBLIC_URL", "TRUSTED_HOSTS", "JWT_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MFA_ENCRYPTION_KEY", MFA_KEY)  # production needs one
 
 
 @pytest.fixture
@@ -170,10 +171,13 @@ def test_trusted_hosts_are_names_without_ports(monkeypatch, hosts):
 def test_the_compose_file_starts_with_its_own_public_url(monkeypatch):
     """`docker compose up` as the README says: the app at http://localhost:8000."""
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    required = {"JWT_SECRET_KEY": STRONG_SECRET, "MFA_ENCRYPTION_KEY": MFA_KEY}
     for name, value in compose["services"]["app"]["environment"].items():
         # ${NAME:-default} is the default; ${NAME:?message} must be given.
         given = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
-        monkeypatch.setenv(name, re.sub(r"\$\{\w+:\?[^}]*\}", STRONG_SECRET, given))
+        monkeypatch.setenv(
+            name, re.sub(r"\$\{\w+:\?[^}]*\}", lambda _, n=name: required[n], given)
+        )
 
     values = load_settings().values
 

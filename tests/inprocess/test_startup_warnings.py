@@ -7,7 +7,7 @@ pytest, Flask leaves its own handler out: pytest's capture handler is there)."""
 import json
 import os
 
-from tests.helpers import run_python
+from tests.helpers import MFA_KEY, run_python
 
 # Production warns of these two (a public /metrics, an issuer that is not https).
 WARNINGS = ("METRICS_TOKEN is not set", "JWT_ISSUER is not an https URL")
@@ -18,6 +18,7 @@ def start_up_stderr(tmp_path, log_format: str) -> list[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "LOG_FORMAT": log_format,
         "JWT_SECRET_KEY": "k" * 48,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'warnings.db'}",

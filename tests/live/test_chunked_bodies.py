@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PASSWORD
+from tests.helpers import MFA_KEY, PASSWORD
 from tests.servers import HOST, free_port, live_server, login, register, request
 
 MIB = 1024 * 1024
@@ -42,6 +42,7 @@ def server(request, tmp_path_factory) -> Iterator[int]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}",
         "BLOCKLIST_BACKEND": "database",

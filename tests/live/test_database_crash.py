@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from tests.helpers import MFA_KEY
 from tests.servers import HOST, free_port, live_server, login, register, request
 from tests.services import postgres_cluster, redis_namespace
 
@@ -141,6 +142,7 @@ def server_env(cluster_url: str, redis_url: str, prefix: str, port: int) -> dict
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": cluster_url,
         "BLOCKLIST_BACKEND": "redis",

@@ -28,7 +28,7 @@ from blocklist import RedisBlocklist, RevocationStoreUnavailable
 from core import db
 from models import StoreModel
 from tests import servers
-from tests.helpers import AuthActions, assert_error, bearer
+from tests.helpers import MFA_KEY, AuthActions, assert_error, bearer
 from tests.servers import BIN, REPO, base_url, free_port, request
 from tests.services import POSTGRES_URL, postgres_database
 
@@ -269,6 +269,7 @@ def test_the_entrypoint_migrates_then_serves_and_stops_gracefully(tmp_path):
     env = {
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{database}",
         "TRUSTED_HOSTS": "127.0.0.1",

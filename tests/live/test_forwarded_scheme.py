@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests import servers
+from tests.helpers import MFA_KEY
 from tests.servers import HOST, free_port
 
 METADATA = "/.well-known/oauth-authorization-server"
@@ -31,6 +32,7 @@ def _env(tmp, proxies: int) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "TRUSTED_HOSTS": HOST,
         "TRUSTED_PROXIES": str(proxies),
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),

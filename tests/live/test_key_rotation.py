@@ -22,7 +22,7 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from auth.keys import UNKNOWN_KID, generate_private_key, write_private_key
 from tests import servers
-from tests.helpers import PASSWORD
+from tests.helpers import MFA_KEY, PASSWORD
 from tests.servers import HOST, free_port, request
 from tests.services import postgres_database, redis_namespace
 
@@ -51,6 +51,7 @@ def base_env(database_url: str, **settings: str) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "TRUSTED_HOSTS": HOST,
         "DATABASE_URL": database_url,
         "BLOCKLIST_BACKEND": "database",
@@ -118,6 +119,7 @@ def test_a_key_rotated_across_restarts_logs_nobody_out(tmp_path, algorithm):
 VERIFIER = """
 import json, sys
 import jwt, requests
+from tests.helpers import MFA_KEY
 
 api, token = sys.argv[1], sys.argv[2]
 where = api + "/.well-known/oauth-authorization-server"

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
+from tests.helpers import MFA_KEY
 from tests.servers import HOST, NO_CONTROL_SOCKET, free_port
 from tests.services import redis_namespace
 
@@ -80,6 +81,7 @@ def env_for(tmp_path: Path, port: int, **settings) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         "BLOCKLIST_BACKEND": "database",

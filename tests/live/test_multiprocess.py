@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests import servers
+from tests.helpers import MFA_KEY
 from tests.servers import HOST, Reply, booted_workers, free_port, migrate, request
 from tests.services import postgres_database, redis_namespace
 
@@ -47,6 +48,7 @@ def server_env(database_url: str, backend: str, redis=None) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "TRUSTED_HOSTS": HOST,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": database_url,

@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests import servers
-from tests.helpers import PASSWORD
+from tests.helpers import MFA_KEY, PASSWORD
 from tests.servers import HOST, Reply, free_port, migrate, request, stop
 from tests.services import postgres_database, redis_namespace
 
@@ -126,6 +126,7 @@ def server_env(database_url: str, redis_url: str, prefix: str, **overrides) -> d
     env = {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "JWT_SECRET_KEY": SECRET,
         "DATABASE_URL": database_url,
         "BLOCKLIST_BACKEND": "redis",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import MFA_KEY
 from tests.servers import HOST, free_port, live_server, request
 
 # gunicorn's defaults: limit_request_line, limit_request_field_size.
@@ -29,6 +30,7 @@ def server_env(tmp_path: Path, threads: int) -> dict:
     return {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         "TRUSTED_HOSTS": HOST,
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}",

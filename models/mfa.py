@@ -1,0 +1,154 @@
+"""Second factors: a user's TOTP secret, their recovery codes, and the logins that
+wait for a code (`mfa_token`s).
+
+What makes a code single-use lives here as single statements, so it holds on
+every worker and instance that shares the database: a TOTP step is spent by an
+UPDATE that only moves the last used step forward, a recovery code and an
+`mfa_token` by a DELETE that one request alone can win. The secrets and codes
+themselves are sealed or hashed by the token layer (auth/factors/) before they
+reach these tables.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core import Model, db
+from models.base import utcnow
+
+
+class TotpFactorModel(Model):
+    """A user's TOTP secret (RFC 6238): pending until a first code confirms it."""
+
+    __tablename__ = "totp_factors"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Encrypted (auth/factors/encryption.py): "<key id>:<Fernet token>".
+    secret: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The newest 30-second step a code was accepted for (RFC 6238 §5.2: never
+    # the same code twice); a code of this step or an older one is refused.
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+    @classmethod
+    def of(cls, user_id: int) -> "TotpFactorModel | None":
+        """The user's factor, confirmed or pending."""
+        return db.session.get(cls, user_id)
+
+    @classmethod
+    def spend_step(cls, user_id: int, step: int, *, confirmed: bool) -> bool:
+        """Record that a code of `step` was used, unless this step or a newer one
+        was already: True for the one request that moved it forward."""
+        confirmation = (
+            cls.confirmed_at.is_not(None) if confirmed else cls.confirmed_at.is_(None)
+        )
+        statement = (
+            update(cls)
+            .where(
+                cls.user_id == user_id,
+                confirmation,
+                (cls.last_step.is_(None)) | (cls.last_step < step),
+            )
+            .values(last_step=step)
+            .execution_options(synchronize_session=False)
+        )
+        return db.session.execute(statement).rowcount == 1
+
+
+class RecoveryCodeModel(Model):
+    """One single-use recovery code of a user, as a hash."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (
+        Index("uq_recovery_codes_user_hash", "user_id", "code_hash", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+
+    @classmethod
+    def count_left(cls, user_id: int) -> int:
+        """How many of the user's recovery codes are unused."""
+        statement = select(func.count()).where(cls.user_id == user_id)
+        return db.session.scalar(statement) or 0
+
+    @classmethod
+    def spend(cls, user_id: int, code_hash: str) -> bool:
+        """Use up one code: True for the one request whose DELETE took it."""
+        statement = delete(cls).where(
+            cls.user_id == user_id, cls.code_hash == code_hash
+        )
+        return db.session.execute(statement).rowcount == 1
+
+    @classmethod
+    def replace(cls, user_id: int, code_hashes: list[str]) -> None:
+        """The user's codes become these (the old ones die), in the caller's
+        transaction."""
+        db.session.execute(delete(cls).where(cls.user_id == user_id))
+        db.session.add_all(cls(user_id=user_id, code_hash=h) for h in code_hashes)
+
+
+class MfaTokenModel(Model):
+    """A login whose password was right and that waits for a second factor."""
+
+    __tablename__ = "mfa_tokens"
+
+    # SHA-256 of the opaque token: the database never holds a usable one.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    # How /login was asked to deliver the tokens: "body" or "cookie".
+    token_delivery: Mapped[str] = mapped_column(String(8))
+
+    @classmethod
+    def find_live(cls, token_hash: str) -> "MfaTokenModel | None":
+        """The waiting login, unless it expired."""
+        statement = select(cls).where(cls.id == token_hash, cls.expires_at > utcnow())
+        return db.session.scalar(statement)
+
+    @classmethod
+    def spend(cls, token_hash: str) -> bool:
+        """End the waiting login: True for the one request whose DELETE took it."""
+        return db.session.execute(delete(cls).where(cls.id == token_hash)).rowcount == 1
+
+    @classmethod
+    def count_failure(cls, token_hash: str, limit: int) -> None:
+        """One more wrong code; at `limit` the waiting login is gone."""
+        db.session.execute(
+            update(cls)
+            .where(cls.id == token_hash)
+            .values(failures=cls.failures + 1)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.execute(
+            delete(cls).where(cls.id == token_hash, cls.failures >= limit)
+        )
+
+    @classmethod
+    def purge_expired(cls) -> int:
+        """Delete waiting logins past their expiry (their tokens are refused)."""
+        statement = delete(cls).where(cls.expires_at <= utcnow())
+        return db.session.execute(statement).rowcount

@@ -1,0 +1,43 @@
+"""TOTP for tests: codes of a given step, and an account enrolled in one call.
+
+A code is good once per account, for its step and the one before; `enrol` confirms
+with the previous step's code, so the current step's code is left for a login.
+"""
+
+import time
+
+import pyotp
+
+from tests.helpers import PASSWORD, bearer
+
+STEP = 30
+
+
+def code(secret: str, steps_ago: int = 0) -> str:
+    """The TOTP code of the step `steps_ago` steps before the current one."""
+    return pyotp.TOTP(secret).at(time.time() - steps_ago * STEP)
+
+
+def enrol(client, access_token: str) -> tuple[str, list[str]]:
+    """Turn TOTP on for the token's user (the token must be fresh): the secret
+    and the recovery codes."""
+    started = client.post("/me/mfa/totp", headers=bearer(access_token))
+    assert started.status_code == 201, started.get_json()
+    secret = started.get_json()["secret"]
+    confirmed = client.post(
+        "/me/mfa/totp/confirm",
+        json={"code": code(secret, steps_ago=1)},
+        headers=bearer(access_token),
+    )
+    assert confirmed.status_code == 200, confirmed.get_json()
+    return secret, confirmed.get_json()["recovery_codes"]
+
+
+def mfa_token(client, username: str, password: str = PASSWORD, **extra) -> str:
+    """POST /login for an account with TOTP: the `mfa_token` it answers."""
+    response = client.post(
+        "/login", json={"username": username, "password": password, **extra}
+    )
+    body = response.get_json()
+    assert response.status_code == 401 and body["error"] == "mfa_required", body
+    return body["mfa_token"]
