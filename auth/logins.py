@@ -17,6 +17,7 @@ from auth.factors.mfa_tokens import (
     MfaRequired,
     complete,
     count_failure,
+    discard,
     issue_mfa_token,
     waiting_login,
 )
@@ -56,14 +57,13 @@ def second_factor_login(
     user = UserModel.find(waiting.user_id)
     if user is None or not user.totp_enabled:
         # The account went, or dropped its second factor, while this login waited.
-        complete(mfa_token)
+        discard(mfa_token)
         raise InvalidMfaToken("The login is no longer pending: log in again.")
     try:
-        totp.verify(user, code, recovery_code)
+        complete(mfa_token, lambda: totp.check(user, code, recovery_code))
     except totp.InvalidCode:
         count_failure(mfa_token)
         raise
-    complete(mfa_token)
     login_succeeded(user)
     return start_session(user, PASSWORD_AND_OTP), token_delivery
 

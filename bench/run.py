@@ -370,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(item-baseline, refresh-baseline) beside this tree's (bench/baseline.py)",
     )
     parser.add_argument(
+        "--tokens-per-run",
+        type=int,
+        help="single-use refresh tokens minted per load run (default: enough for "
+        "4,000 refreshes a second)",
+    )
+    parser.add_argument(
         "--cases",
         help="comma-separated case keys to measure (e.g. item-memory,refresh,"
         "item-baseline,refresh-baseline); default: every case",
@@ -482,7 +488,7 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     page = "/item?page=1&page_size=20"
     bare_url = bare.base + "/item/1"
     # Enough single-use refresh tokens for the fastest plausible run.
-    per_run = max(20_000, args.duration * 4_000)
+    per_run = args.tokens_per_run or max(20_000, args.duration * 4_000)
 
     wanted = set(args.cases.split(",")) if args.cases else None
 
@@ -582,7 +588,14 @@ def run(bench: Bench, args, backends: list[str]) -> int:
             ),
         ]
     if args.baseline:
-        cases += baseline_cases(bench, args, backends[0], per_run)
+        # Each baseline case right after this tree's: the two run seconds apart.
+        for key, measure in baseline_cases(bench, args, backends[0], per_run):
+            counterpart = key.replace("-baseline", "")
+            position = next(
+                (i for i, case in enumerate(cases) if case[0].startswith(counterpart)),
+                len(cases) - 1,
+            )
+            cases.insert(position + 1, (key, measure))
     if wanted is not None:
         cases = [case for case in cases if case[0] in wanted]
     for round_number in range(args.rounds):
@@ -631,23 +644,50 @@ def baseline_cases(bench: Bench, args, backend: str, per_run: int) -> list[tuple
                 tokens=next(batches),
             ),
         ),
+        (
+            "login-baseline",
+            lambda: bench.measure(
+                "login-baseline",
+                flows.base + "/login",
+                method="POST",
+                body={"username": USERNAME, "password": PASSWORD},
+            ),
+        ),
     ]
 
 
 def compare_baseline(bench: Bench, backend: str, revision: str | None) -> None:
-    """This tree's cases 1 and 3 over the baseline's: the median over the rounds of
-    each round's quotient of their ratios to bare (1.00: the same speed)."""
+    """This tree's cases 1, 3 and 4 beside the baseline's, two ways: the median of
+    each round's quotient of their requests/s (the two ran one after the other,
+    with only a bare run between them), and of their ratios to bare."""
     pairs = (
         ("1", f"item-{backend}", "item-baseline"),
         ("3", "refresh", "refresh-baseline"),
+        ("4", "login", "login-baseline"),
     )
     for case, key, baseline_key in pairs:
-        ours, theirs = bench.ratios.get(key), bench.ratios.get(baseline_key)
-        if revision and ours and theirs:
-            quotient = statistics.median(
-                a / b for a, b in zip(ours, theirs, strict=True)
+        if (
+            not revision
+            or baseline_key not in bench.samples
+            or key not in bench.samples
+        ):
+            continue
+        direct = statistics.median(
+            a / b
+            for a, b in zip(
+                bench.samples[key]["rps"],
+                bench.samples[baseline_key]["rps"],
+                strict=True,
             )
-            print(f"Case {case}, this tree beside {revision}: {quotient:.3f}x")
+        )
+        to_bare = statistics.median(
+            a / b
+            for a, b in zip(bench.ratios[key], bench.ratios[baseline_key], strict=True)
+        )
+        print(
+            f"Case {case}, this tree beside {revision}: {direct:.3f}x "
+            f"(per round, req/s), {to_bare:.3f}x (ratios to bare)"
+        )
 
 
 def report(bench: Bench, backends: list[str], args) -> None:
@@ -677,6 +717,7 @@ def report(bench: Bench, backends: list[str], args) -> None:
             "item-baseline",
         ),
         (f"3. POST /refresh (rotation), at {args.baseline}", "refresh-baseline"),
+        (f"4. POST /login (argon2id), at {args.baseline}", "login-baseline"),
     ]
     rows = [(label, key) for label, key in rows if key in bench.samples]
     print()

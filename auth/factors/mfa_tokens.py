@@ -10,6 +10,7 @@ holds across them: the DELETE that ends a waiting login succeeds for one request
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app
@@ -71,13 +72,22 @@ def waiting_login(token: str) -> MfaTokenModel:
     return waiting
 
 
-def complete(token: str) -> None:
-    """End the waiting login for good; InvalidMfaToken when another request
-    (a replay, a race) ended it first."""
+def complete(token: str, second_factor: Callable[[], None]) -> None:
+    """End the waiting login for good if `second_factor()` (which raises when it
+    refuses the code) accepts, in one transaction: the DELETE that ends it holds
+    the row, so of two requests with one `mfa_token` one alone spends a code, and
+    a refused code leaves the waiting login as it was. InvalidMfaToken when
+    another request (a replay, a race) ended it first."""
     with write("The login could not be completed."):
-        spent = MfaTokenModel.spend(_digest(token))
-    if not spent:
-        raise InvalidMfaToken(_REFUSED)
+        if not MfaTokenModel.spend(_digest(token)):
+            raise InvalidMfaToken(_REFUSED)
+        second_factor()
+
+
+def discard(token: str) -> None:
+    """End a waiting login that can no longer complete."""
+    with write("The login could not be ended."):
+        MfaTokenModel.spend(_digest(token))
 
 
 def count_failure(token: str) -> None:

@@ -147,16 +147,21 @@ def status(user: UserModel) -> dict:
 
 
 def verify(user: UserModel, code: str | None, recovery_code: str | None) -> None:
-    """The second factor of a login or a step-up: a TOTP code or a recovery code,
-    each good once; InvalidCode otherwise (audited and counted)."""
-    factor_name = "totp" if code is not None else "recovery_code"
+    """The second factor of a step-up: `check` in a transaction of its own."""
     with write("The code could not be checked."):
-        accepted = (
-            _spend_totp(user.id, code)
-            if code is not None
-            else recovery_code is not None
-            and RecoveryCodeModel.spend(user.id, _digest(user.id, recovery_code))
-        )
+        check(user, code, recovery_code)
+
+
+def check(user: UserModel, code: str | None, recovery_code: str | None) -> None:
+    """Spend a TOTP code or a recovery code of `user`, each good once, in the
+    caller's transaction; InvalidCode otherwise (audited and counted)."""
+    factor_name = "totp" if code is not None else "recovery_code"
+    accepted = (
+        _spend_totp(user.id, code)
+        if code is not None
+        else recovery_code is not None
+        and RecoveryCodeModel.spend(user.id, _digest(user.id, recovery_code))
+    )
     _verified(factor_name, accepted)
     if not accepted:
         audit(
