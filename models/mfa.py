@@ -52,19 +52,23 @@ class TotpFactorModel(Model):
         return db.session.get(cls, user_id)
 
     @classmethod
-    def spend_step(cls, user_id: int, step: int, *, confirmed: bool) -> bool:
-        """Record that a code of `step` was used, unless this step or a newer one
-        was already: True for the one request that moved it forward."""
-        confirmation = (
-            cls.confirmed_at.is_not(None) if confirmed else cls.confirmed_at.is_(None)
-        )
+    def spend_step(
+        cls, user_id: int, step: int, sealed_secret: str, *, pending: bool = False
+    ) -> bool:
+        """Record that a code of `step` of this secret was used, unless this step
+        or a newer one was already: True for the one request that moved it
+        forward (a secret replaced meanwhile is not this one; with `pending`, a
+        secret confirmed meanwhile is not pending)."""
+        conditions = [
+            cls.user_id == user_id,
+            cls.secret == sealed_secret,
+            (cls.last_step.is_(None)) | (cls.last_step < step),
+        ]
+        if pending:
+            conditions.append(cls.confirmed_at.is_(None))
         statement = (
             update(cls)
-            .where(
-                cls.user_id == user_id,
-                confirmation,
-                (cls.last_step.is_(None)) | (cls.last_step < step),
-            )
+            .where(*conditions)
             .values(last_step=step)
             .execution_options(synchronize_session=False)
         )

@@ -101,9 +101,7 @@ def confirm_enrolment(user: UserModel, code: str) -> list[str]:
         )
     step = _matching_step(unseal(factor.secret), code)
     with write("TOTP could not be enabled."):
-        if step is None or not TotpFactorModel.spend_step(
-            user.id, step, confirmed=False
-        ):
+        if step is None or not TotpFactorModel.spend_step(user.id, step, factor.secret):
             _verified("totp", False)  # write() rolls the block back
             raise InvalidEnrolmentCode("The code is not right for the new secret.")
         factor.confirmed_at = utcnow()
@@ -192,9 +190,7 @@ def _spend_totp(user_id: int, code: str) -> bool:
     if factor is None or factor.confirmed_at is None:
         return False
     step = _matching_step(unseal(factor.secret), code)
-    return step is not None and TotpFactorModel.spend_step(
-        user_id, step, confirmed=True
-    )
+    return step is not None and TotpFactorModel.spend_step(user_id, step, factor.secret)
 
 
 def _matching_step(secret: str, code: str) -> int | None:
