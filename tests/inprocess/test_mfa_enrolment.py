@@ -270,3 +270,24 @@ def _metrics(client) -> dict[str, float]:
         for line in text.splitlines()
         if line.startswith("auth_mfa_")
     }
+
+
+def test_a_step_is_spent_once_and_only_for_the_secret_it_was_checked_with(
+    app, auth, client
+):
+    """A confirmation racing a new enrolment cannot confirm the new secret with
+    a code of the old one; a step, once spent, is spent."""
+    user_id, tokens = auth.user("alice")
+    start(client, tokens["access_token"])
+    with app.app_context():
+        stale = TotpFactorModel.of(user_id).secret
+    start(client, tokens["access_token"])  # replaced meanwhile
+
+    with app.app_context():
+        current = TotpFactorModel.of(user_id).secret
+        assert not TotpFactorModel.spend_step(user_id, 7, stale, pending=True)
+        assert TotpFactorModel.spend_step(user_id, 7, current, pending=True)
+        assert not TotpFactorModel.spend_step(user_id, 7, current, pending=True)
+        assert not TotpFactorModel.spend_step(user_id, 6, current, pending=True)
+        assert TotpFactorModel.spend_step(user_id, 8, current, pending=True)
+        db.session.rollback()
