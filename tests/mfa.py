@@ -20,13 +20,18 @@ def code(secret: str, steps_ago: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() - steps_ago * STEP)
 
 
-def code_with_time_left(secret: str, steps_ago: int = 0, seconds: float = 2) -> str:
-    """`code(secret, steps_ago)` once at least `seconds` are left in the current
-    step (waiting for the next step when fewer are): a previous step's code still
-    good when it arrives, after a few requests."""
+def wait_for_time_left(seconds: float) -> None:
+    """Return once at least `seconds` are left in the current step (at once, or
+    at the start of the next one)."""
     left = STEP - time.time() % STEP
     if left < seconds:
         time.sleep(left)
+
+
+def code_with_time_left(secret: str, steps_ago: int = 0, seconds: float = 2) -> str:
+    """`code(secret, steps_ago)` with at least `seconds` left in the step: a
+    previous step's code still good when it arrives, after a few requests."""
+    wait_for_time_left(seconds)
     return code(secret, steps_ago)
 
 
@@ -36,19 +41,27 @@ def wrong_code(secret: str) -> str:
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
 
 
-def enrol_live(base: str, access_token: str) -> tuple[str, list[str]]:
-    """`enrol` against a live server at `base`: the secret and the recovery codes."""
-    started = servers.request(base, "POST", "/me/mfa/totp", token=access_token)
+def enrol_live(
+    base: str, username: str, password: str = PASSWORD
+) -> tuple[str, list[str]]:
+    """`enrol` against a live server at `base`, in a login of its own (ended
+    after): the secret and the recovery codes."""
+    # The previous step's code must arrive within this step (and the token, of a
+    # server with 2-second access tokens, before it expires): no wait in between.
+    wait_for_time_left(3)
+    token = servers.login(base, username, password)["access_token"]
+    started = servers.request(base, "POST", "/me/mfa/totp", token=token)
     assert started.status == 201, started.body
     secret = started.body["secret"]
     confirmed = servers.request(
         base,
         "POST",
         "/me/mfa/totp/confirm",
-        token=access_token,
-        body={"code": code_with_time_left(secret, steps_ago=1)},
+        token=token,
+        body={"code": code(secret, steps_ago=1)},
     )
     assert confirmed.status == 200, confirmed.body
+    assert servers.request(base, "POST", "/logout", token=token).status == 200
     return secret, confirmed.body["recovery_codes"]
 
 

@@ -31,7 +31,6 @@ import pytest
 from tests import mfa, servers
 from tests.browser.pages import ACCESS_LIFETIME, Page
 from tests.helpers import PASSWORD, TOKEN_KEYS
-from tests.servers import request
 
 RECOVERY_CODE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
 BOTH_FACTORS = ["pwd", "otp"]
@@ -47,23 +46,17 @@ class TotpUser:
 
 @pytest.fixture
 def user(server) -> str:
-    """A registered user without TOTP and with no session left: the username."""
+    """A registered user without TOTP (and no session): the username."""
     username = f"mfa_{secrets.token_hex(4)}"
-    _, tokens = servers.sign_up(server, username)
-    assert (
-        request(server, "POST", "/logout", token=tokens["access_token"]).status == 200
-    )
+    servers.register(server, username)
     return username
 
 
 def _totp_user(server: str) -> TotpUser:
     """A registered user with TOTP on and no session left."""
     username = f"totp_{secrets.token_hex(4)}"
-    _, tokens = servers.sign_up(server, username)
-    secret, codes = mfa.enrol_live(server, tokens["access_token"])
-    assert (
-        request(server, "POST", "/logout", token=tokens["access_token"]).status == 200
-    )
+    servers.register(server, username)
+    secret, codes = mfa.enrol_live(server, username)
     return TotpUser(username, secret, codes)
 
 
