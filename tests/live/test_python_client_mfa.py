@@ -169,18 +169,21 @@ def test_a_step_up_needs_the_password_and_a_code(make_client, totp_user):
     client, session = make_client()
     _log_in(client, totp_user, recovery_code=totp_user.recovery_codes[0])
     family = _family(client)
+    # (A refresh before each step-up: not fresh, and far from expiring.)
     client.refresh()
     held = (client.access_token, client.refresh_token)
 
     with pytest.raises(ReauthenticationFailed) as alone:
         client.reauthenticate(PASSWORD)
+    assert (client.access_token, client.refresh_token) == held  # as it was
     assert (alone.value.code, alone.value.status_code) == ("mfa_required", 401)
     assert "mfa_token" not in alone.value.response.json()  # the session binds
+    assert client.code_required and not client.token_is_fresh
+    client.refresh()
     with pytest.raises(ReauthenticationFailed) as wrong:
         client.reauthenticate(PASSWORD, code=mfa.wrong_code(totp_user.secret))
-    assert wrong.value.code == "invalid_code"
-    assert (client.access_token, client.refresh_token) == held  # as it was
-    assert not client.token_is_fresh
+    assert wrong.value.code == "invalid_code" and not client.token_is_fresh
+    client.refresh()
 
     answer = client.reauthenticate(PASSWORD, code=mfa.code(totp_user.secret))
 
