@@ -130,7 +130,7 @@ def _turn_totp_on(page: Page, mode: str) -> tuple[str, list[str]]:
     assert qr.get_attribute("src").startswith("data:image/svg+xml;charset=utf-8,%3Csvg")
     # Shown as an image: the SVG renders (a broken one is 0 pixels wide).
     assert qr.evaluate("img => img.complete && img.naturalWidth") > 0
-    page.shot(f"{mode}-totp-enrolment", full_page=False)
+    page.shot(f"{mode}-totp-enrolment")
 
     _not_fresh()
     # The previous step's code, still good after the step-up on its way.
