@@ -7,7 +7,8 @@ in header mode and in cookie mode.
   login that asks for a code, refuses a wrong one and asks again; a recovery code
   that logs in once and not twice; the fresh-only operations (turn on, new
   recovery codes, turn off) through the step-up dialog, which asks for a code with
-  the password once the account has TOTP (a recovery code will do too).
+  the password once the account has TOTP (a recovery code will do too); the
+  dialog that logs in again after the session ended, asking for a code too.
 - AuthClient itself: login() resolving to {mfaRequired, mfaToken}; completeMfa()
   refusing a wrong code with the login still waiting, then completing it; the
   step-up hook told codeRequired and reauthenticate(password, code); wrong codes
@@ -31,6 +32,7 @@ import pytest
 from tests import mfa, servers
 from tests.browser.pages import ACCESS_LIFETIME, Page
 from tests.helpers import PASSWORD, TOKEN_KEYS
+from tests.servers import request
 
 RECOVERY_CODE = re.compile(r"[a-z2-7]{4}(?:-[a-z2-7]{4}){3}")
 BOTH_FACTORS = ["pwd", "otp"]
@@ -245,6 +247,62 @@ def test_demo_asks_for_a_code_at_login_and_turns_totp_off(page, totp_user, mode)
     assert not p.is_visible("#mfa-form")
     assert [c[2] for c in page.calls if c[1] == "/login"] == [401, 200]
     assert _amr(page, mode) == ["pwd"]
+
+
+def _refresh_token(page: Page, mode: str) -> str:
+    """The page's refresh token now: from its last token answer in header mode,
+    from the HttpOnly cookie in cookie mode."""
+    if mode == "header":
+        bodies = [json.loads(body) for body in page.token_bodies]
+        [*_, last] = [body for body in bodies if "refresh_token" in body]
+        return last["refresh_token"]
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    return cookies["refresh_token_cookie"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_demo_logs_in_again_with_a_code_when_the_session_ends(page, totp_user, mode):
+    p = page.page
+    p.goto(f"{page.server}/demo?mode={mode}")
+    _submit_password(p, totp_user.username)
+    p.fill("#mfa-code", totp_user.recovery_codes[0])
+    p.click("#mfa-button")
+    p.wait_for_selector("#status:has-text('Loaded 0 items.')")
+    # The session ends elsewhere (its refresh token revoked); once the access
+    # token expires, the refresh is refused and the dialog asks for a new login.
+    revoked = request(
+        page.server, "POST", "/revoke", body={"token": _refresh_token(page, mode)}
+    )
+    assert revoked.status == 200
+    _not_fresh()
+    p.click("#load-button")
+    p.wait_for_selector("#relogin[open][data-purpose='login']")
+    assert not p.is_visible("#relogin-code")
+    p.fill("#relogin-password", PASSWORD)
+    p.click("#relogin-button")
+
+    # The password was right: the dialog asks for a code, again after a wrong one.
+    p.wait_for_selector("#relogin[open][data-purpose='login-code']")
+    assert p.is_visible("#relogin-code") and not p.is_visible("#relogin-password")
+    p.fill("#relogin-code", mfa.wrong_code(totp_user.secret))
+    p.click("#relogin-button")
+    p.wait_for_selector("#relogin-problem:has-text('Wrong code (or used already)')")
+    p.fill("#relogin-code", mfa.code(totp_user.secret))
+    p.click("#relogin-button")
+    p.wait_for_selector("#status:has-text('Loaded 0 items.')")
+    page.shot(f"{mode}-totp-logged-in-again")
+
+    assert not p.is_visible("#relogin")
+    assert _amr(page, mode) == BOTH_FACTORS
+    logins = [c for c in page.calls if c[1] in ("/login", "/login/mfa")]
+    assert logins == [
+        ("POST", "/login", 401),
+        ("POST", "/login/mfa", 200),
+        ("POST", "/login", 401),
+        ("POST", "/login/mfa", 401),
+        ("POST", "/login/mfa", 200),
+    ]
+    assert 401 in page.refreshes  # the refused refresh that asked for the login
 
 
 # AuthClient itself: a page of the demo's origin imports the module and drives it
