@@ -140,7 +140,8 @@ class ApiClientError(Exception):
 
 
 class LoginFailed(ApiClientError):
-    """``POST /login`` was refused (wrong credentials, validation, rate limit...)."""
+    """``POST /login`` was refused (wrong credentials, validation, rate limit...),
+    or ``POST /login/mfa`` with the login still waiting (``invalid_code``...)."""
 
 
 class LoginRequired(ApiClientError):
@@ -150,7 +151,8 @@ class LoginRequired(ApiClientError):
     says what the route asks for, and ``client.reauthenticate(password)`` is the
     answer) and when the session is over: ``/refresh`` or ``/reauthenticate``
     answered 401 (the code is then theirs: ``token_revoked``, ``token_expired``...;
-    ``step_up`` is None) and only ``client.login(...)`` helps.
+    ``step_up`` is None) and only ``client.login(...)`` helps; and by
+    ``complete_mfa()`` when no login waits any more (``invalid_mfa_token``).
     """
 
     def __init__(
