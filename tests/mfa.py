@@ -1,4 +1,5 @@
-"""TOTP for tests: codes of a given step, and an account enrolled in one call.
+"""TOTP for tests: codes of a given step, and an account enrolled in one call
+(in process, or against a live server).
 
 A code is good once per account, for its step and the one before; `enrol` confirms
 with the previous step's code, so the current step's code is left for a login.
@@ -8,6 +9,7 @@ import time
 
 import pyotp
 
+from tests import servers
 from tests.helpers import PASSWORD, bearer
 
 STEP = 30
@@ -16,6 +18,51 @@ STEP = 30
 def code(secret: str, steps_ago: int = 0) -> str:
     """The TOTP code of the step `steps_ago` steps before the current one."""
     return pyotp.TOTP(secret).at(time.time() - steps_ago * STEP)
+
+
+def wait_for_time_left(seconds: float) -> None:
+    """Return once at least `seconds` are left in the current step (at once, or
+    at the start of the next one)."""
+    left = STEP - time.time() % STEP
+    if left < seconds:
+        time.sleep(left)
+
+
+def code_with_time_left(secret: str, steps_ago: int = 0, seconds: float = 2) -> str:
+    """`code(secret, steps_ago)` with at least `seconds` left in the step: a
+    previous step's code still good when it arrives, after a few requests."""
+    wait_for_time_left(seconds)
+    return code(secret, steps_ago)
+
+
+def wrong_code(secret: str) -> str:
+    """Six digits that are no code of the steps around now."""
+    near = {code(secret, steps_ago) for steps_ago in (-2, -1, 0, 1, 2)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
+
+
+def enrol_live(
+    base: str, username: str, password: str = PASSWORD
+) -> tuple[str, list[str]]:
+    """`enrol` against a live server at `base`, in a login of its own (ended
+    after): the secret and the recovery codes."""
+    # The previous step's code must arrive within this step (and the token, of a
+    # server with 2-second access tokens, before it expires): no wait in between.
+    wait_for_time_left(3)
+    token = servers.login(base, username, password)["access_token"]
+    started = servers.request(base, "POST", "/me/mfa/totp", token=token)
+    assert started.status == 201, started.body
+    secret = started.body["secret"]
+    confirmed = servers.request(
+        base,
+        "POST",
+        "/me/mfa/totp/confirm",
+        token=token,
+        body={"code": code(secret, steps_ago=1)},
+    )
+    assert confirmed.status == 200, confirmed.body
+    assert servers.request(base, "POST", "/logout", token=token).status == 200
+    return secret, confirmed.body["recovery_codes"]
 
 
 def enrol(client, access_token: str) -> tuple[str, list[str]]:

@@ -14,6 +14,7 @@ a step-up, and what an account has (no HTTP).
 
 import hashlib
 import hmac
+import io
 import secrets
 import time
 from dataclasses import dataclass
@@ -79,7 +80,16 @@ def start_enrolment(user: UserModel) -> Enrolment:
     MFA_CHANGES.labels("totp_started").inc()
     audit("totp_enrolment_started", "TOTP enrolment started", user_id=str(user.id))
     uri = otpauth_uri(secret, user.username)
-    return Enrolment(secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
+    return Enrolment(secret, uri, qr_svg(uri))
+
+
+def qr_svg(uri: str) -> str:
+    """`uri`'s QR code as a standalone SVG document: its namespace declared, so
+    it shows as an <img> or a data: URL (segno's svg_inline leaves it out, for
+    inline HTML only, which a client must not build from server text)."""
+    svg = io.BytesIO()
+    segno.make(uri, error="m").save(svg, kind="svg", xmldecl=False, nl=False, scale=4)
+    return svg.getvalue().decode()
 
 
 def otpauth_uri(secret: str, username: str) -> str:

@@ -18,6 +18,12 @@
 # token_revoked, and ends two more sessions with POST /revoke (RFC 7009: the token in
 # a form body, no Authorization header): one with its refresh token (a new login),
 # and the first login's with its long-expired access token.
+# Last, a second factor (docs/mfa.md): TOTP turned on (POST /me/mfa/totp, confirmed
+# with a first code: ten recovery codes), a login that answers 401 mfa_required with
+# an mfa_token and is completed with a code at POST /login/mfa (amr ["pwd", "otp"]),
+# a step-up that needs a code with the password (a recovery code here), and TOTP
+# turned off. The codes are RFC 6238's, computed by python3 from the secret, as an
+# authenticator app would.
 # Each step prints one numbered line: the request, the status, the relevant part of
 # the body, OK or FAIL. Tokens are shortened, never printed whole.
 #
@@ -27,10 +33,9 @@
 # That is practical only against a server with a short access-token lifetime, e.g.
 #     JWT_ACCESS_TOKEN_EXPIRES=3 ./scripts/serve.sh
 # When expires_in is longer than DEMO_MAX_WAIT the script says so and stops (exit 3).
-# (A run registers once, logs in three times and re-authenticates once: the default
-# rate limits,
-# RATELIMIT_REGISTER "5 per minute" first, allow about five runs a minute from one
-# address.)
+# (A run registers once, logs in five times, completes one login with a code and
+# re-authenticates three times: these share the login flood limit, RATELIMIT_LOGIN
+# "10 per minute" by default, which allows about one run a minute from one address.)
 #
 # Environment:
 #   DEMO_MAX_WAIT  the longest access-token lifetime worth waiting for, seconds (30)
@@ -103,7 +108,7 @@ HEADERS=$TMP_DIR/headers.txt
 # signature), the WWW-Authenticate header ("@www-authenticate") and the start of
 # the body ("@snippet"). Missing and null values are simply absent.
 PY_HELPERS='
-import base64, json, secrets, sys
+import base64, hashlib, hmac, json, secrets, struct, sys, time
 
 def text(value):
     if isinstance(value, bool):
@@ -159,6 +164,16 @@ if sys.argv[1] == "answer":  # answer BODY_FILE HEADERS_FILE: NUL-separated pair
             sys.stdout.write(part.replace(chr(0), "") + chr(0))
 elif sys.argv[1] == "random":  # random N: N random bytes, as hex
     print(secrets.token_hex(int(sys.argv[2])))
+elif sys.argv[1] == "totp":  # totp SECRET STEPS_AGO: RFC 6238 (SHA-1, 30 s, 6 digits)
+    if 30 - time.time() % 30 < 2:  # a code that must arrive within its step
+        time.sleep(30 - time.time() % 30)
+    secret = sys.argv[2].upper()
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    step = int(time.time()) // 30 - int(sys.argv[3])
+    digest = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = digest[-1] & 15  # RFC 4226 §5.3: dynamic truncation
+    number = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF
+    print(f"{number % 1000000:06d}")
 '
 py() { python3 -c "$PY_HELPERS" "$@"; }
 
@@ -504,5 +519,83 @@ ok "message=\"$(field message)\" (an expired access token)"
 send POST /refresh "$STEPPED_REFRESH"
 expect_token_error token_revoked
 ok "$(answer): the expired token ended its session"
+
+# -- A second factor: TOTP (docs/mfa.md) ---------------------------------------------
+BOTH_FACTORS='["pwd", "otp"]' # the `amr` claim (RFC 8176) of a login with a code
+
+send POST /login "" "$CREDENTIALS"
+expect_tokens true
+MFA_ACCESS=$(field access_token)
+ok "access=$(short "$MFA_ACCESS") (fresh: turning TOTP on needs a fresh login)"
+
+send POST /me/mfa/totp "$MFA_ACCESS"
+expect_status 201
+SECRET=$(field secret)
+if [[ ! $SECRET =~ ^[A-Z2-7]{32}$ ]]; then
+  fail "secret" "32 base32 characters" "${SECRET:-(missing)}"
+fi
+if [[ $(field otpauth_uri) != otpauth://totp/* ]]; then
+  fail "otpauth_uri" "otpauth://totp/ISSUER:USERNAME?secret=..." "$(field otpauth_uri)"
+fi
+if [[ $(field qr_svg) != '<svg'* ]]; then
+  fail "qr_svg" "an SVG QR code of otpauth_uri" "$(field qr_svg)"
+fi
+ok "secret=$(short "$SECRET") otpauth_uri=otpauth://totp/... qr_svg=<svg...> (pending)"
+
+# A code is good for its 30-second step and the one before, and never twice: the
+# previous step's code confirms, so the current step's is left for the login below.
+send POST /me/mfa/totp/confirm "$MFA_ACCESS" \
+  "$(printf '{"code": "%s"}' "$(py totp "$SECRET" 1)")"
+expect_status 200
+RECOVERY_CODE=$(field recovery_codes.0)
+if [[ -z $(field recovery_codes.9) || -n $(field recovery_codes.10) ]]; then
+  fail "recovery_codes" "10 codes" "$(field @snippet)"
+fi
+ok "10 recovery codes, shown this once: TOTP is on"
+
+send GET /me/mfa "$MFA_ACCESS"
+expect_status 200
+expect_field totp true
+expect_field recovery_codes_left 10
+ok "totp=true recovery_codes_left=10"
+
+send POST /login "" "$CREDENTIALS"
+expect_status 401
+expect_field error mfa_required
+MFA_TOKEN=$(field mfa_token)
+if [[ -z $MFA_TOKEN || -n $(field access_token) ]]; then
+  fail "the answer" "an mfa_token and no tokens" "$(field @snippet)"
+fi
+ok "error=mfa_required mfa_token=$(short "$MFA_TOKEN"): the password was right -> a code"
+
+send POST /login/mfa "" \
+  "$(printf '{"mfa_token": "%s", "code": "%s"}' "$MFA_TOKEN" "$(py totp "$SECRET" 0)")"
+expect_tokens true
+expect_field access_token:amr "$BOTH_FACTORS"
+OTP_ACCESS=$(field access_token)
+OTP_FAMILY=$(field access_token:fam)
+ok "access=$(short "$OTP_ACCESS") amr=$BOTH_FACTORS (a new session)"
+
+send POST /reauthenticate "$OTP_ACCESS" "$REAUTH"
+expect_status 401
+expect_field error mfa_required
+if [[ -n $(field mfa_token) ]]; then
+  fail "mfa_token" "none (the session binds the step-up)" "one"
+fi
+ok "error=mfa_required: the password alone is not enough -> with a code"
+
+send POST /reauthenticate "$OTP_ACCESS" \
+  "$(printf '{"password": "%s", "recovery_code": "%s"}' "$PASSWORD" "$RECOVERY_CODE")"
+expect_tokens true
+expect_field access_token:amr "$BOTH_FACTORS"
+expect_field access_token:fam "$OTP_FAMILY"
+OTP_STEPPED=$(field access_token)
+ok "access=$(short "$OTP_STEPPED") (fresh, same session; a recovery code, once)"
+
+send DELETE /me/mfa/totp "$OTP_STEPPED"
+expect_status 200
+expect_field totp false
+expect_field recovery_codes_left 0
+ok "totp=false recovery_codes_left=0: the password alone logs in again"
 
 printf '\nAll %d steps passed.\n' "$STEP"

@@ -26,6 +26,12 @@
 // (see logout()), and sessions(), endSession(id) and endOtherSessions() wrap the
 // /me/sessions API.
 //
+// A second factor (TOTP, docs/mfa.md): for such an account, login() resolves to
+// `{mfaRequired: true, mfaToken}` instead of logging in; completeMfa(code) (or
+// completeMfa({recoveryCode})) then finishes the login. A step-up of such an
+// account needs a code too: reauthenticate(password, code); the onReauthenticate
+// hook is told `codeRequired` when this client knows it.
+//
 //   import { AuthClient } from "./auth-client.js";
 //   // baseUrl: where the API is (with its path prefix, if any); "" is this origin.
 //   const api = new AuthClient({
@@ -34,7 +40,8 @@
 //     // resolves to true once client.reauthenticate(password) succeeded
 //     onReauthenticate: askForPassword,
 //   });
-//   await api.login("alice", "correct horse battery");
+//   const result = await api.login("alice", "correct horse battery");
+//   if (result.mfaRequired) await api.completeMfa(await askForCode());
 //   const response = await api.fetch("/item?page=1");
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -48,6 +55,8 @@ const LOGIN_FIXES = new Set([
   "token_revoked",
   "token_expired",
 ]);
+// A step-up refused with the session as it was: the user may try again.
+const STEP_UP_REFUSALS = new Set(["invalid_credentials", "mfa_required", "invalid_code"]);
 
 export class LoginRequiredError extends Error {
   constructor(code, message) {
@@ -102,6 +111,7 @@ export class AuthClient {
     mode = "header",
     onLoginRequired = null,
     onReauthenticate = null,
+    onMfaRequired = null,
     onRefresh = null,
     fetchImpl = null,
   } = {}) {
@@ -112,6 +122,7 @@ export class AuthClient {
     this.mode = mode;
     this.onLoginRequired = onLoginRequired;
     this.onReauthenticate = onReauthenticate;
+    this.onMfaRequired = onMfaRequired;
     this.onRefresh = onRefresh;
     this._fetch = fetchImpl || window.fetch.bind(window);
     this._accessToken = null;
@@ -124,6 +135,9 @@ export class AuthClient {
     this._refusedGeneration = -1; // the generation whose refresh was refused
     this._sessionEpoch = 0; // bumped at every login and logout: which session
     this._cookieSession = false; // cookie mode: a login happened, no logout since
+    this._mfaToken = null; // a login whose password was right, waiting for a code
+    this._mfaAnswer = null; // what completeMfa() resolved to, for login()
+    this._codeRequired = false; // this session's user has a second factor
     this._loggingOut = false;
     this.refreshCount = 0;
   }
@@ -133,11 +147,32 @@ export class AuthClient {
     return this.mode === "cookie" ? this._cookieSession : this._accessToken !== null;
   }
 
+  /** Whether a login waits for its second factor (see completeMfa()). */
+  get mfaPending() {
+    return this._mfaToken !== null;
+  }
+
+  /**
+   * Whether this session's user has a second factor, as far as this client knows
+   * (a login completed with a code, or a step-up refused with `mfa_required`): a
+   * step-up then needs a code with the password.
+   */
+  get codeRequired() {
+    return this._codeRequired;
+  }
+
   /**
    * POST /login: a new session. A session this client still holds is ended first
    * (see logout(); a failure of that is ignored), so no session is left behind
    * whose tokens this client has forgotten. To prove who the user is again inside
    * the session, use reauthenticate() instead.
+   *
+   * Resolves to the answer's body; for an account with a second factor (the
+   * password was right: 401 `mfa_required`), to `{mfaRequired: true, mfaToken}`
+   * with the login waiting for completeMfa(). With an `onMfaRequired({mfaToken},
+   * client)` hook, that hook is called first: once it resolved to true (it called
+   * completeMfa()), login() resolves to what completeMfa() resolved to.
+   * Rejects with a LoginRequiredError (`invalid_credentials`, ...) when refused.
    */
   async login(username, password) {
     if (this._holdsSession()) {
@@ -147,6 +182,8 @@ export class AuthClient {
         // Unreachable or refused: it ends by itself at its idle timeout.
       }
     }
+    this._mfaToken = null;
+    this._mfaAnswer = null;
     const body = { username, password };
     if (this.mode === "cookie") body.token_delivery = "cookie";
     const response = await this._fetch(this._url("/login"), {
@@ -156,34 +193,80 @@ export class AuthClient {
       body: JSON.stringify(body),
     });
     const data = await readJson(response);
+    if (response.status === 401 && data.error === "mfa_required" && data.mfa_token) {
+      return this._waitForSecondFactor(data.mfa_token);
+    }
     if (!response.ok) {
       throw new LoginRequiredError(data.error || "invalid_credentials", data.message);
     }
+    this._codeRequired = false;
     this._store(data, { fresh: true, newSession: true });
     return data;
   }
 
   /**
+   * POST /login/mfa: complete the login that waits for its second factor with a
+   * TOTP code (`"123456"` or `{code}`) or a recovery code (`{recoveryCode}`). The
+   * client is then logged in as after a password login (header mode: the tokens
+   * are kept; cookie mode: the server sets the cookies), and resolves to the
+   * answer's body.
+   *
+   * Rejects with an ApiError when the login still waits (`invalid_code`: a wrong
+   * or used code, the user may try again; 422; 429), and with a LoginRequiredError
+   * `invalid_mfa_token` when it does not (unknown, used, expired, or spent on
+   * wrong codes; or no login waits): then only login() helps.
+   */
+  async completeMfa(second) {
+    const mfaToken = this._mfaToken;
+    if (mfaToken === null) {
+      throw new LoginRequiredError("invalid_mfa_token", "No login waits for a code.");
+    }
+    const response = await this._fetch(this._url("/login/mfa"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: this._credentials(),
+      body: JSON.stringify({ mfa_token: mfaToken, ...codeFields(second) }),
+    });
+    const data = await readJson(response);
+    if (response.ok) {
+      this._mfaToken = null;
+      this._codeRequired = true;
+      this._store(data, { fresh: true, newSession: true });
+      this._mfaAnswer = data;
+      return data;
+    }
+    if (data.error === "invalid_mfa_token") {
+      if (this._mfaToken === mfaToken) this._mfaToken = null;
+      throw new LoginRequiredError(data.error, data.message);
+    }
+    throw apiError(response, data);
+  }
+
+  /**
    * POST /reauthenticate: step up inside the session this client holds. The user
-   * proves who they are again (`password`); the answer is a fresh access token of
-   * the SAME session, and in header mode a new refresh token too (the previous one
-   * is spent as at a refresh): both are kept. Cookie mode: the server sets the new
-   * cookies. An expired access token is refreshed first (once), then the step-up
-   * is sent again.
+   * proves who they are again (`password`, and for an account with a second
+   * factor a `code`: `"123456"`, `{code}` or `{recoveryCode}`); the answer is a
+   * fresh access token of the SAME session, and in header mode a new refresh
+   * token too (the previous one is spent as at a refresh): both are kept. Cookie
+   * mode: the server sets the new cookies. An expired access token is refreshed
+   * first (once), then the step-up is sent again.
    *
    * Resolves to the answer's body. Rejects with an ApiError for a refusal that
-   * leaves the session as it was (`invalid_credentials`: a wrong password, 422,
-   * 429...) and with a LoginRequiredError when the session is gone (ended,
-   * refresh refused, not logged in): then only login() helps.
+   * leaves the session as it was (`invalid_credentials`: a wrong password;
+   * `mfa_required`: the account needs a code too, ask for one and send both;
+   * `invalid_code`; 422, 429...) and with a LoginRequiredError when the session
+   * is gone (ended, refresh refused, not logged in): then only login() helps.
    */
-  async reauthenticate(password) {
+  async reauthenticate(password, code = null) {
+    const withCode = code !== null && code !== undefined;
+    const body = { password, ...(withCode ? codeFields(code) : {}) };
     if (this._refreshing) await this._refreshing; // step up with the newest token
     const epoch = this._sessionEpoch;
     for (let refreshed = false; ; refreshed = true) {
       if (!this.loggedIn) throw new LoginRequiredError("authorization_required");
       const response = await this._send("/reauthenticate", {
         method: "POST",
-        body: JSON.stringify({ password }),
+        body: JSON.stringify(body),
       });
       const data = await readJson(response);
       // A login or logout while this was on its way wins: its answer is stale.
@@ -191,6 +274,8 @@ export class AuthClient {
         throw new LoginRequiredError("token_revoked", "The session changed meanwhile.");
       }
       if (response.ok) {
+        // Proved without a code: the account has no second factor (any more).
+        if (!withCode) this._codeRequired = false;
         this._store(data, { fresh: true });
         return data;
       }
@@ -199,7 +284,8 @@ export class AuthClient {
         if (refusal === null) continue;
         throw new LoginRequiredError(refusal);
       }
-      if (response.status === 401 && data.error !== "invalid_credentials") {
+      if (data.error === "mfa_required") this._codeRequired = true;
+      if (response.status === 401 && !STEP_UP_REFUSALS.has(data.error)) {
         throw new LoginRequiredError(data.error || "token_revoked", data.message);
       }
       throw apiError(response, data);
@@ -304,7 +390,8 @@ export class AuthClient {
         // Stepped up (or logged in) while this request was on its way: repeat it.
         const renewed = this._freshGeneration === this._generation;
         if (renewed && this._freshGeneration > generation) continue;
-        if (!(await this._stepUpOnce(stepUp))) return response;
+        const details = { ...stepUp, codeRequired: this._codeRequired };
+        if (!(await this._stepUpOnce(details))) return response;
         continue;
       }
       if (loggedInAgain || !relogin || !LOGIN_FIXES.has(error)) return response;
@@ -377,6 +464,16 @@ export class AuthClient {
     return null;
   }
 
+  /** The login waits for its second factor: onMfaRequired, if any, may complete
+   * it (then what completeMfa() resolved to), else `{mfaRequired, mfaToken}`. */
+  async _waitForSecondFactor(mfaToken) {
+    this._mfaToken = mfaToken;
+    if (this.onMfaRequired && (await this.onMfaRequired({ mfaToken }, this))) {
+      if (this._mfaAnswer !== null) return this._mfaAnswer;
+    }
+    return { mfaRequired: true, mfaToken: this._mfaToken };
+  }
+
   /** One login prompt for all requests that need it at the same time. */
   _loginOnce(code) {
     if (!this.onLoginRequired) return Promise.reject(new LoginRequiredError(code));
@@ -426,6 +523,8 @@ export class AuthClient {
     this._accessToken = null;
     this._refreshToken = null;
     this._cookieSession = false;
+    this._mfaToken = null;
+    this._codeRequired = false;
     this._generation += 1;
     this._sessionEpoch += 1;
   }
@@ -445,6 +544,21 @@ async function readJson(response) {
   } catch {
     return {};
   }
+}
+
+/**
+ * The fields of a second factor: a TOTP code (`"123456"` or `{code}`) or a
+ * recovery code (`{recoveryCode}`), named as the API has them. Sent as given:
+ * the server says what is wrong with them (422).
+ */
+function codeFields(second) {
+  if (typeof second === "string") return { code: second };
+  const fields = {};
+  if (second && second.code !== undefined) fields.code = second.code;
+  if (second && second.recoveryCode !== undefined) {
+    fields.recovery_code = second.recoveryCode;
+  }
+  return fields;
 }
 
 /** The JSON body of a 2xx answer; an ApiError for any other. */

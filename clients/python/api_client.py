@@ -28,11 +28,15 @@ The three-step flow of the API's README, done for the caller:
    calls ``reauthenticate(client)`` with ``client.step_up`` set (the challenge's
    ``max_age`` and message); the callback asks for the password and calls
    ``client.reauthenticate(password)`` (``POST /reauthenticate``: a fresh token
-   of the same session, no new session), and the request is repeated once;
+   of the same session, no new session; with ``code=`` too for an account with a
+   second factor: ``client.code_required`` says so, or the step-up raises
+   :class:`ReauthenticationFailed` ``mfa_required``), and the request is
+   repeated once;
 4. when ``/refresh`` itself answers 401 (``token_revoked``, ``token_expired``,
    ``invalid_token``...) the session is over and only a new login helps: the
    client calls ``reauthenticate(client)`` with ``client.step_up`` None (it calls
-   ``client.login(...)``) and repeats the request once.
+   ``client.login(...)``, and ``client.complete_mfa(...)`` when that returns
+   :class:`MfaRequired`) and repeats the request once.
 
 Without a callback, steps 3 and 4 raise :class:`LoginRequired` with the server's
 error code and message (and ``step_up`` for step 3). ``login()`` over a session
@@ -46,6 +50,17 @@ server's ``401 authorization_required`` comes back as a response (public
 endpoints such as ``/register`` or ``/healthz`` work without a login);
 ``reauthenticate`` is not called for it, so ``logout()`` is never undone behind
 the caller's back. The client never swallows an error.
+
+An account with a second factor (TOTP, docs/mfa.md): ``login()`` returns
+:class:`MfaRequired` instead of the tokens (the password was right; the server
+answered ``401 mfa_required``), and ``complete_mfa(code=...)`` (or
+``recovery_code=...``) completes the login; a step-up then needs a code too::
+
+    result = client.login("alice", password)
+    if isinstance(result, MfaRequired):
+        client.complete_mfa(code=input("Code: "))
+    ...
+    client.reauthenticate(password, code=input("Code: "))
 
 A script uses an API token instead (made at ``POST /me/api-tokens``; it never
 expires before its day and is never refreshed)::
@@ -63,7 +78,7 @@ Depends only on ``requests``. One client may be shared by many threads.
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -75,6 +90,7 @@ __all__ = [
     "ApiClientError",
     "LoginFailed",
     "LoginRequired",
+    "MfaRequired",
     "ReauthenticationFailed",
     "StepUp",
     "error_of",
@@ -90,6 +106,8 @@ Reauthenticate = Callable[["ApiClient"], object]
 
 # RFC 9470 §3: the user must authenticate again (recently enough), in the session.
 STEP_UP_ERROR = "insufficient_user_authentication"
+# A step-up refused with the session as it was: the user may try again.
+_STEP_UP_REFUSALS = frozenset({"invalid_credentials", "mfa_required", "invalid_code"})
 # A Bearer challenge's parameters: name=value, the value quoted or bare.
 _CHALLENGE_PARAMETER = re.compile(r'([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
@@ -122,7 +140,8 @@ class ApiClientError(Exception):
 
 
 class LoginFailed(ApiClientError):
-    """``POST /login`` was refused (wrong credentials, validation, rate limit...)."""
+    """``POST /login`` was refused (wrong credentials, validation, rate limit...),
+    or ``POST /login/mfa`` with the login still waiting (``invalid_code``...)."""
 
 
 class LoginRequired(ApiClientError):
@@ -132,7 +151,8 @@ class LoginRequired(ApiClientError):
     says what the route asks for, and ``client.reauthenticate(password)`` is the
     answer) and when the session is over: ``/refresh`` or ``/reauthenticate``
     answered 401 (the code is then theirs: ``token_revoked``, ``token_expired``...;
-    ``step_up`` is None) and only ``client.login(...)`` helps.
+    ``step_up`` is None) and only ``client.login(...)`` helps; and by
+    ``complete_mfa()`` when no login waits any more (``invalid_mfa_token``).
     """
 
     def __init__(
@@ -149,7 +169,20 @@ class LoginRequired(ApiClientError):
 class ReauthenticationFailed(ApiClientError):
     """``POST /reauthenticate`` was refused and the session is as it was: a wrong
     password (``invalid_credentials``, counted against the failed-login budgets),
-    a body the server refused (422), a rate limit (429)..."""
+    ``mfa_required`` (the account has a second factor: send a code with the
+    password), ``invalid_code``, a body the server refused (422), a rate limit
+    (429)..."""
+
+
+@dataclass(frozen=True)
+class MfaRequired:
+    """What :meth:`ApiClient.login` returns for an account with a second factor:
+    the password was right and the login waits for :meth:`ApiClient.complete_mfa`
+    (the server answered ``401 mfa_required``). The client holds ``mfa_token``
+    (single-use, for a few minutes); ``message`` is the server's."""
+
+    message: str
+    mfa_token: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -262,6 +295,8 @@ class ApiClient:
         self._fresh = False
         self._refused: _Refused | None = None
         self._api_token = False  # the access token held is an API token
+        self._mfa_token: str | None = None  # a login waiting for its second factor
+        self._code_required = False  # this session's user has a second factor
         # One refresh, step-up or re-login at a time. Re-entrant, so a
         # reauthenticate callback may itself use the client.
         self._recovery = threading.RLock()
@@ -323,6 +358,20 @@ class ApiClient:
             return self._access_token is not None and self._fresh
 
     @property
+    def mfa_pending(self) -> bool:
+        """Whether a login waits for its second factor (see :meth:`complete_mfa`)."""
+        with self._lock:
+            return self._mfa_token is not None
+
+    @property
+    def code_required(self) -> bool:
+        """Whether this session's user has a second factor, as far as the client
+        knows (a login completed with a code, or a step-up refused with
+        ``mfa_required``): a step-up then needs a code with the password."""
+        with self._lock:
+            return self._code_required
+
+    @property
     def step_up(self) -> StepUp | None:
         """While the ``reauthenticate`` callback runs: the step-up a fresh-only
         route asked for (then call ``client.reauthenticate(password)``), or None
@@ -342,7 +391,7 @@ class ApiClient:
 
     # -- login and logout -------------------------------------------------------
 
-    def login(self, username: str, password: str) -> dict[str, Any]:
+    def login(self, username: str, password: str) -> dict[str, Any] | MfaRequired:
         """``POST /login``: a new session; keep its (fresh) access token and its
         refresh token.
 
@@ -351,9 +400,11 @@ class ApiClient:
         no session is left alive whose tokens the client has forgotten. To prove
         who the user is again *inside* the session, call :meth:`reauthenticate`.
 
-        Returns the token response's body. Raises :class:`LoginFailed` with the
-        server's ``error`` and ``message`` when the login is refused (the old
-        session has ended all the same).
+        Returns the token response's body; for an account with a second factor
+        (the password was right), :class:`MfaRequired`: the login waits for
+        :meth:`complete_mfa`. Raises :class:`LoginFailed` with the server's
+        ``error`` and ``message`` when the login is refused (the old session has
+        ended all the same).
         """
         try:
             self.logout()
@@ -364,26 +415,75 @@ class ApiClient:
             json={"username": username, "password": password},
             timeout=self.timeout,
         )
+        waiting = _mfa_required(response)
+        if waiting is not None:
+            with self._lock:
+                self._mfa_token = waiting.mfa_token
+            return waiting
         if response.status_code != 200:
             raise LoginFailed(*error_of(response), response)
         data = self._token_body(response)
-        self._store(data, fresh=True)
+        self._store(data, fresh=True, code_required=False)
         return data
 
-    def reauthenticate(self, password: str) -> dict[str, Any]:
+    def complete_mfa(
+        self, code: str | None = None, recovery_code: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /login/mfa``: complete the login that waits for its second
+        factor with a TOTP ``code`` (six digits) or a ``recovery_code``; the
+        client is then logged in as after a password login.
+
+        Returns the token response's body. Raises :class:`LoginFailed` when the
+        login still waits (``invalid_code``: a wrong or used code, try again;
+        422; 429), and :class:`LoginRequired` ``invalid_mfa_token`` when it does
+        not (unknown, used, expired, spent on wrong codes; or no login waits):
+        then only :meth:`login` helps.
+        """
+        with self._lock:
+            mfa_token = self._mfa_token
+        if mfa_token is None:
+            raise LoginRequired("invalid_mfa_token", "No login waits for a code.")
+        response = self.session.post(
+            self.url("/login/mfa"),
+            json={"mfa_token": mfa_token, **_second_factor(code, recovery_code)},
+            timeout=self.timeout,
+        )
+        if response.status_code == 200:
+            data = self._token_body(response)
+            self._drop_mfa_token(mfa_token)
+            self._store(data, fresh=True, code_required=True)
+            return data
+        error, message = error_of(response)
+        if error == "invalid_mfa_token":
+            self._drop_mfa_token(mfa_token)
+            raise LoginRequired(error, message, response)
+        raise LoginFailed(error, message, response)
+
+    def reauthenticate(
+        self,
+        password: str,
+        code: str | None = None,
+        recovery_code: str | None = None,
+    ) -> dict[str, Any]:
         """``POST /reauthenticate``: a step-up inside the session the client holds.
 
-        The user proves who they are again; the answer is a fresh access token
-        of the *same* session and a new refresh token (the previous one is spent
-        as at a refresh), both kept. An expired access token is refreshed first
-        (once) and the step-up sent again. Returns the token response's body.
+        The user proves who they are again: the password, and for an account
+        with a second factor a TOTP ``code`` or a ``recovery_code``; the answer
+        is a fresh access token of the *same* session and a new refresh token
+        (the previous one is spent as at a refresh), both kept. An expired
+        access token is refreshed first (once) and the step-up sent again.
+        Returns the token response's body.
 
         Raises :class:`ReauthenticationFailed` when refused with the session as
-        it was (``invalid_credentials``: a wrong password; 422; 429...), and
-        :class:`LoginRequired` when there is no session to step up in (not
-        logged in, an API token, or the session ended: ``token_revoked``; the
-        dead tokens are then forgotten): only :meth:`login` helps.
+        it was (``invalid_credentials``: a wrong password; ``mfa_required``: the
+        account needs a code too, ask for one and send both; ``invalid_code``;
+        422; 429...), and :class:`LoginRequired` when there is no session to
+        step up in (not logged in, an API token, or the session ended:
+        ``token_revoked``; the dead tokens are then forgotten): only
+        :meth:`login` helps.
         """
+        second_factor = _second_factor(code, recovery_code)
+        body = {"password": password, **second_factor}
         with self._recovery:  # no refresh or other step-up meanwhile
             refreshed = False
             while True:
@@ -394,13 +494,15 @@ class ApiClient:
                     )
                 response = self.session.post(
                     self.url("/reauthenticate"),
-                    json={"password": password},
+                    json=body,
                     headers={"Authorization": f"Bearer {used}"},
                     timeout=self.timeout,
                 )
                 if response.status_code == 200:
                     data = self._token_body(response)
-                    self._store(data, fresh=True, replacing=used)
+                    # Proved without a code: the account has no second factor.
+                    proved = None if second_factor else False
+                    self._store(data, fresh=True, replacing=used, code_required=proved)
                     return data
                 code, message = error_of(response)
                 if code == "token_expired" and not refreshed:
@@ -409,7 +511,10 @@ class ApiClient:
                     if isinstance(outcome, requests.Response):
                         raise ApiClientError(*error_of(outcome), outcome)
                     continue
-                if response.status_code == 401 and code != "invalid_credentials":
+                if code == "mfa_required":
+                    with self._lock:
+                        self._code_required = True
+                if response.status_code == 401 and code not in _STEP_UP_REFUSALS:
                     self._session_over(used, code, message, response)
                     raise LoginRequired(code, message, response)
                 raise ReauthenticationFailed(code, message, response)
@@ -656,10 +761,16 @@ class ApiClient:
         return data
 
     def _store(
-        self, data: dict[str, Any], *, fresh: bool, replacing: str | None = None
+        self,
+        data: dict[str, Any],
+        *,
+        fresh: bool,
+        replacing: str | None = None,
+        code_required: bool | None = None,
     ) -> None:
         """Keep a new pair; with ``replacing``, only if nobody changed the pair
         since (a login or logout that happened meanwhile wins over a refresh).
+        ``code_required``: what the answer told of a second factor (None: nothing).
         """
         with self._lock:
             if replacing is not None and self._access_token != replacing:
@@ -669,6 +780,15 @@ class ApiClient:
             self._fresh = fresh
             self._refused = None
             self._api_token = False
+            if code_required is not None:
+                self._code_required = code_required
+
+    def _drop_mfa_token(self, mfa_token: str) -> None:
+        """The waiting login of ``mfa_token`` is over (unless a new login
+        replaced it meanwhile)."""
+        with self._lock:
+            if self._mfa_token == mfa_token:
+                self._mfa_token = None
 
     def _forget(self) -> str | None:
         """Drop the token pair; the refresh token that was held, if any (one
@@ -679,4 +799,28 @@ class ApiClient:
             self._fresh = False
             self._refused = None
             self._api_token = False
+            self._mfa_token = None
+            self._code_required = False
         return refresh_token
+
+
+def _mfa_required(response: requests.Response) -> MfaRequired | None:
+    """The waiting login a /login answer names (``401 mfa_required`` with an
+    ``mfa_token``), or None for any other answer."""
+    if response.status_code != 401:
+        return None
+    code, message = error_of(response)
+    try:
+        mfa_token = response.json().get("mfa_token")
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return None
+    if code != "mfa_required" or not isinstance(mfa_token, str) or not mfa_token:
+        return None
+    return MfaRequired(message, mfa_token)
+
+
+def _second_factor(code: str | None, recovery_code: str | None) -> dict[str, str]:
+    """The request fields of a second factor, as given (the server says what is
+    wrong with them: 422)."""
+    fields = {"code": code, "recovery_code": recovery_code}
+    return {name: value for name, value in fields.items() if value is not None}

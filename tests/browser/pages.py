@@ -64,7 +64,7 @@ class Page:
         self.outside: list[str] = []
         self.calls: list[tuple[str, str, int]] = []  # method, path, status
         self.refreshes: list[int] = []
-        self.token_bodies: list[str] = []
+        self.token_bodies: list[str] = []  # the answers of the routes that issue tokens
         self.refresh_cookies: list[str] = []  # as Set-Cookie delivered them
         self.revocations: list[tuple[str | None, str | None]] = []  # type, body
         self.grants: list[tuple[str, int]] = []  # POST /token: grant_type, status
@@ -84,7 +84,7 @@ class Page:
             self.calls.append((response.request.method, path, response.status))
         if path == "/refresh":
             self.refreshes.append(response.status)
-        if path in ("/login", "/refresh"):
+        if path in ("/login", "/login/mfa", "/refresh", "/reauthenticate"):
             self.token_bodies.append(response.text())
             for cookie in response.header_values("set-cookie"):
                 name, _, rest = cookie.partition("=")

@@ -230,8 +230,9 @@ def test_auth_client_steps_up_without_forking_sessions(page, user, mode):
         authenticated = moved
     not_fresh = "The token is not fresh."
     assert result["asked"] == [
-        *[{"maxAge": 900, "message": not_fresh}] * STEP_UPS,
-        {"maxAge": 300, "message": not_fresh},  # POST /me/api-tokens: account
+        *[{"maxAge": 900, "message": not_fresh, "codeRequired": False}] * STEP_UPS,
+        # POST /me/api-tokens: account
+        {"maxAge": 300, "message": not_fresh, "codeRequired": False},
     ]
     assert result["account"] == 201
     assert result["wrong"] == ["ApiError", "invalid_credentials", 401]

@@ -4,6 +4,7 @@ off; the secret sealed at rest; audit events and metrics for each."""
 
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
+from xml.etree import ElementTree
 
 import pyotp
 import pytest
@@ -50,6 +51,11 @@ def test_enrolment_shows_a_new_160_bit_secret_as_text_uri_and_qr_code(auth, clie
         "issuer": ["Stores REST API"],
     }
     assert body["qr_svg"].startswith("<svg") and body["qr_svg"].endswith("</svg>")
+    # A standalone SVG document (its namespace declared), so it shows as an <img>
+    # or a data: URL too: clients never insert server text as HTML.
+    root = ElementTree.fromstring(body["qr_svg"])
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert root.find("{http://www.w3.org/2000/svg}path") is not None
     # Pending: nothing asks for a code yet.
     assert status(client, tokens["access_token"]) == {
         "totp": False,

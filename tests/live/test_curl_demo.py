@@ -1,46 +1,36 @@
-"""clients/curl/demo.sh: the README's three-step client flow, with curl, and its
+"""clients/curl/demo.sh: the README's three-step client flow, with curl, its
 step-up variant (the RFC 9470 challenge, POST /reauthenticate, the request
-repeated, still one session); and clients/curl/api-token.sh, a script calling the
-API with an API token.
+repeated, still one session) and a second factor (TOTP turned on, a login
+completed with a code at /login/mfa, a step-up with a code); and
+clients/curl/api-token.sh, a script calling the API with an API token.
 
 The script runs against a live server (gunicorn, two workers, the database
 revocation store, two-second access tokens, so it waits about 8 s for a token to
-expire) and against a stub server that breaks the contract in one place at a time
-(a /revoke that ends nothing, for one): it must then stop at that step, print FAIL
-with expected and actual, and exit 1.
+expire) and against a stub server (tests/live/curl_stub.py) that breaks the
+contract in one place at a time (a /revoke that ends nothing, for one): it must
+then stop at that step, print FAIL with expected and actual, and exit 1.
 """
 
-import base64
-import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import pytest
 
 from tests import servers
+from tests.live.curl_stub import STEP_UP_CHALLENGE, stub_server
 from tests.servers import BIN, HOST, REPO, free_port
 
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
 API_TOKEN_SCRIPT = REPO / "clients" / "curl" / "api-token.sh"
-STOP_TIMEOUT = 15.0
-DEMO_TIMEOUT = 30.0  # the live run takes about 10 s, 8 of them waiting
-STEP_COUNT = 21
-STEP_UP_CHALLENGE = (
-    'Bearer realm="api", error="insufficient_user_authentication", '
-    'error_description="The token is not fresh.", max_age="900"'
-)
+DEMO_TIMEOUT = 30.0  # the live run takes about 12 s, 8 of them waiting
+STEP_COUNT = 30
 
 # The live run, step by step: (request, status, what the line must show).
 LIVE_STEPS = [
@@ -65,6 +55,15 @@ LIVE_STEPS = [
     ("POST /refresh", 401, "error=token_revoked"),
     ("POST /revoke token=", 200, "(an expired access token)"),
     ("POST /refresh", 401, "the expired token ended its session"),
+    ("POST /login", 200, "(fresh: turning TOTP on needs a fresh login)"),
+    ("POST /me/mfa/totp", 201, "otpauth_uri=otpauth://totp/... qr_svg=<svg...>"),
+    ("POST /me/mfa/totp/confirm", 200, "10 recovery codes, shown this once"),
+    ("GET /me/mfa", 200, "totp=true recovery_codes_left=10"),
+    ("POST /login", 401, "error=mfa_required mfa_token="),
+    ("POST /login/mfa", 200, 'amr=["pwd", "otp"] (a new session)'),
+    ("POST /reauthenticate", 401, "error=mfa_required: the password alone"),
+    ("POST /reauthenticate", 200, "(fresh, same session; a recovery code, once)"),
+    ("DELETE /me/mfa/totp", 200, "totp=false recovery_codes_left=0"),
 ]
 
 
@@ -153,8 +152,10 @@ def test_demo_walks_the_flow_against_a_live_server(tmp_path):
     assert "waiting 8 s for the access token to expire" in output
     assert re.search(rf"^All {STEP_COUNT} steps passed\.$", output, re.MULTILINE)
     assert "FAIL" not in output
-    # Tokens are shortened: no JWT segment longer than a few characters is shown.
+    # Tokens are shortened: no JWT segment longer than a few characters is shown;
+    # nor the TOTP secret (32 base32 characters).
     assert not re.search(r"eyJ[\w-]{12,}", output), output
+    assert not re.search(r"[A-Z2-7]{32}", output), output
     assert took < DEMO_TIMEOUT
     print(f"\ndemo.sh against gunicorn: {STEP_COUNT} steps OK in {took:.1f}s")
 
@@ -231,188 +232,6 @@ def test_the_api_token_script_fails_when_nothing_answers(tmp_path):
 # -- Against a stub that breaks the contract -----------------------------------------
 
 
-def _b64(data: dict) -> str:
-    raw = json.dumps(data).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def fake_jwt(**claims) -> str:
-    """Looks like a JWT to the script (it never checks signatures)."""
-    return f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}.c2lnbmF0dXJl"
-
-
-def token_pair(
-    *, fresh: bool, family: str, expires_in: int = 0, refresh_jti: str = "r1"
-) -> dict:
-    return {
-        "access_token": fake_jwt(
-            type="access", fresh=fresh, fam=family, jti=secrets.token_hex(4)
-        ),
-        "refresh_token": fake_jwt(type="refresh", fam=family, jti=refresh_jti),
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-    }
-
-
-def claims_of(token: str) -> dict:
-    """The payload of a fake_jwt (empty for anything else)."""
-    try:
-        part = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError):
-        return {}
-
-
-def token_error(error: str, message: str) -> dict:
-    return {"code": 401, "status": "Unauthorized", "message": message, "error": error}
-
-
-EXPIRED = token_error("token_expired", "The token has expired.")
-REVOKED = token_error("token_revoked", "The token has been revoked.")
-NOT_FRESH = token_error("fresh_token_required", "The token is not fresh.")
-CHALLENGE = {
-    "WWW-Authenticate": 'Bearer realm="api", error="invalid_token", '
-    'error_description="x"'
-}
-STEP_UP = {"WWW-Authenticate": STEP_UP_CHALLENGE}
-
-
-class StubAPI:
-    """Answers like the API (each login a session of its own, ended by /logout and
-    /revoke), but breaks it where `broken` says."""
-
-    def __init__(self, broken: str) -> None:
-        self.broken = broken
-        self.me_calls = 0
-        self.logins = 0
-        self.ended: set[str] = set()  # the sessions (families) that ended
-        self.refresh_token = ""
-        self.username = ""
-        self.password = ""
-        self.families: list[str] = []  # every session started, in order
-        self.lock = threading.Lock()
-
-    def answer(self, method: str, path: str, token: str, body: dict) -> tuple:
-        """(status, JSON body, extra headers) for one request; `token` is the
-        bearer token sent, `body` the JSON or form parameters."""
-        family = claims_of(token).get("fam")
-        with self.lock:
-            if family is not None and family in self.ended and path != "/revoke":
-                return 401, REVOKED, CHALLENGE
-        if (method, path) == ("POST", "/register"):
-            if self.broken == "register_500":
-                return 500, {"code": 500, "error": "internal_error"}, {}
-            self.username = body.get("username", "")
-            self.password = body.get("password", "")
-            return 201, {"id": 1, "username": self.username}, {}
-        if (method, path) == ("POST", "/login"):
-            with self.lock:
-                self.logins += 1
-                family = f"stub-family-{self.logins}"
-                self.families.append(family)
-            expires_in = 900 if self.broken == "long_lifetime" else 0
-            pair = token_pair(fresh=True, family=family, expires_in=expires_in)
-            self.refresh_token = pair["refresh_token"]
-            return 200, pair, {}
-        if (method, path) == ("GET", "/me"):
-            with self.lock:
-                self.me_calls += 1
-                calls = self.me_calls
-            if calls == 2:  # the token "expired" in between
-                return 401, EXPIRED, {} if self.broken == "no_challenge" else CHALLENGE
-            return 200, {"id": 1, "username": self.username, "is_admin": False}, {}
-        if (method, path) == ("POST", "/refresh"):
-            pair = token_pair(
-                fresh=self.broken == "refresh_fresh", family=family, refresh_jti="r2"
-            )
-            if self.broken == "refresh_not_rotated":
-                pair["refresh_token"] = self.refresh_token
-            return 200, pair, {}
-        if (method, path) == ("POST", "/store"):
-            return 201, {"id": 7, "name": body.get("name")}, {}
-        if (method, path) == ("POST", "/item"):
-            if not claims_of(token).get("fresh"):
-                return (
-                    401,
-                    NOT_FRESH,
-                    CHALLENGE if self.broken == "old_challenge" else STEP_UP,
-                )
-            item = {"id": 1, "name": body.get("name"), "price": 1.5, "store": {"id": 7}}
-            return 201, item, {}
-        if (method, path) == ("POST", "/reauthenticate"):
-            if body.get("password") != self.password:
-                return (
-                    401,
-                    token_error("invalid_credentials", "Invalid credentials."),
-                    {},
-                )
-            if self.broken == "reauthenticate_forks":
-                family = "stub-family-forked"
-            return 200, token_pair(fresh=True, family=family, refresh_jti="r3"), {}
-        if (method, path) == ("GET", "/me/sessions"):
-            with self.lock:
-                live = [f for f in reversed(self.families) if f not in self.ended]
-            if self.broken == "orphan_session":
-                live.append("stub-orphan")
-            return 200, [{"id": f, "current": f == family} for f in live], {}
-        if (method, path) == ("POST", "/logout"):
-            with self.lock:
-                self.ended.add(family)
-            return 200, {"message": "Successfully logged out."}, {}
-        if (method, path) == ("POST", "/revoke"):
-            revoked = claims_of(body.get("token", ""))
-            ignored = {
-                "revoke_ignored": True,
-                "revoke_ignores_access_tokens": revoked.get("type") == "access",
-            }.get(self.broken, False)
-            if not ignored and "fam" in revoked:
-                with self.lock:
-                    self.ended.add(revoked.get("fam"))
-            return 200, {"message": "The token is revoked."}, {}
-        return 404, {"code": 404, "error": "not_found"}, {}
-
-
-@contextmanager
-def stub_server(broken: str) -> Iterator[int]:
-    """A StubAPI on a loopback port, in a thread; always shut down and closed."""
-    api = StubAPI(broken)
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if self.headers.get_content_type() == "application/x-www-form-urlencoded":
-                body = dict(parse_qsl(raw.decode()))
-            else:
-                body = json.loads(raw) if raw else {}
-            authorization = self.headers.get("Authorization", "")
-            token = authorization.removeprefix("Bearer ")
-            status, payload, headers = api.answer(self.command, self.path, token, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _handle
-
-        def log_message(self, *args) -> None:  # keep the test output clean
-            pass
-
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=STOP_TIMEOUT)
-
-
 @pytest.mark.parametrize(
     ("broken", "step", "expected", "actual"),
     [
@@ -462,6 +281,15 @@ def stub_server(broken: str) -> Iterator[int]:
             "expected status: 401",
             "actual   status: 200",
         ),
+        # A second factor the server forgets: at a login, in amr, at a step-up.
+        ("mfa_ignored", 26, "expected status: 401", "actual   status: 200"),
+        (
+            "mfa_amr_password_only",
+            27,
+            'expected access_token:amr: ["pwd", "otp"]',
+            'actual   access_token:amr: ["pwd"]',
+        ),
+        ("step_up_without_code", 28, "expected status: 401", "actual   status: 200"),
     ],
 )
 def test_demo_fails_where_the_contract_is_broken(

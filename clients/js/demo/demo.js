@@ -1,5 +1,5 @@
 // The demo page: a small app on top of AuthClient, no build step.
-import { ApiError, AuthClient } from "./auth-client.js";
+import { ApiError, AuthClient, LoginRequiredError } from "./auth-client.js";
 
 // The API is where this module's folder is mounted (<mount path>/demo/demo.js):
 // the site's root, or the path prefix a proxy serves the API under.
@@ -10,6 +10,7 @@ const params = new URLSearchParams(location.search);
 const mode = params.get("mode") === "cookie" ? "cookie" : "header";
 let username = "";
 let loggingOut = false;
+let totpOn = false; // as GET /me/mfa last said
 
 const api = new AuthClient({
   baseUrl: API_BASE.href,
@@ -36,25 +37,53 @@ function status(text, isError = false) {
 
 async function json(response) {
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(`${response.status} ${body.error}: ${body.message}`);
+  if (!response.ok) throw new ApiError(response.status, body.error, body.message);
   return body;
 }
 
-// The password dialog, for a login or a step-up: resolves to the password typed,
-// or null if the user cancels. `problem` is shown under the reason (a retry).
-function askForPassword({ purpose, reason, button, problem = "" }) {
+// What the user typed as a second factor, for AuthClient: six digits are a TOTP
+// code (an app may show them as "123 456"), anything else a recovery code; the
+// server tells which is neither. Null for nothing typed.
+function secondFactor(typed) {
+  const text = typed.trim();
+  if (!text) return null;
+  const digits = text.replace(/\s+/g, "");
+  return /^[0-9]{6}$/.test(digits) ? digits : { recoveryCode: text };
+}
+
+// What a refused second factor (or password) means to the user, or null when
+// asking again would not help.
+const RETRY_PROBLEMS = {
+  invalid_credentials: "Wrong password: try again.",
+  invalid_code: "Wrong code (or used already): try again.",
+  mfa_required: "This account has a second factor: enter a code from your app too.",
+  validation_error: "That is not a code: 6 digits, or a recovery code.",
+};
+
+// The dialog, for a login, its code or a step-up: resolves to `{password, code}`
+// as typed, or null if the user cancels. `problem` is shown under the reason (a
+// retry); `password` and `code` say which fields it asks for.
+function ask({ purpose, reason, button, problem = "", password = true, code = false }) {
   const dialog = $("relogin");
   dialog.dataset.purpose = purpose;
   $("relogin-reason").textContent = reason;
   $("relogin-problem").textContent = problem;
   $("relogin-problem").hidden = !problem;
   $("relogin-button").textContent = button;
+  $("relogin-password-label").hidden = !password;
+  $("relogin-code-label").hidden = !code;
   $("relogin-password").value = "";
+  $("relogin-code").value = "";
   dialog.showModal();
   return new Promise((resolve) => {
     dialog.addEventListener(
       "close",
-      () => resolve(dialog.returnValue === "login" ? $("relogin-password").value : null),
+      () =>
+        resolve(
+          dialog.returnValue === "login"
+            ? { password: $("relogin-password").value, code: $("relogin-code").value }
+            : null,
+        ),
       { once: true },
     );
   });
@@ -63,7 +92,7 @@ function askForPassword({ purpose, reason, button, problem = "" }) {
 // onLoginRequired: resolves to true once the user has logged in again (a new
 // session: AuthClient ends the one it held first), false if they cancel.
 async function askToLogInAgain(code) {
-  const password = await askForPassword({
+  const typed = await ask({
     purpose: "login",
     reason:
       code === "fresh_token_required"
@@ -71,9 +100,10 @@ async function askToLogInAgain(code) {
         : `Your session ended (${code}): please log in again.`,
     button: "Log in",
   });
-  if (password === null) return false;
+  if (typed === null) return false;
   try {
-    await api.login(username, password);
+    const result = await api.login(username, typed.password);
+    if (result.mfaRequired && !(await askForLoginCode())) return false;
     status("Logged in again.");
     showSessions(); // a login is a new session
     return true;
@@ -83,30 +113,61 @@ async function askToLogInAgain(code) {
   }
 }
 
-// onReauthenticate: a fresh-only action was refused (RFC 9470's step-up). The
-// password again, in this session (no new one); a wrong one is asked again.
-// Resolves to true once stepped up, false if the user cancels.
-async function askToStepUp({ maxAge }) {
-  const within = maxAge === null ? "" : ` (within ${maxAge} s)`;
+// The second step of a login in the dialog: true once logged in, false if the
+// user cancels; a wrong code is asked again, a login that expired rejects.
+async function askForLoginCode() {
   let problem = "";
   for (;;) {
-    const password = await askForPassword({
+    const typed = await ask({
+      purpose: "login-code",
+      reason: "Enter the code your authenticator app shows, or a recovery code.",
+      button: "Log in",
+      problem,
+      password: false,
+      code: true,
+    });
+    if (typed === null) return false;
+    try {
+      await api.completeMfa(secondFactor(typed.code) ?? "");
+      return true;
+    } catch (error) {
+      // An ApiError: the login still waits (a wrong code, a rate limit...).
+      if (!(error instanceof ApiError)) throw error;
+      problem = RETRY_PROBLEMS[error.code] || error.message;
+    }
+  }
+}
+
+// onReauthenticate: a fresh-only action was refused (RFC 9470's step-up). The
+// password again (and a code, for an account with a second factor), in this
+// session (no new one); a wrong one is asked again. Resolves to true once
+// stepped up, false if the user cancels.
+async function askToStepUp({ maxAge, codeRequired }) {
+  const within = maxAge === null ? "" : ` (within ${maxAge} s)`;
+  let problem = "";
+  let withCode = codeRequired || totpOn;
+  for (;;) {
+    const typed = await ask({
       purpose: "step-up",
       reason:
-        `This needs a fresh login${within}: please confirm your password. ` +
+        `This needs a fresh login${within}: please confirm your password` +
+        `${withCode ? " and a code from your authenticator app" : ""}. ` +
         "You stay in this session.",
       button: "Confirm",
       problem,
+      code: withCode,
     });
-    if (password === null) return false;
+    if (typed === null) return false;
     try {
-      await api.reauthenticate(password);
-      status("Password confirmed: same session.");
+      await api.reauthenticate(typed.password, withCode ? secondFactor(typed.code) : null);
+      const proved = withCode ? "Password and code" : "Password";
+      status(`${proved} confirmed: same session.`);
       showSessions(); // the session's "authenticated" time moved
       return true;
     } catch (error) {
-      if (error instanceof ApiError && error.code === "invalid_credentials") {
-        problem = "Wrong password: try again.";
+      problem = error instanceof ApiError ? RETRY_PROBLEMS[error.code] : null;
+      if (problem) {
+        withCode ||= error.code === "mfa_required";
         continue;
       }
       status(`Step-up failed: ${error.message}`, true);
@@ -121,14 +182,28 @@ async function showApp() {
   $("login-section").hidden = true;
   $("app-section").hidden = false;
   showSessions();
+  showMfa();
   await loadItems();
 }
 
 function showLogin(text) {
   $("app-section").hidden = true;
   $("login-section").hidden = false;
+  showLoginStep("password");
   $("sessions").replaceChildren();
+  hideEnrolment();
+  hideRecoveryCodes();
   status(text);
+}
+
+// The login section's step: the password form, or the second factor's.
+function showLoginStep(step, problem = "") {
+  $("login-form").hidden = step !== "password";
+  $("mfa-form").hidden = step !== "code";
+  $("mfa-code").value = "";
+  $("mfa-problem").textContent = problem;
+  $("mfa-problem").hidden = !problem;
+  if (step === "code") $("mfa-code").focus();
 }
 
 // "HeadlessChrome/120 ... (X11; Linux x86_64)" -> "HeadlessChrome on Linux"; a user
@@ -249,12 +324,38 @@ $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   username = $("username").value;
   try {
-    await api.login(username, $("password").value);
+    const result = await api.login(username, $("password").value);
+    if (result.mfaRequired) {
+      showLoginStep("code");
+      status("Password right: now a code.");
+      return;
+    }
     await showApp();
   } catch (error) {
     status(`Login failed: ${error.message}`, true);
   }
 });
+
+$("mfa-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await api.completeMfa(secondFactor($("mfa-code").value) ?? "");
+  } catch (error) {
+    if (error instanceof LoginRequiredError) {
+      // invalid_mfa_token: expired, used, or spent on wrong codes.
+      showLoginStep("password");
+      status(`Login failed: ${error.message}: log in again.`, true);
+    } else {
+      // The login still waits (a wrong code, a rate limit...): ask again.
+      showLoginStep("code", RETRY_PROBLEMS[error.code] || error.message);
+    }
+    return;
+  }
+  showLoginStep("password");
+  await showApp().catch((error) => status(error.message, true));
+});
+
+$("mfa-cancel").addEventListener("click", () => showLogin("Log in again."));
 
 $("register-button").addEventListener("click", async () => {
   const response = await fetch(new URL("register", API_BASE), {
@@ -319,3 +420,119 @@ $("end-others-button").addEventListener("click", async () => {
 $("logout-button").addEventListener("click", () =>
   logOut().catch((error) => status(`Logged out here, but: ${error.message}`, true)),
 );
+
+// -- The second factor: TOTP and recovery codes (docs/mfa.md) ------------------------
+// Turning it on, renewing the codes and turning it off need a token fresh within
+// 300 s: when refused, the step-up dialog asks (fetch() calls onReauthenticate).
+
+async function loadMfa() {
+  const state = await json(await api.fetch("/me/mfa"));
+  totpOn = state.totp;
+  const left = state.recovery_codes_left;
+  $("mfa-status").dataset.totp = totpOn ? "on" : "off";
+  $("mfa-status").textContent = totpOn
+    ? `TOTP is on · ${left} recovery code${left === 1 ? "" : "s"} left.`
+    : "TOTP is off: your password alone logs you in.";
+  $("totp-on-button").hidden = totpOn;
+  $("recovery-codes-button").hidden = !totpOn;
+  $("totp-off-button").hidden = !totpOn;
+}
+
+function showMfa() {
+  loadMfa().catch((error) => {
+    if (!$("app-section").hidden) status(`Second factor: ${error.message}`, true);
+  });
+}
+
+function hideEnrolment() {
+  $("enrolment").hidden = true;
+  $("totp-qr").removeAttribute("src");
+  $("totp-secret").textContent = "";
+  $("confirm-problem").hidden = true;
+}
+
+// Shown once: the server never answers them again, and the page forgets them
+// when dismissed (or at a logout).
+function showRecoveryCodes(codes) {
+  $("recovery-code-list").replaceChildren(
+    ...codes.map((code) => {
+      const li = document.createElement("li");
+      li.textContent = code;
+      return li;
+    }),
+  );
+  $("recovery-codes").hidden = false;
+}
+
+function hideRecoveryCodes() {
+  $("recovery-code-list").replaceChildren();
+  $("recovery-codes").hidden = true;
+}
+
+async function startTotp() {
+  const enrolment = await json(await api.fetch("/me/mfa/totp", { method: "POST" }));
+  hideRecoveryCodes();
+  // Server text goes in as an image (an SVG image runs no script) and as text:
+  // never as HTML.
+  const svg = encodeURIComponent(enrolment.qr_svg);
+  $("totp-qr").src = `data:image/svg+xml;charset=utf-8,${svg}`;
+  $("totp-secret").textContent = enrolment.secret;
+  $("confirm-code").value = "";
+  $("confirm-problem").hidden = true;
+  $("enrolment").hidden = false;
+  status("Scan the QR code, then enter the code your app shows.");
+}
+
+async function confirmTotp() {
+  const code = $("confirm-code").value.replace(/\s+/g, "");
+  const response = await api.fetch("/me/mfa/totp/confirm", {
+    method: "POST",
+    body: JSON.stringify({ code }),
+  });
+  let codes;
+  try {
+    ({ recovery_codes: codes } = await json(response));
+  } catch (error) {
+    const problem = error instanceof ApiError ? RETRY_PROBLEMS[error.code] : null;
+    if (!problem) throw error;
+    $("confirm-problem").textContent = problem;
+    $("confirm-problem").hidden = false;
+    return;
+  }
+  hideEnrolment();
+  showRecoveryCodes(codes);
+  await loadMfa();
+  status("TOTP is on: a login now asks for a code.");
+}
+
+async function renewRecoveryCodes() {
+  const { recovery_codes: codes } = await json(
+    await api.fetch("/me/mfa/recovery-codes", { method: "POST" }),
+  );
+  showRecoveryCodes(codes);
+  await loadMfa();
+  status("New recovery codes: the old ones no longer work.");
+}
+
+async function turnTotpOff() {
+  await json(await api.fetch("/me/mfa/totp", { method: "DELETE" }));
+  hideEnrolment();
+  hideRecoveryCodes();
+  await loadMfa();
+  status("TOTP is off: your password alone logs you in.");
+}
+
+for (const [id, action] of [
+  ["totp-on-button", startTotp],
+  ["recovery-codes-button", renewRecoveryCodes],
+  ["totp-off-button", turnTotpOff],
+]) {
+  $(id).addEventListener("click", () => action().catch((error) => status(error.message, true)));
+}
+
+$("confirm-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  confirmTotp().catch((error) => status(error.message, true));
+});
+
+$("recovery-codes-done").addEventListener("click", hideRecoveryCodes);

@@ -1,0 +1,290 @@
+"""A stub of the API for tests/live/test_curl_demo.py: it answers clients/curl/demo.sh
+as the API does (each login a session of its own, ended by /logout and /revoke;
+TOTP with codes checked as RFC 6238 has them), but breaks the contract where told.
+"""
+
+import base64
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import pyotp
+
+from tests.servers import HOST
+
+STOP_TIMEOUT = 15.0
+STEP_UP_CHALLENGE = (
+    'Bearer realm="api", error="insufficient_user_authentication", '
+    'error_description="The token is not fresh.", max_age="900"'
+)
+
+
+def _b64(data: dict) -> str:
+    raw = json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def fake_jwt(**claims) -> str:
+    """Looks like a JWT to the script (it never checks signatures)."""
+    return f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}.c2lnbmF0dXJl"
+
+
+def token_pair(
+    *,
+    fresh: bool,
+    family: str,
+    expires_in: int = 0,
+    refresh_jti: str = "r1",
+    amr: tuple[str, ...] = ("pwd",),
+) -> dict:
+    return {
+        "access_token": fake_jwt(
+            type="access", fresh=fresh, fam=family, jti=secrets.token_hex(4), amr=amr
+        ),
+        "refresh_token": fake_jwt(type="refresh", fam=family, jti=refresh_jti, amr=amr),
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    }
+
+
+def claims_of(token: str) -> dict:
+    """The payload of a fake_jwt (empty for anything else)."""
+    try:
+        part = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+def token_error(error: str, message: str) -> dict:
+    return {"code": 401, "status": "Unauthorized", "message": message, "error": error}
+
+
+EXPIRED = token_error("token_expired", "The token has expired.")
+REVOKED = token_error("token_revoked", "The token has been revoked.")
+NOT_FRESH = token_error("fresh_token_required", "The token is not fresh.")
+CHALLENGE = {
+    "WWW-Authenticate": 'Bearer realm="api", error="invalid_token", '
+    'error_description="x"'
+}
+STEP_UP = {"WWW-Authenticate": STEP_UP_CHALLENGE}
+MFA_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+MFA_REQUIRED = token_error("mfa_required", "A second factor is required.")
+INVALID_CODE = token_error("invalid_code", "The code is not valid.")
+BOTH_FACTORS = ("pwd", "otp")
+
+
+class StubAPI:
+    """Answers like the API (each login a session of its own, ended by /logout and
+    /revoke; a TOTP code good for its step and the one before, once), but breaks
+    it where `broken` says."""
+
+    def __init__(self, broken: str) -> None:
+        self.broken = broken
+        self.me_calls = 0
+        self.logins = 0
+        self.ended: set[str] = set()  # the sessions (families) that ended
+        self.refresh_token = ""
+        self.username = ""
+        self.password = ""
+        self.families: list[str] = []  # every session started, in order
+        self.lock = threading.Lock()
+        self.pending_secret = ""
+        self.totp_secret = ""  # TOTP is on
+        self.last_step = -1  # the newest step whose code was used
+        self.recovery_codes: set[str] = set()
+        self.mfa_tokens: set[str] = set()  # logins waiting for a code
+
+    def _new_session(self) -> str:
+        with self.lock:
+            self.logins += 1
+            family = f"stub-family-{self.logins}"
+            self.families.append(family)
+        return family
+
+    def _spend(self, body: dict) -> bool:
+        """Whether `body` carries a good code (spent now) or recovery code."""
+        if body.get("recovery_code") in self.recovery_codes:
+            self.recovery_codes.discard(body["recovery_code"])
+            return True
+        now = int(time.time()) // 30
+        for step in (now - 1, now):
+            totp = pyotp.TOTP(self.totp_secret or self.pending_secret)
+            if step > self.last_step and totp.at(step * 30) == body.get("code"):
+                self.last_step = step
+                return True
+        return False
+
+    def second_factor(self, method: str, path: str, body: dict) -> tuple | None:
+        """The answer of a TOTP route, or None for any other."""
+        if (method, path) == ("POST", "/me/mfa/totp"):
+            self.pending_secret = pyotp.random_base32()
+            uri = f"otpauth://totp/Stub:{self.username}?secret={self.pending_secret}"
+            svg = '<svg xmlns="http://www.w3.org/2000/svg"></svg>'
+            return (
+                201,
+                {"secret": self.pending_secret, "otpauth_uri": uri, "qr_svg": svg},
+                {},
+            )
+        if (method, path) == ("POST", "/me/mfa/totp/confirm"):
+            if not self._spend(body):
+                return 400, {**INVALID_CODE, "code": 400, "status": "Bad Request"}, {}
+            self.totp_secret = self.pending_secret
+            self.recovery_codes = {secrets.token_hex(8) for _ in range(10)}
+            return 200, {"recovery_codes": sorted(self.recovery_codes)}, {}
+        if (method, path) in (("GET", "/me/mfa"), ("DELETE", "/me/mfa/totp")):
+            if method == "DELETE":
+                self.totp_secret = ""
+                self.recovery_codes = set()
+            left = len(self.recovery_codes)
+            return (
+                200,
+                {"totp": bool(self.totp_secret), "recovery_codes_left": left},
+                {},
+            )
+        if (method, path) == ("POST", "/login/mfa"):
+            if body.get("mfa_token") not in self.mfa_tokens:
+                return 401, token_error("invalid_mfa_token", "Log in again."), {}
+            if not self._spend(body):
+                return 401, INVALID_CODE, {}
+            self.mfa_tokens.discard(body["mfa_token"])
+            amr = ("pwd",) if self.broken == "mfa_amr_password_only" else BOTH_FACTORS
+            return 200, token_pair(fresh=True, family=self._new_session(), amr=amr), {}
+        return None
+
+    def answer(self, method: str, path: str, token: str, body: dict) -> tuple:
+        """(status, JSON body, extra headers) for one request; `token` is the
+        bearer token sent, `body` the JSON or form parameters."""
+        family = claims_of(token).get("fam")
+        with self.lock:
+            if family is not None and family in self.ended and path != "/revoke":
+                return 401, REVOKED, CHALLENGE
+        if (method, path) == ("POST", "/register"):
+            if self.broken == "register_500":
+                return 500, {"code": 500, "error": "internal_error"}, {}
+            self.username = body.get("username", "")
+            self.password = body.get("password", "")
+            return 201, {"id": 1, "username": self.username}, {}
+        answer = self.second_factor(method, path, body)
+        if answer is not None:
+            return answer
+        if (method, path) == ("POST", "/login"):
+            if self.totp_secret and self.broken != "mfa_ignored":
+                mfa_token = secrets.token_urlsafe(32)
+                self.mfa_tokens.add(mfa_token)
+                return 401, {**MFA_REQUIRED, "mfa_token": mfa_token}, MFA_CHALLENGE
+            family = self._new_session()
+            expires_in = 900 if self.broken == "long_lifetime" else 0
+            pair = token_pair(fresh=True, family=family, expires_in=expires_in)
+            self.refresh_token = pair["refresh_token"]
+            return 200, pair, {}
+        if (method, path) == ("GET", "/me"):
+            with self.lock:
+                self.me_calls += 1
+                calls = self.me_calls
+            if calls == 2:  # the token "expired" in between
+                return 401, EXPIRED, {} if self.broken == "no_challenge" else CHALLENGE
+            return 200, {"id": 1, "username": self.username, "is_admin": False}, {}
+        if (method, path) == ("POST", "/refresh"):
+            pair = token_pair(
+                fresh=self.broken == "refresh_fresh", family=family, refresh_jti="r2"
+            )
+            if self.broken == "refresh_not_rotated":
+                pair["refresh_token"] = self.refresh_token
+            return 200, pair, {}
+        if (method, path) == ("POST", "/store"):
+            return 201, {"id": 7, "name": body.get("name")}, {}
+        if (method, path) == ("POST", "/item"):
+            if not claims_of(token).get("fresh"):
+                return (
+                    401,
+                    NOT_FRESH,
+                    CHALLENGE if self.broken == "old_challenge" else STEP_UP,
+                )
+            item = {"id": 1, "name": body.get("name"), "price": 1.5, "store": {"id": 7}}
+            return 201, item, {}
+        if (method, path) == ("POST", "/reauthenticate"):
+            if body.get("password") != self.password:
+                return (
+                    401,
+                    token_error("invalid_credentials", "Invalid credentials."),
+                    {},
+                )
+            amr = ("pwd",)
+            if self.totp_secret and self.broken != "step_up_without_code":
+                if "code" not in body and "recovery_code" not in body:
+                    return 401, MFA_REQUIRED, MFA_CHALLENGE
+                if not self._spend(body):
+                    return 401, INVALID_CODE, {}
+                amr = BOTH_FACTORS
+            if self.broken == "reauthenticate_forks":
+                family = "stub-family-forked"
+            pair = token_pair(fresh=True, family=family, refresh_jti="r3", amr=amr)
+            return 200, pair, {}
+        if (method, path) == ("GET", "/me/sessions"):
+            with self.lock:
+                live = [f for f in reversed(self.families) if f not in self.ended]
+            if self.broken == "orphan_session":
+                live.append("stub-orphan")
+            return 200, [{"id": f, "current": f == family} for f in live], {}
+        if (method, path) == ("POST", "/logout"):
+            with self.lock:
+                self.ended.add(family)
+            return 200, {"message": "Successfully logged out."}, {}
+        if (method, path) == ("POST", "/revoke"):
+            revoked = claims_of(body.get("token", ""))
+            ignored = {
+                "revoke_ignored": True,
+                "revoke_ignores_access_tokens": revoked.get("type") == "access",
+            }.get(self.broken, False)
+            if not ignored and "fam" in revoked:
+                with self.lock:
+                    self.ended.add(revoked.get("fam"))
+            return 200, {"message": "The token is revoked."}, {}
+        return 404, {"code": 404, "error": "not_found"}, {}
+
+
+@contextmanager
+def stub_server(broken: str) -> Iterator[int]:
+    """A StubAPI on a loopback port, in a thread; always shut down and closed."""
+    api = StubAPI(broken)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self.headers.get_content_type() == "application/x-www-form-urlencoded":
+                body = dict(parse_qsl(raw.decode()))
+            else:
+                body = json.loads(raw) if raw else {}
+            authorization = self.headers.get("Authorization", "")
+            token = authorization.removeprefix("Bearer ")
+            status, payload, headers = api.answer(self.command, self.path, token, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _handle
+
+        def log_message(self, *args) -> None:  # keep the test output clean
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=STOP_TIMEOUT)
