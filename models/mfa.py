@@ -148,6 +148,12 @@ class MfaTokenModel(Model):
         )
 
     @classmethod
+    def end_all(cls, user_id: int) -> None:
+        """End every login of the user that waits for a code, in the caller's
+        transaction (the password they proved has changed)."""
+        db.session.execute(delete(cls).where(cls.user_id == user_id))
+
+    @classmethod
     def purge_expired(cls) -> int:
         """Delete waiting logins past their expiry (their tokens are refused)."""
         statement = delete(cls).where(cls.expires_at <= utcnow())
