@@ -16,8 +16,8 @@ from auth.factors.mfa_tokens import (
     InvalidMfaToken,
     MfaRequired,
     complete,
-    count_failure,
     issue_mfa_token,
+    take_attempt,
     waiting_login,
 )
 from auth.sessions import PASSWORD, start_session
@@ -58,11 +58,8 @@ def second_factor_login(
         # The account went, or dropped its second factor, while this login waited.
         complete(mfa_token)
         raise InvalidMfaToken("The login is no longer pending: log in again.")
-    try:
-        totp.verify(user, code, recovery_code)
-    except totp.InvalidCode:
-        count_failure(mfa_token)
-        raise
+    take_attempt(mfa_token)
+    totp.verify(user, code, recovery_code)
     complete(mfa_token)
     login_succeeded(user)
     return start_session(user, PASSWORD_AND_OTP), token_delivery

@@ -119,6 +119,9 @@ class MfaTokenModel(Model):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # Attempts at a code so far, each counted before its code is checked (a
+    # right code ends the waiting login, so all but the last were wrong); at
+    # the limit the waiting login takes no more.
     failures: Mapped[int] = mapped_column(default=0)
     # How /login was asked to deliver the tokens: "body" or "cookie".
     token_delivery: Mapped[str] = mapped_column(String(8))
@@ -135,17 +138,19 @@ class MfaTokenModel(Model):
         return db.session.execute(delete(cls).where(cls.id == token_hash)).rowcount == 1
 
     @classmethod
-    def count_failure(cls, token_hash: str, limit: int) -> None:
-        """One more wrong code; at `limit` the waiting login is gone."""
-        db.session.execute(
+    def take_attempt(cls, token_hash: str, limit: int) -> bool:
+        """Count one attempt at a code, before it is checked: True unless `limit`
+        were counted already (or the login expired). One UPDATE, so requests
+        side by side, on any workers, get `limit` attempts between them."""
+        statement = (
             update(cls)
-            .where(cls.id == token_hash)
+            .where(
+                cls.id == token_hash, cls.failures < limit, cls.expires_at > utcnow()
+            )
             .values(failures=cls.failures + 1)
             .execution_options(synchronize_session=False)
         )
-        db.session.execute(
-            delete(cls).where(cls.id == token_hash, cls.failures >= limit)
-        )
+        return db.session.execute(statement).rowcount == 1
 
     @classmethod
     def end_all(cls, user_id: int) -> None:
