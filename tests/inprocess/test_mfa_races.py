@@ -38,16 +38,18 @@ def alice(auth, client) -> tuple[int, str, list[str]]:
     return totp_account(auth, client, "alice")
 
 
-def race(app: Flask, bodies: list[dict]) -> list[tuple[int, dict]]:
-    """POST /login/mfa with each body at once, one thread and client each: the
-    (status, body) answers, in the order of `bodies`."""
+def race(
+    app: Flask, bodies: list[dict | None], path: str = "/login/mfa", **kwargs
+) -> list[tuple[int, dict]]:
+    """POST `path` with each body at once (and `kwargs`, e.g. headers), one
+    thread and client each: the (status, body) answers, in the order of `bodies`."""
     barrier = threading.Barrier(len(bodies))
     answers: list = [None] * len(bodies)
 
-    def send(index: int, body: dict) -> None:
+    def send(index: int, body: dict | None) -> None:
         client = app.test_client()
         barrier.wait(10)
-        response = client.post("/login/mfa", json=body)
+        response = client.post(path, json=body, **kwargs)
         answers[index] = (response.status_code, response.get_json())
 
     threads = [
@@ -203,3 +205,51 @@ def test_wrong_codes_side_by_side_get_no_more_tries_than_the_limit(app, client, 
             "/login/mfa", json={"mfa_token": token, "code": code(secret)}
         )
         assert_error(late, 401, "invalid_mfa_token")
+
+
+# --- the owner's own requests side by side (a double submit, two tabs) -------------
+
+
+def test_renewals_side_by_side_leave_one_set_of_recovery_codes(app, client, alice):
+    """Each renewal answers a new set; whichever came last is the only one left
+    (not the union of the sets: codes the owner never kept would still work)."""
+    _, _, codes = alice
+    tokens = client.post(
+        "/login/mfa",
+        json={"mfa_token": mfa_token(client, "alice"), "recovery_code": codes[0]},
+    ).get_json()
+    headers = bearer(tokens["access_token"])
+    for round_number in range(ROUNDS):
+        answers = race(app, [None] * 3, "/me/mfa/recovery-codes", headers=headers)
+
+        assert [status for status, _ in answers] == [200] * 3, answers
+        left = client.get("/me/mfa", headers=headers).get_json()
+        assert left == {"totp": True, "recovery_codes_left": 10}, round_number
+
+
+def test_confirmations_side_by_side_turn_totp_on_once(app, client, auth):
+    _, tokens = auth.user("bob")
+    headers = bearer(tokens["access_token"])
+    for round_number in range(ROUNDS):
+        secret = client.post("/me/mfa/totp", headers=headers).get_json()["secret"]
+        both = [code(secret), code(secret, steps_ago=1)]
+
+        answers = race(
+            app,
+            [{"code": c} for c in both * 2],
+            "/me/mfa/totp/confirm",
+            headers=headers,
+        )
+
+        label = (round_number, answers)
+        assert sorted(status for status, _ in answers)[0] == 200, label
+        assert [status for status, _ in answers].count(200) == 1, label
+        assert all(
+            (status, body.get("error"))
+            in {(400, "invalid_code"), (409, "no_pending_enrolment")}
+            for status, body in answers
+            if status != 200
+        ), label
+        left = client.get("/me/mfa", headers=headers).get_json()
+        assert left == {"totp": True, "recovery_codes_left": 10}, label
+        assert client.delete("/me/mfa/totp", headers=headers).status_code == 200
