@@ -104,6 +104,13 @@ class RecoveryCodeModel(Model):
     def replace(cls, user_id: int, code_hashes: list[str]) -> None:
         """The user's codes become these (the old ones die), in the caller's
         transaction."""
+        # One replacement at a time per user: side by side, each DELETE would
+        # miss the codes the other inserts, and every set would stay valid.
+        db.session.execute(
+            select(TotpFactorModel.user_id)
+            .where(TotpFactorModel.user_id == user_id)
+            .with_for_update()
+        )
         db.session.execute(delete(cls).where(cls.user_id == user_id))
         db.session.add_all(cls(user_id=user_id, code_hash=h) for h in code_hashes)
 
