@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import Model, db
-from models.base import utcnow
+from models.base import rows_changed, utcnow
 
 
 class TotpFactorModel(Model):
@@ -157,7 +157,7 @@ class MfaTokenModel(Model):
             .values(failures=cls.failures + 1)
             .execution_options(synchronize_session=False)
         )
-        return db.session.execute(statement).rowcount == 1
+        return rows_changed(statement) == 1
 
     @classmethod
     def end_all(cls, user_id: int) -> None:
