@@ -16,9 +16,9 @@ from auth.factors.mfa_tokens import (
     InvalidMfaToken,
     MfaRequired,
     complete,
-    count_failure,
     discard,
     issue_mfa_token,
+    take_attempt,
     waiting_login,
 )
 from auth.sessions import PASSWORD, start_session
@@ -59,11 +59,10 @@ def second_factor_login(
         # The account went, or dropped its second factor, while this login waited.
         discard(mfa_token)
         raise InvalidMfaToken("The login is no longer pending: log in again.")
-    try:
-        complete(mfa_token, lambda: totp.check(user, code, recovery_code))
-    except totp.InvalidCode:
-        count_failure(mfa_token)
-        raise
+    # The attempt is counted first (side by side, attempts get the limit between
+    # them), then the code is spent and the login ended in one transaction.
+    take_attempt(mfa_token)
+    complete(mfa_token, lambda: totp.check(user, code, recovery_code))
     login_succeeded(user)
     return start_session(user, PASSWORD_AND_OTP), token_delivery
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import Model, db
-from models.base import utcnow
+from models.base import rows_changed, utcnow
 
 
 class TotpFactorModel(Model):
@@ -72,7 +72,7 @@ class TotpFactorModel(Model):
             .values(last_step=step)
             .execution_options(synchronize_session=False)
         )
-        return db.session.execute(statement).rowcount == 1
+        return rows_changed(statement) == 1
 
 
 class RecoveryCodeModel(Model):
@@ -102,12 +102,19 @@ class RecoveryCodeModel(Model):
         statement = delete(cls).where(
             cls.user_id == user_id, cls.code_hash == code_hash
         )
-        return db.session.execute(statement).rowcount == 1
+        return rows_changed(statement) == 1
 
     @classmethod
     def replace(cls, user_id: int, code_hashes: list[str]) -> None:
         """The user's codes become these (the old ones die), in the caller's
         transaction."""
+        # One replacement at a time per user: side by side, each DELETE would
+        # miss the codes the other inserts, and every set would stay valid.
+        db.session.execute(
+            select(TotpFactorModel.user_id)
+            .where(TotpFactorModel.user_id == user_id)
+            .with_for_update()
+        )
         db.session.execute(delete(cls).where(cls.user_id == user_id))
         db.session.add_all(cls(user_id=user_id, code_hash=h) for h in code_hashes)
 
@@ -123,6 +130,9 @@ class MfaTokenModel(Model):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # Attempts at a code so far, each counted before its code is checked (a
+    # right code ends the waiting login, so all but the last were wrong); at
+    # the limit the waiting login takes no more.
     failures: Mapped[int] = mapped_column(default=0)
     # How /login was asked to deliver the tokens: "body" or "cookie".
     token_delivery: Mapped[str] = mapped_column(String(8))
@@ -136,23 +146,31 @@ class MfaTokenModel(Model):
     @classmethod
     def spend(cls, token_hash: str) -> bool:
         """End the waiting login: True for the one request whose DELETE took it."""
-        return db.session.execute(delete(cls).where(cls.id == token_hash)).rowcount == 1
+        return rows_changed(delete(cls).where(cls.id == token_hash)) == 1
 
     @classmethod
-    def count_failure(cls, token_hash: str, limit: int) -> None:
-        """One more wrong code; at `limit` the waiting login is gone."""
-        db.session.execute(
+    def take_attempt(cls, token_hash: str, limit: int) -> bool:
+        """Count one attempt at a code, before it is checked: True unless `limit`
+        were counted already (or the login expired). One UPDATE, so requests
+        side by side, on any workers, get `limit` attempts between them."""
+        statement = (
             update(cls)
-            .where(cls.id == token_hash)
+            .where(
+                cls.id == token_hash, cls.failures < limit, cls.expires_at > utcnow()
+            )
             .values(failures=cls.failures + 1)
             .execution_options(synchronize_session=False)
         )
-        db.session.execute(
-            delete(cls).where(cls.id == token_hash, cls.failures >= limit)
-        )
+        return rows_changed(statement) == 1
+
+    @classmethod
+    def end_all(cls, user_id: int) -> None:
+        """End every login of the user that waits for a code, in the caller's
+        transaction (the password they proved has changed)."""
+        db.session.execute(delete(cls).where(cls.user_id == user_id))
 
     @classmethod
     def purge_expired(cls) -> int:
         """Delete waiting logins past their expiry (their tokens are refused)."""
         statement = delete(cls).where(cls.expires_at <= utcnow())
-        return db.session.execute(statement).rowcount
+        return rows_changed(statement)

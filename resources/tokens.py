@@ -65,7 +65,7 @@ def mfa_token_username() -> str:
         body = request.get_json(silent=True) if request.is_json else None
         token = body.get("mfa_token") if isinstance(body, dict) else None
         valid = isinstance(token, str) and 0 < len(token) <= MAX_MFA_TOKEN_LENGTH
-        g.mfa_username = waiting_username(token) if valid else ""
+        g.mfa_username = waiting_username(token) if valid and token else ""
     return g.mfa_username
 
 

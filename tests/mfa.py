@@ -36,7 +36,8 @@ def code_with_time_left(secret: str, steps_ago: int = 0, seconds: float = 2) -> 
 
 
 def wrong_code(secret: str) -> str:
-    """Six digits that are no code of the steps around now."""
+    """Six digits that are no code of the secret in the steps around now (so
+    wrong even if the step changes meanwhile)."""
     near = {code(secret, steps_ago) for steps_ago in (-2, -1, 0, 1, 2)}
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in near)
 
@@ -88,3 +89,17 @@ def mfa_token(client, username: str, password: str = PASSWORD, **extra) -> str:
     body = response.get_json()
     assert response.status_code == 401 and body["error"] == "mfa_required", body
     return body["mfa_token"]
+
+
+def totp_account(auth, client, username: str) -> tuple[int, str, list[str]]:
+    """A new account with TOTP on and its enrolment session ended: its id, secret
+    and recovery codes (the previous step's code is spent, this step's is not)."""
+    user_id, tokens = auth.user(username)
+    secret, codes = enrol(client, tokens["access_token"])
+    client.post("/logout", headers=bearer(tokens["access_token"]))
+    return user_id, secret, codes
+
+
+def complete(client, token: str, **factor):
+    """POST /login/mfa with `token` and `code=` or `recovery_code=`."""
+    return client.post("/login/mfa", json={"mfa_token": token, **factor})

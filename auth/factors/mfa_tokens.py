@@ -90,11 +90,15 @@ def discard(token: str) -> None:
         MfaTokenModel.spend(_digest(token))
 
 
-def count_failure(token: str) -> None:
-    """A wrong code for this waiting login; the last allowed one ends it."""
+def take_attempt(token: str) -> None:
+    """Count an attempt at a code for this waiting login before the code is
+    checked; InvalidMfaToken once `MFA_TOKEN_MAX_FAILURES` were made (counted
+    after the check, attempts side by side would each get one)."""
     limit = current_app.config["MFA_TOKEN_MAX_FAILURES"]
-    with write("The failed attempt could not be counted."):
-        MfaTokenModel.count_failure(_digest(token), limit)
+    with write("The attempt could not be counted."):
+        taken = MfaTokenModel.take_attempt(_digest(token), limit)
+    if not taken:
+        raise InvalidMfaToken(_REFUSED)
 
 
 def waiting_username(token: str) -> str:

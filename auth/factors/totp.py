@@ -111,7 +111,9 @@ def confirm_enrolment(user: UserModel, code: str) -> list[str]:
         )
     step = _matching_step(unseal(factor.secret), code)
     with write("TOTP could not be enabled."):
-        if step is None or not TotpFactorModel.spend_step(user.id, step, factor.secret):
+        if step is None or not TotpFactorModel.spend_step(
+            user.id, step, factor.secret, pending=True
+        ):
             _verified("totp", False)  # write() rolls the block back
             raise InvalidEnrolmentCode("The code is not right for the new secret.")
         factor.confirmed_at = utcnow()

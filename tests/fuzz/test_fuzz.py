@@ -11,6 +11,12 @@ its password changed, a new one is registered. `/refresh` gets the refresh token
 of that login, every other operation its fresh access token. Cases where
 schemathesis sends a missing or broken token on purpose keep theirs.
 
+The second factor's states are reached too: the operations that act on TOTP once
+it is on get an account that has it (the fuzzer then completes its own logins
+with its recovery codes), and `POST /login/mfa` gets a real waiting login for
+half of its well-formed mfa_tokens, with the current code for a well-formed code
+(good once a step: the others are refused as used).
+
 Bounded: about 3,000 requests, well under a minute.
 """
 
@@ -31,8 +37,11 @@ from schemathesis.checks import (
 from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
 
 from app import create_app
+from auth.factors.schemas import CODE_RE
 from core import db
+from schemas import MAX_MFA_TOKEN_LENGTH
 from tests.helpers import TEST_SETTINGS, AuthActions, bearer
+from tests.mfa import code
 
 
 def explicitly_documented_status(ctx, response, case):
@@ -99,15 +108,80 @@ class Fuzzer:
         self.accounts = itertools.count(1)
         self.username = ""
         self.password = ""
+        self.secret = ""  # the account's TOTP secret, once the fuzzer turned it on
+        self.recovery_codes: list[str] = []  # its unused recovery codes
 
     def tokens(self) -> dict:
-        """A new login's token pair (a new account if the last one is gone)."""
+        """A new login's token pair (a new account if the last one is gone, or
+        asks for a second factor the fuzzer can no longer prove)."""
         if self.username:
             response = self._login()
             if response.status_code == 200:
                 return response.get_json()
+            if response.get_json().get("error") == "mfa_required":
+                pair = self._second_step(response.get_json()["mfa_token"])
+                if pair is not None:
+                    return pair
         self._register()
         return self.auth.login(self.username, self.password)
+
+    def with_totp(self, tokens: dict) -> None:
+        """Turn TOTP on for the account (unless it is on), keeping the secret and
+        the recovery codes."""
+        headers = bearer(tokens["access_token"])
+        started = self.client.post("/me/mfa/totp", headers=headers)
+        if started.status_code == 409:
+            return
+        assert started.status_code == 201, started.get_json()
+        self.secret = started.get_json()["secret"]
+        # The previous step's code: this step's is left for POST /login/mfa.
+        confirmed = self.client.post(
+            "/me/mfa/totp/confirm",
+            json={"code": code(self.secret, steps_ago=1)},
+            headers=headers,
+        )
+        assert confirmed.status_code == 200, confirmed.get_json()
+        self.recovery_codes = confirmed.get_json()["recovery_codes"]
+
+    def waiting_login(self, body: dict) -> None:
+        """A /login/mfa case's body with a real mfa_token of the account (for a
+        well-formed one of even length: the odd ones stay unknown) and the current
+        code for a well-formed code."""
+        token = body.get("mfa_token")
+        if (
+            not isinstance(token, str)
+            or not 0 < len(token) <= MAX_MFA_TOKEN_LENGTH
+            or len(token) % 2
+        ):
+            return
+        self.with_totp(self.tokens())
+        response = self._login()
+        assert response.status_code == 401, response.get_json()
+        body["mfa_token"] = response.get_json()["mfa_token"]
+        if isinstance(body.get("code"), str) and CODE_RE.match(body["code"]):
+            body["code"] = code(self.secret)
+
+    def _second_step(self, mfa_token: str) -> dict | None:
+        """Complete the account's login with one of its recovery codes (a new set
+        with the new token when the last is spent); None when they no longer
+        work (a case renewed them, or turned TOTP off and on)."""
+        if not self.recovery_codes:
+            return None
+        response = self.client.post(
+            "/login/mfa",
+            json={"mfa_token": mfa_token, "recovery_code": self.recovery_codes.pop()},
+        )
+        if response.status_code != 200:
+            self.recovery_codes = []
+            return None
+        pair = response.get_json()
+        if not self.recovery_codes:
+            renewed = self.client.post(
+                "/me/mfa/recovery-codes", headers=bearer(pair["access_token"])
+            )
+            assert renewed.status_code == 200, renewed.get_json()
+            self.recovery_codes = renewed.get_json()["recovery_codes"]
+        return pair
 
     def reset(self) -> None:
         """Empty the database and seed it: each operation and scenario starts here."""
@@ -130,6 +204,7 @@ class Fuzzer:
 
     def _register(self) -> None:
         self.password = secrets.token_urlsafe(24)
+        self.secret, self.recovery_codes = "", []
         while True:  # the fuzzer may have taken the name
             self.username = f"fuzzer-{next(self.accounts)}"
             response = self.auth.register(self.username, self.password)
@@ -178,6 +253,12 @@ schema = _load_schema()
 # cases when pytest collects the tests, long before they are sent, so a token
 # fetched then would be stale (or revoked by an earlier case) by send time.
 PENDING_LOGIN = "Bearer pending-login"
+# Operations whose answers differ once TOTP is on (with it off, 409 or 0 codes).
+NEED_TOTP = {
+    ("GET", "/me/mfa"),
+    ("DELETE", "/me/mfa/totp"),
+    ("POST", "/me/mfa/recovery-codes"),
+}
 
 
 def _is_public(context) -> bool:
@@ -201,11 +282,17 @@ class RealToken:
 
 
 def sign_in(case, fuzzer: Fuzzer) -> None:
-    """Put a new login's token on the case: the refresh token for /refresh."""
+    """Put a new login's token on the case: the refresh token for /refresh; an
+    account with TOTP on for the operations that act on it; a real waiting login
+    for /login/mfa."""
     if case.headers and case.headers.get("Authorization") == PENDING_LOGIN:
         tokens = fuzzer.tokens()
+        if (case.method.upper(), case.path) in NEED_TOTP:
+            fuzzer.with_totp(tokens)
         kind = "refresh_token" if case.path == "/refresh" else "access_token"
         case.headers["Authorization"] = f"Bearer {tokens[kind]}"
+    if case.path == "/login/mfa" and isinstance(case.body, dict):
+        fuzzer.waiting_login(case.body)
 
 
 @pytest.fixture(scope="module")
