@@ -37,7 +37,7 @@ from auth.challenges import www_authenticate
 from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
 from core.telemetry import REFRESHES
-from models import SessionModel
+from models import MfaTokenModel, SessionModel
 from models.user import TokenSubject
 
 SESSION_ENDED = "The session has ended: log in again."
@@ -215,11 +215,14 @@ def end_session(claims: dict) -> None:
 
 
 def end_all_sessions(user_id: int) -> float:
-    """Refuse every token of the user issued until now; return the mark."""
+    """Refuse every token of the user issued until now, and end the logins that
+    wait for a second factor; return the mark."""
     blocklist = get_blocklist()
     mark = blocklist.now()
     blocklist.revoke_user(str(user_id), mark, _latest_possible_expiry())
-    SessionModel.end_all(user_id)
+    # Logins waiting for a second factor end too: everywhere means everywhere.
+    MfaTokenModel.end_all(user_id)
+    SessionModel.end_all(user_id)  # commits both
     return mark
 
 

@@ -4,6 +4,7 @@ from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 
 from auth import (
+    PASSWORD_AMR,
     Freshness,
     change_password,
     clear_token_cookies,
@@ -87,7 +88,9 @@ class UserPassword(MethodView):
         end_all_sessions(user.id)
         revoke_api_tokens(user.id)
         audit("password_change", "Password changed; sessions, API tokens revoked")
-        tokens = start_session(user)
+        # The new session was proved as the fresh token's was (its `amr`: the
+        # password, and a code for an account with TOTP) and the new password.
+        tokens = start_session(user, get_jwt().get("amr", PASSWORD_AMR))
         return token_answer(tokens, as_cookies=sent_in_cookies())
 
 

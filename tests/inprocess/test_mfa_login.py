@@ -266,3 +266,31 @@ def test_the_password_grant_never_issues_tokens_on_the_password_alone(
     assert "/login/mfa" in body["error_description"]
     assert "second factor" in body["error_description"]
     assert "access_token" not in body
+
+
+def test_logging_out_everywhere_ends_the_logins_waiting_for_a_code(client, totp_user):
+    _, secret, codes = totp_user
+    tokens = complete(
+        client, mfa_token(client, "alice"), recovery_code=codes[0]
+    ).get_json()
+    waiting = mfa_token(client, "alice")  # a thief with the password, say
+
+    client.post("/logout/all", headers=bearer(tokens["access_token"]))
+
+    assert_error(complete(client, waiting, code=code(secret)), 401, "invalid_mfa_token")
+
+
+def test_a_password_change_keeps_the_factors_the_fresh_token_proved(
+    app, client, totp_user
+):
+    _, secret, _ = totp_user
+    tokens = _logged_in(client, secret)
+
+    changed = client.put(
+        "/user/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers=bearer(tokens["access_token"]),
+    )
+
+    assert changed.status_code == 200
+    assert claims(app, changed.get_json()["access_token"])["amr"] == ["pwd", "otp"]
