@@ -216,13 +216,35 @@ def test_swagger_ui_refreshes_an_oauth2_login_silently_and_once(page, user):
     ]
     replay = request(page.server, "POST", "/refresh", token=abandoned)
     assert (replay.status, replay.body["error"]) == (401, "token_revoked")
-    _log_in_in_the_dialog(page, user)
-    status, body = _execute(create)
+    status, body = _fresh_login_then(page, user, create)
     assert status == 201 and '"name": "Lamp"' in body
     # (Tokens this short-lived may have been refreshed again before POST /item:
     # every refresh worked, and the fresh login came last.)
     assert page.grants[-1] == PASSWORD_GRANT
     assert set(page.grants[1:-1]) == {REFRESHED}
+
+
+def _fresh_login_then(page: Page, user: str, operation) -> tuple[int, str]:
+    """Log in in the open dialog and execute `operation` (a fresh-only one).
+
+    A 3-second token is refreshed 0.3 s before it expires: on a slow machine the
+    refresh may come between the login and the request, which is then rightly
+    refused as not fresh, and the notice offers a fresh login again. That is
+    checked, and the login tried again (3 times at most)."""
+    p = page.page
+    for _ in range(3):
+        logins = len(page.grants)
+        _log_in_in_the_dialog(page, user)
+        status, body = _execute(operation)
+        if status != 401:
+            return status, body
+        assert "fresh_token_required" in body
+        assert page.grants[logins] == PASSWORD_GRANT
+        assert page.grants[-1] == REFRESHED, "refused although no refresh came"
+        p.wait_for_selector("#swagger-reauth:not([hidden])")
+        p.click("#swagger-reauth-button")
+        p.locator(OAUTH2_DIALOG).locator("#oauth_password").wait_for()
+    return status, body
 
 
 def test_swagger_ui_refreshes_on_token_expired_and_repeats_the_requests(page, user):
