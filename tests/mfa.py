@@ -6,6 +6,7 @@ with the previous step's code, so the current step's code is left for a login.
 """
 
 import time
+from dataclasses import dataclass
 
 import pyotp
 
@@ -13,6 +14,15 @@ from tests import servers
 from tests.helpers import PASSWORD, bearer
 
 STEP = 30
+
+
+@dataclass(frozen=True)
+class TotpUser:
+    """An account with TOTP on, as the live tests make one."""
+
+    username: str
+    secret: str
+    recovery_codes: list[str]
 
 
 def code(secret: str, steps_ago: int = 0) -> str:

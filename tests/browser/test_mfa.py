@@ -25,7 +25,6 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
 
 import pytest
 
@@ -39,13 +38,6 @@ BOTH_FACTORS = ["pwd", "otp"]
 MODES = ["header", "cookie"]
 
 
-@dataclass(frozen=True)
-class TotpUser:
-    username: str
-    secret: str
-    recovery_codes: list[str]
-
-
 @pytest.fixture
 def user(server) -> str:
     """A registered user without TOTP (and no session): the username."""
@@ -54,16 +46,16 @@ def user(server) -> str:
     return username
 
 
-def _totp_user(server: str) -> TotpUser:
+def _totp_user(server: str) -> mfa.TotpUser:
     """A registered user with TOTP on and no session left."""
     username = f"totp_{secrets.token_hex(4)}"
     servers.register(server, username)
     secret, codes = mfa.enrol_live(server, username)
-    return TotpUser(username, secret, codes)
+    return mfa.TotpUser(username, secret, codes)
 
 
 @pytest.fixture
-def totp_user(server) -> TotpUser:
+def totp_user(server) -> mfa.TotpUser:
     return _totp_user(server)
 
 

@@ -10,8 +10,6 @@ with the previous step's code (tests/mfa.py), so the current step's code is left
 for one use: no test waits for a new step.
 """
 
-from dataclasses import dataclass
-
 import pytest
 
 from clients.python.api_client import (
@@ -39,21 +37,14 @@ WAITING = (
 )
 
 
-@dataclass(frozen=True)
-class TotpUser:
-    username: str
-    secret: str
-    recovery_codes: list[str]
-
-
 @pytest.fixture
-def totp_user(server, username) -> TotpUser:
+def totp_user(server, username) -> mfa.TotpUser:
     """`username`, with TOTP on and no session left."""
     secret, codes = mfa.enrol_live(server.base_url, username)
-    return TotpUser(username, secret, codes)
+    return mfa.TotpUser(username, secret, codes)
 
 
-def _log_in(client: ApiClient, user: TotpUser, **second_factor: str) -> None:
+def _log_in(client: ApiClient, user: mfa.TotpUser, **second_factor: str) -> None:
     """The two steps of a login, the second with `second_factor`."""
     assert isinstance(client.login(user.username, PASSWORD), MfaRequired)
     client.complete_mfa(**second_factor)
