@@ -210,7 +210,8 @@ def test_demo_asks_for_a_code_at_login_and_turns_totp_off(page, totp_user, mode)
     code = mfa.code(totp_user.secret)
     p.fill("#mfa-code", f"{code[:3]} {code[3:]}")  # as an app shows it
     p.click("#mfa-button")
-    p.wait_for_selector("#status:has-text('Loaded 0 items.')")
+    # (The list is every user's items on the shared server: not always 0.)
+    p.wait_for_selector("#status:has-text('Loaded ')")
     p.wait_for_selector("#mfa-status[data-totp='on']")
     assert p.inner_text("#mfa-status") == "TOTP is on · 10 recovery codes left."
     assert p.inner_text("#whoami") == totp_user.username
@@ -235,7 +236,7 @@ def test_demo_asks_for_a_code_at_login_and_turns_totp_off(page, totp_user, mode)
     # From now on the password alone logs in.
     _log_out(p)
     _submit_password(p, totp_user.username)
-    p.wait_for_selector("#status:has-text('Loaded 0 items.')")
+    p.wait_for_selector("#status:has-text('Loaded ')")
     assert not p.is_visible("#mfa-form")
     assert [c[2] for c in page.calls if c[1] == "/login"] == [401, 200]
     assert _amr(page, mode) == ["pwd"]
@@ -259,7 +260,7 @@ def test_demo_logs_in_again_with_a_code_when_the_session_ends(page, totp_user, m
     _submit_password(p, totp_user.username)
     p.fill("#mfa-code", totp_user.recovery_codes[0])
     p.click("#mfa-button")
-    p.wait_for_selector("#status:has-text('Loaded 0 items.')")
+    p.wait_for_selector("#status:has-text('Loaded ')")
     # The session ends elsewhere (its refresh token revoked); once the access
     # token expires, the refresh is refused and the dialog asks for a new login.
     revoked = request(
@@ -281,7 +282,7 @@ def test_demo_logs_in_again_with_a_code_when_the_session_ends(page, totp_user, m
     p.wait_for_selector("#relogin-problem:has-text('Wrong code (or used already)')")
     p.fill("#relogin-code", mfa.code(totp_user.secret))
     p.click("#relogin-button")
-    p.wait_for_selector("#status:has-text('Loaded 0 items.')")
+    p.wait_for_selector("#status:has-text('Loaded ')")
     page.shot(f"{mode}-totp-logged-in-again")
 
     assert not p.is_visible("#relogin")
