@@ -4,7 +4,7 @@ from auth.api_tokens import revoke_api_tokens
 from auth.factors.passwords import passwords
 from auth.sessions import end_all_sessions
 from auth.user_cache import user_check_cache
-from core import APIError, Forbidden, audit, db
+from core import Forbidden, Unauthorized, audit, db
 from core.telemetry import LOGINS, REAUTHENTICATIONS
 from models import MfaTokenModel, UserModel
 from models.base import write
@@ -15,12 +15,10 @@ from models.user import USERNAME_RE
 UNKNOWN_USERNAME = "<unknown>"
 
 
-class InvalidCredentials(APIError):
+class InvalidCredentials(Unauthorized):
     """Unknown username or wrong password: one answer for both."""
 
-    status_code = 401
     error = "invalid_credentials"
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'}  # RFC 9110 §15.5.2
 
 
 def register_user(username: str, password: str, *, is_admin: bool = False) -> UserModel:

@@ -20,6 +20,7 @@ from core.errors import (
     ErrorSchema,
     Forbidden,
     NotFound,
+    Unauthorized,
     error_response,
     error_response_doc,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ErrorSchema",
     "Model",
     "Forbidden",
+    "Unauthorized",
     "NotFound",
     "api",
     "audit",

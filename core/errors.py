@@ -114,6 +114,15 @@ class NotFound(APIError):
     error = "not_found"
 
 
+class Unauthorized(APIError):
+    """Who are you: a credential or a code was refused. A 401 carries a
+    challenge (RFC 9110 §15.5.2)."""
+
+    status_code = 401
+    error = "authorization_required"
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
 class Forbidden(APIError):
     """The caller is known and not allowed."""
 

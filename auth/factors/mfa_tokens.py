@@ -15,20 +15,18 @@ from datetime import timedelta
 
 from flask import current_app
 
-from core import APIError, db
+from core import Unauthorized, db
 from models import MfaTokenModel, UserModel
 from models.base import utcnow, write
 
 TOKEN_BYTES = 32
 
 
-class MfaRequired(APIError):
+class MfaRequired(Unauthorized):
     """The password was right; a second factor is needed (and, at a login, the
     `mfa_token` that carries the login to POST /login/mfa)."""
 
-    status_code = 401
     error = "mfa_required"
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'}  # RFC 9110 §15.5.2
 
     def __init__(self, message: str, mfa_token: str | None = None) -> None:
         super().__init__(message)
@@ -38,12 +36,10 @@ class MfaRequired(APIError):
         return {} if self.mfa_token is None else {"mfa_token": self.mfa_token}
 
 
-class InvalidMfaToken(APIError):
+class InvalidMfaToken(Unauthorized):
     """An `mfa_token` that is unknown, used, expired or spent on wrong codes."""
 
-    status_code = 401
     error = "invalid_mfa_token"
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
 def issue_mfa_token(user: UserModel, token_delivery: str) -> str:

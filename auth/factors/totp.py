@@ -25,7 +25,7 @@ import segno
 from flask import current_app
 
 from auth.factors.encryption import seal, sealed_with_current_key, unseal
-from core import APIError, Conflict, audit, db
+from core import APIError, Conflict, Unauthorized, audit, db
 from core.telemetry import MFA_CHANGES, MFA_VERIFICATIONS
 from models import RecoveryCodeModel, TotpFactorModel, UserModel
 from models.base import utcnow, write
@@ -38,12 +38,10 @@ RECOVERY_CODE_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower cas
 RECOVERY_CODE_GROUPS = 4  # of 4 characters: 16 x 5 = 80 bits
 
 
-class InvalidCode(APIError):
+class InvalidCode(Unauthorized):
     """A second-factor code that is wrong, used already, or of another factor."""
 
-    status_code = 401
     error = "invalid_code"
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'}  # RFC 9110 §15.5.2
 
 
 class InvalidEnrolmentCode(APIError):
