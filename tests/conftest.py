@@ -1,6 +1,14 @@
 """Fixtures: an app on a fresh database per test, a client, and `auth` helpers;
-and the marks by folder (live/, browser/, fuzz/; inprocess/ has none)."""
+and the marks by folder (live/, browser/, fuzz/; inprocess/ has none).
 
+Temporary files (each test's SQLite database among them) go to memory, /dev/shm,
+where the machine has it and TMPDIR is not set: the tests commit often, and each
+commit waits for the disk (the app's `synchronous=FULL`), which would otherwise be
+a fifth of the fast subset's time. What is durable is tested apart, on the app's
+own settings (tests/inprocess/test_database.py)."""
+
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,12 +16,17 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from core import db
+from tests.app_reuse import AppReuse, make_schema
 from tests.helpers import TEST_SETTINGS, AuthActions, bearer, create_store
 from tests.services import postgres_database, redis_namespace
 
 TESTS = Path(__file__).parent
+MEMORY = Path("/dev/shm")
+
+if "TMPDIR" not in os.environ and MEMORY.is_dir() and os.access(MEMORY, os.W_OK):
+    # Before pytest picks its base temporary directory (xdist's workers inherit it).
+    os.environ["TMPDIR"] = str(MEMORY)
+    tempfile.tempdir = None
 FOLDER_MARKS = {
     "live": pytest.mark.live,
     "browser": pytest.mark.browser,
@@ -31,12 +44,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def app_config(tmp_path) -> dict:
-    """Overrides passed to create_app; a test may extend it before `app` is built."""
-    return {
-        **TEST_SETTINGS,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
-    }
+def app_config(app_reuse) -> dict:
+    """Overrides passed to create_app; a test may extend it before `app` is built.
+    Its database file does not exist yet."""
+    app_reuse.forget_database()
+    return {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": app_reuse.url}
 
 
 BACKENDS = [
@@ -86,16 +98,20 @@ def shared_backend(request, tmp_path) -> Iterator[dict]:
     yield from _backend_overrides(request.param, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def app_reuse(tmp_path_factory) -> AppReuse:
+    """The worker's app, kept from one test to the next where nothing could tell
+    (tests/app_reuse.py)."""
+    schema = make_schema(tmp_path_factory.mktemp("schema") / "empty.db", TEST_SETTINGS)
+    return AppReuse(tmp_path_factory.mktemp("app") / "test.db", schema)
+
+
 @pytest.fixture
-def app(app_config) -> Flask:
+def app(app_config, app_reuse) -> Iterator[Flask]:
     """The app on a fresh, empty database."""
-    app = create_app(app_config)
-    with app.app_context():
-        db.create_all()
+    app = app_reuse.get(app_config)
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    app_reuse.release(app)
 
 
 @pytest.fixture
