@@ -11,7 +11,7 @@ from werkzeug.exceptions import default_exceptions
 from tests.helpers import assert_error
 
 SNAKE_CASE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
-# What the README's table of errors documents, and what RFC 9110 names 416.
+# What docs/api.md's table of errors documents, and what RFC 9110 names 416.
 DOCUMENTED = {
     400: "bad_request",
     401: "authorization_required",
