@@ -25,6 +25,7 @@ from core.extensions import api, db, jwt, limiter, migrate
 from core.hardening import init_hardening
 from core.json_provider import ORJSONProvider
 from core.patches import apply_patches
+from core.relying_party import passkeys_enabled
 from core.settings import load_settings
 from core.telemetry.endpoint import init_metrics
 from core.telemetry.logs import init_observability
@@ -35,6 +36,7 @@ from resources.discovery import blp as discovery_blp
 from resources.health import blp as health_blp
 from resources.items import blp as items_blp
 from resources.mfa import blp as mfa_blp
+from resources.passkeys import blp as passkeys_blp
 from resources.sessions import blp as sessions_blp
 from resources.stores import blp as stores_blp
 from resources.tags import blp as tags_blp
@@ -89,7 +91,8 @@ def _register_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
-    """The API's resources, with the `<id:...>` URL converter they share."""
+    """The API's resources (passkeys where a relying party is set), with the
+    `<id:...>` URL converter they share."""
     app.url_map.converters["id"] = IdConverter
     api.register_converter(IdConverter, id_parameter_schema)
     for blp in (
@@ -97,6 +100,7 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
         users_blp,
         sessions_blp,
         mfa_blp,
+        passkeys_blp,
         api_tokens_blp,
         stores_blp,
         items_blp,
@@ -104,6 +108,8 @@ def _register_blueprints(app: Flask, api: EnvelopeApi) -> None:
         health_blp,
         discovery_blp,
     ):
+        if blp is passkeys_blp and not passkeys_enabled(app.config):
+            continue  # no relying party, no passkeys (core/relying_party.py)
         api.register_blueprint(blp)
 
 

@@ -4,17 +4,18 @@ Resources import from here only. Inside: `callbacks` (Flask-JWT-Extended's
 callbacks, every token failure in the envelope), `claims` (what a token of ours
 carries), `headers` (the token headers, made sound before they are read),
 `decorators` (`token_required`, `public`, the token's user), `sessions` (sessions
-and their tokens: log in, rotate, revoke, list), `api_tokens` (long-lived tokens
-for scripts), `accounts` (registration, passwords checked), `factors` (what a
-user proves who they are with: passwords, TOTP and recovery codes, the login
-waiting for a second factor), `logins` (a login and a step-up with every factor
-the account has), `delivery` (body or cookies), `limits` (rate limits of the
-auth routes, the failed-login budgets), `devices` (device cookies: a known
-device's own budget), `oauth` (the token endpoint's grants, form-encoded
-requests), `keys` (the signing keys and their JWKS), `claims_cache` (tokens
-verified a moment ago), `user_cache` (the user check, answered from memory for
-up to 2 s), `schemas` (the token layer's request and response schemas,
-re-exported by schemas.py) and `commands` (`flask users ...`, `flask keys ...`).
+and their tokens: log in, rotate, revoke, list), `api_tokens` (long-lived tokens for
+scripts), `accounts` (registration, passwords checked), `factors` (what a user
+proves who they are with: passwords, TOTP and recovery codes, the login waiting for
+a second factor, passkeys and their ceremonies), `logins` (a login and a step-up
+with every factor the account has; passkeys log in and step up alone), `delivery`
+(body or cookies), `limits` (rate limits of the auth routes, the failed-login
+budgets), `devices` (device cookies: a known device's own budget), `oauth` (the
+token endpoint's grants, form-encoded requests), `keys` (the signing keys and their
+JWKS), `claims_cache` (tokens verified a moment ago), `user_cache` (the user check,
+answered from memory for up to 2 s), `schemas` (the token layer's request and
+response schemas, re-exported by schemas.py) and `commands` (`flask users ...`,
+`flask keys ...`).
 """
 
 from auth.accounts import (
@@ -43,7 +44,7 @@ from auth.decorators import (
     token_username,
 )
 from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
-from auth.factors import totp
+from auth.factors import passkeys, totp
 from auth.factors.encryption import init_secret_keys
 from auth.factors.mfa_tokens import waiting_username
 from auth.factors.passwords import passwords
@@ -54,13 +55,20 @@ from auth.limits import (
     created_one,
     failed_grant,
     failed_login,
+    failed_passkey,
     grant_is_not,
     login_budgets,
     rate_limited,
     wrong_code,
     wrong_password,
 )
-from auth.logins import password_login, second_factor_login, step_up_factors
+from auth.logins import (
+    passkey_login,
+    passkey_step_up,
+    password_login,
+    second_factor_login,
+    step_up_factors,
+)
 from auth.oauth import FORM, form_body_doc, form_parameters, grant_tokens
 from auth.sessions import (
     PASSWORD as PASSWORD_AMR,
@@ -84,6 +92,10 @@ __all__ = [
     "Freshness",
     "PASSWORD_AMR",
     "password_login",
+    "passkey_login",
+    "passkey_step_up",
+    "passkeys",
+    "failed_passkey",
     "second_factor_login",
     "init_secret_keys",
     "step_up_factors",

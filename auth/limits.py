@@ -64,10 +64,18 @@ def failed_login(response: Response) -> bool:
 
 
 def wrong_password(response: Response) -> bool:
-    """A refused password or second-factor code where the token already names the
-    user (a step-up's 401, a password change's 403): other refusals there are
-    refused tokens, counted nowhere."""
-    return _refused(response, "invalid_credentials", "invalid_code")
+    """A refused password, second-factor code or passkey where the token already
+    names the user (a step-up's 401, a password change's 403): other refusals
+    there are refused tokens, counted nowhere."""
+    return _refused(
+        response, "invalid_credentials", "invalid_code", "invalid_credential"
+    )
+
+
+def failed_passkey(response: Response) -> bool:
+    """A refused passkey assertion at POST /login/passkey: a bad one, or one whose
+    challenge was used or expired (a replay)."""
+    return _refused(response, "invalid_credential", "challenge_expired")
 
 
 def wrong_code(response: Response) -> bool:

@@ -6,12 +6,15 @@ With TOTP, a right password at /login answers 401 `mfa_required` with an
 code (`amr` ["pwd", "otp"]); a step-up needs the password and a code together.
 A wrong password is refused the same way whatever factors the account has, so
 `mfa_required` says nothing before the password is right.
+
+A passkey logs in or steps up alone (`amr` ["hwk", "user"] or ["swk", "user"]),
+TOTP or not: with user verification required, it is two factors already.
 """
 
 from collections.abc import Sequence
 
 from auth.accounts import authenticate, check_password, login_succeeded
-from auth.factors import totp
+from auth.factors import passkeys, totp
 from auth.factors.mfa_tokens import (
     InvalidMfaToken,
     MfaRequired,
@@ -82,3 +85,16 @@ def step_up_factors(
         )
     totp.verify(user, code, recovery_code)
     return PASSWORD_AND_OTP
+
+
+def passkey_login(credential: dict) -> dict:
+    """The tokens of a new session of the account a passkey assertion proves."""
+    user, amr = passkeys.passkey_login(credential)
+    login_succeeded(user)
+    return start_session(user, amr)
+
+
+def passkey_step_up(user: UserModel, family: str, credential: dict) -> Sequence[str]:
+    """Check a passkey step-up of `user` in the session `family`: the `amr` of
+    the fresh token."""
+    return passkeys.passkey_step_up(user, family, credential)

@@ -12,6 +12,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from auth.factors.passkey_schemas import AuthenticationCredentialSchema
 from auth.factors.schemas import (
     OneCodeAtMost,
 )
@@ -76,9 +77,27 @@ class UserLoginSchema(Schema):
 
 class ReauthenticationSchema(OneCodeAtMost):
     """A step-up inside the session: the password again (JSON or form-encoded),
-    and a code when the account has a second factor."""
+    and a code when the account has a second factor; or, instead, a passkey's
+    answer to POST /reauthenticate/options (JSON)."""
 
-    password = password_field(metadata={"example": "correct horse battery"})
+    password = fields.String(
+        load_only=True,
+        validate=validate.Length(min=1, max=MAX_PASSWORD_LENGTH),
+        metadata={"example": "correct horse battery"},
+    )
+    credential = fields.Nested(
+        AuthenticationCredentialSchema,
+        metadata={"description": "A passkey's assertion, instead of a password"},
+    )
+
+    @validates_schema
+    def _password_or_passkey(self, data: dict, **kwargs) -> None:
+        if "credential" in data and {"password", "code", "recovery_code"} & set(data):
+            raise ValidationError(
+                "Send a passkey's credential alone, or the password.", "credential"
+            )
+        if "credential" not in data and "password" not in data:
+            raise ValidationError("Missing data for required field.", "password")
 
 
 class PasswordChangeSchema(Schema):

@@ -122,6 +122,7 @@ def read_environment(env: Env, production: bool) -> dict[str, Any]:
         _logging(env, production),
         _passwords(),
         _second_factors(env),
+        _passkeys(env),
         _metrics(env),
     ):
         values.update(group)
@@ -249,6 +250,10 @@ def _rate_limits(env: Env) -> dict[str, Any]:
         ),
         "RATELIMIT_REGISTER": env.str("RATELIMIT_REGISTER", "5 per minute;50 per hour"),
         "RATELIMIT_REFRESH": env.str("RATELIMIT_REFRESH", "30 per minute"),
+        # Passkey login options per client address: each stores a challenge.
+        "RATELIMIT_PASSKEY_OPTIONS": env.str(
+            "RATELIMIT_PASSKEY_OPTIONS", "30 per minute;300 per hour"
+        ),
         # API tokens made (each deleted one is a revocation entry kept for months).
         "RATELIMIT_API_TOKENS": env.str(
             "RATELIMIT_API_TOKENS", "10 per minute;50 per hour"
@@ -314,6 +319,23 @@ def _second_factors(env: Env) -> dict[str, Any]:
         # A login waiting for its second factor: how long, and how many wrong codes.
         "MFA_TOKEN_EXPIRES": env.whole_number("MFA_TOKEN_EXPIRES", 300),
         "MFA_TOKEN_MAX_FAILURES": env.whole_number("MFA_TOKEN_MAX_FAILURES", 5),
+    }
+
+
+def _passkeys(env: Env) -> dict[str, Any]:
+    return {
+        # The relying party (docs/passkeys.md): the domain passkeys are bound to
+        # (default: PUBLIC_URL's host; in development, localhost), the name
+        # authenticators show, and the exact origins of the pages that run the
+        # ceremonies (default: PUBLIC_URL's; in development, http://localhost:5000).
+        "WEBAUTHN_RP_ID": env.text("WEBAUTHN_RP_ID", None),
+        "WEBAUTHN_RP_NAME": env.text("WEBAUTHN_RP_NAME", None),
+        "WEBAUTHN_ORIGINS": env.items("WEBAUTHN_ORIGINS", []),
+        # How long a ceremony's challenge is good for, and passkeys per account.
+        "WEBAUTHN_CHALLENGE_EXPIRES": env.whole_number(
+            "WEBAUTHN_CHALLENGE_EXPIRES", 300
+        ),
+        "WEBAUTHN_MAX_CREDENTIALS": env.whole_number("WEBAUTHN_MAX_CREDENTIALS", 20),
     }
 
 

@@ -22,6 +22,7 @@ from core.environment import (
     read_environment,
 )
 from core.openapi import openapi_settings
+from core.relying_party import derive_relying_party, validate_relying_party
 from core.urls import host_of, is_host_name, public_url_problem
 
 __all__ = [
@@ -59,6 +60,7 @@ LIMIT_SETTINGS = (
     "RATELIMIT_REGISTER",
     "RATELIMIT_REFRESH",
     "RATELIMIT_API_TOKENS",
+    "RATELIMIT_PASSKEY_OPTIONS",
 )
 # limits' Redis storages, whose keys take the app's key prefix.
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+")
@@ -114,6 +116,7 @@ def derive(values: dict[str, Any]) -> list[str]:
         )
     _derive_trusted_hosts(values, production)
     warnings.extend(_derive_second_factors(values, production))
+    warnings.extend(derive_relying_party(values, production))
     cookies = values["AUTH_COOKIES_ENABLED"]
     values["JWT_TOKEN_LOCATION"] = ["headers", "cookies"] if cookies else ["headers"]
     values["JWT_COOKIE_CSRF_PROTECT"] = cookies
@@ -239,6 +242,7 @@ def validate(values: Mapping[str, Any]) -> None:
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError("LOG_FORMAT must be json or text.")
     _validate_second_factors(values)
+    validate_relying_party(values)
 
 
 def _validate_second_factors(values: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ from models.blocklist_entry import BlocklistEntryModel
 from models.item import ItemModel
 from models.item_tag import items_tags
 from models.mfa import MfaTokenModel, RecoveryCodeModel, TotpFactorModel
+from models.passkey import PasskeyModel, WebAuthnChallengeModel
 from models.session import SessionModel
 from models.store import StoreModel
 from models.tag import TagModel
@@ -15,11 +16,13 @@ __all__ = [
     "BlocklistEntryModel",
     "ItemModel",
     "MfaTokenModel",
+    "PasskeyModel",
     "RecoveryCodeModel",
     "SessionModel",
     "StoreModel",
     "TagModel",
     "TotpFactorModel",
     "UserModel",
+    "WebAuthnChallengeModel",
     "items_tags",
 ]

@@ -17,6 +17,7 @@ from auth import (
     grant_is_not,
     grant_tokens,
     login_budgets,
+    passkey_step_up,
     password_login,
     public,
     rate_limited,
@@ -128,22 +129,25 @@ class Reauthentication(MethodView):
         401,
         schema=ErrorSchema,
         description="invalid_credentials (wrong password), mfa_required (the "
-        "account has a second factor: send a code too), invalid_code, or a refused "
-        "token",
+        "account has a second factor: send a code too), invalid_code, "
+        "invalid_credential or challenge_expired (a passkey's), or a refused token",
     )
     @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
     def post(self):
-        """Step up in this session: the password (and a code), for a fresh token."""
+        """Step up in this session: the password (and a code) or a passkey."""
         claims = get_jwt()
         require_session(claims)
         parameters = json_or_form(REAUTHENTICATION)
-        amr = step_up_factors(
-            token_user(),
-            parameters["password"],
-            parameters.get("code"),
-            parameters.get("recovery_code"),
-        )
+        if "credential" in parameters:
+            amr = passkey_step_up(token_user(), claims["fam"], parameters["credential"])
+        else:
+            amr = step_up_factors(
+                token_user(),
+                parameters["password"],
+                parameters.get("code"),
+                parameters.get("recovery_code"),
+            )
         tokens = reauthenticate(token_subject(), claims, amr)
         audit(
             "reauthenticated", "Re-authenticated in the session", family=claims["fam"]

@@ -64,14 +64,16 @@ REAUTHENTICATIONS = Counter(
 )
 MFA_VERIFICATIONS = Counter(
     "auth_mfa_verifications",
-    "Second-factor codes checked (login, step-up, enrolment), by factor (totp, "
-    "recovery_code) and outcome (success, failure).",
+    "Second factors and passkeys checked (login, step-up, enrolment), by factor "
+    "(totp, recovery_code, passkey) and outcome (success, failure; clone: a "
+    "passkey's signature counter went backwards).",
     ["factor", "outcome"],
 )
 MFA_CHANGES = Counter(
     "auth_mfa_changes",
-    "Changes to accounts' second factors, by action (totp_started, totp_enabled, "
-    "totp_disabled, recovery_codes_renewed).",
+    "Changes to accounts' second factors and passkeys, by action (totp_started, "
+    "totp_enabled, totp_disabled, recovery_codes_renewed, passkey_registered, "
+    "passkey_deleted).",
     ["action"],
 )
 REFRESHES = Counter(

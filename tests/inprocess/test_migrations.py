@@ -23,6 +23,8 @@ TABLES = {
     "totp_factors",
     "recovery_codes",
     "mfa_tokens",
+    "passkeys",
+    "webauthn_challenges",
 }
 
 

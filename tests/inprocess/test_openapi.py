@@ -16,6 +16,8 @@ PUBLIC_OPERATIONS = {
     ("get", "/.well-known/jwks.json"),
     ("get", "/.well-known/oauth-authorization-server"),
     ("post", "/login/mfa"),
+    ("post", "/login/passkey/options"),
+    ("post", "/login/passkey"),
 }
 OPERATIONS = PUBLIC_OPERATIONS | {
     ("post", "/refresh"),
@@ -34,6 +36,12 @@ OPERATIONS = PUBLIC_OPERATIONS | {
     ("delete", "/me/mfa/totp"),
     ("post", "/me/mfa/totp/confirm"),
     ("post", "/me/mfa/recovery-codes"),
+    ("post", "/me/passkeys/options"),
+    ("get", "/me/passkeys"),
+    ("post", "/me/passkeys"),
+    ("patch", "/me/passkeys/{passkey_id}"),
+    ("delete", "/me/passkeys/{passkey_id}"),
+    ("post", "/reauthenticate/options"),
     ("put", "/user/password"),
     ("get", "/user/{user_id}"),
     ("delete", "/user/{user_id}"),
