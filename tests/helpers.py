@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from flask_jwt_extended import (
     create_refresh_token,
     decode_token,
 )
+from sqlalchemy import event
 
 from app import create_app
 from auth.keys import generate_private_key, write_private_key
@@ -346,3 +349,20 @@ def header(token: str) -> dict:
 
 def me(app, token: str):
     return app.test_client().get("/me", headers=bearer(token))
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine sends inside the block."""
+    seen: list[str] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

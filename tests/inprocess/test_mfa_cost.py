@@ -15,14 +15,9 @@ feature) the same script counts 2, the SELECT naming one more column
 (`users.totp_enabled`).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event
 
-from core import db
-from tests.helpers import PASSWORD, TOKEN_KEYS, bearer
+from tests.helpers import PASSWORD, TOKEN_KEYS, bearer, statements
 from tests.mfa import enrol
 
 LOGIN_STATEMENTS = 2
@@ -32,23 +27,6 @@ FEATURE_TABLES = ("totp_factors", "recovery_codes", "mfa_tokens")
 @pytest.fixture
 def app_config(app_config, backend) -> dict:
     return {**app_config, **backend}
-
-
-@contextmanager
-def statements(app) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine sends inside the block."""
-    seen: list[str] = []
-
-    def record(connection, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def login(client, username: str):
