@@ -6,7 +6,7 @@ from auth.sessions import end_all_sessions
 from auth.user_cache import user_check_cache
 from core import Forbidden, Unauthorized, audit, db
 from core.telemetry import LOGINS, REAUTHENTICATIONS
-from models import MfaTokenModel, UserModel
+from models import MfaTokenModel, UserModel, WebAuthnChallengeModel
 from models.base import write
 from models.user import USERNAME_RE
 
@@ -89,8 +89,10 @@ def change_password(user: UserModel, current_password: str, new_password: str) -
         raise Forbidden("The current password is incorrect.", "invalid_credentials")
     with write("The password could not be changed."):
         user.password_hash = passwords.hash(new_password)
-        # A login waiting for its code proved the old password: it ends too.
+        # A login waiting for its code proved the old password: it ends too, as
+        # the passkey ceremonies a session of the old password began.
         MfaTokenModel.end_all(user.id)
+        WebAuthnChallengeModel.end_all(user.id)
 
 
 def delete_account(user: UserModel) -> None:

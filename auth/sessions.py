@@ -37,7 +37,7 @@ from auth.challenges import www_authenticate
 from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
 from core.telemetry import REFRESHES
-from models import MfaTokenModel, SessionModel
+from models import MfaTokenModel, SessionModel, WebAuthnChallengeModel
 from models.user import TokenSubject
 
 SESSION_ENDED = "The session has ended: log in again."
@@ -220,8 +220,10 @@ def end_all_sessions(user_id: int) -> float:
     blocklist = get_blocklist()
     mark = blocklist.now()
     blocklist.revoke_user(str(user_id), mark, _latest_possible_expiry())
-    # Logins waiting for a second factor end too: everywhere means everywhere.
+    # Logins waiting for a second factor end too, and passkey ceremonies in
+    # flight: everywhere means everywhere.
     MfaTokenModel.end_all(user_id)
+    WebAuthnChallengeModel.end_all(user_id)
     SessionModel.end_all(user_id)  # commits both
     return mark
 

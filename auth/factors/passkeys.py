@@ -60,7 +60,7 @@ from auth.factors.ceremonies import (
 )
 from core import APIError, Conflict, NotFound, audit, db
 from core.telemetry import MFA_CHANGES, MFA_VERIFICATIONS
-from models import PasskeyModel, UserModel, WebAuthnChallengeModel
+from models import PasskeyModel, UserModel
 from models.base import write
 
 ALGORITHMS = [COSEAlgorithmIdentifier.ECDSA_SHA_256, COSEAlgorithmIdentifier.EDDSA]
@@ -290,12 +290,6 @@ def remove(user: UserModel, passkey_id: int) -> None:
         db.session.delete(passkey)
     MFA_CHANGES.labels(action="passkey_deleted").inc()
     audit("passkey_deleted", "Passkey deleted", user_id=str(user.id))
-
-
-def end_ceremonies(user_id: int) -> None:
-    """Drop the user's ceremonies in flight, in the caller's transaction (the
-    account's credentials changed, or its sessions ended)."""
-    WebAuthnChallengeModel.end_all(user_id)
 
 
 def _own(user: UserModel, passkey_id: int) -> PasskeyModel:

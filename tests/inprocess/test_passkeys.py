@@ -8,9 +8,10 @@ import base64
 import pytest
 
 from core import db
-from models import PasskeyModel
+from models import PasskeyModel, WebAuthnChallengeModel
 from tests.authenticator import EDDSA, SoftAuthenticator
 from tests.helpers import (
+    NEW_PASSWORD,
     PASSWORD,
     TOKEN_KEYS,
     assert_error,
@@ -289,3 +290,41 @@ def test_a_password_login_reads_no_passkey_table(app, auth, client):
     assert response.status_code == 200, response.get_json()
     assert len(seen) == 2, seen
     assert not [s for s in seen if "passkeys" in s or "webauthn" in s], seen
+
+
+def test_a_password_change_ends_the_ceremonies_in_flight(app, auth, client):
+    """Options asked before a password change are no good after it, even with the
+    new session's fresh token: the change ends what the old password began."""
+    _, tokens = auth.user("alice")
+    authenticator = SoftAuthenticator(origin=ORIGIN)
+    credential = authenticator.create(
+        register_options(client, bearer(tokens["access_token"]))
+    )
+    changed = client.put(
+        "/user/password",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert changed.status_code == 200, changed.get_json()
+
+    response = client.post(
+        "/me/passkeys",
+        json={"name": "laptop", "credential": credential},
+        headers=bearer(changed.get_json()["access_token"]),
+    )
+
+    assert_error(response, 400, "challenge_expired")
+    with app.app_context():
+        assert db.session.scalars(db.select(PasskeyModel)).all() == []
+
+
+def test_logging_out_everywhere_ends_the_ceremonies_in_flight(app, auth, client):
+    _, tokens, authenticator = passkey_account(auth, client)
+    options = login_options(client, "alice")
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(WebAuthnChallengeModel.id)))
+
+    client.post("/logout/all", headers=bearer(tokens["access_token"]))
+
+    response = passkey_login(client, authenticator.get(options))
+    assert_error(response, 401, "challenge_expired")
