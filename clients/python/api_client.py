@@ -1,5 +1,5 @@
-"""A Python client for the Stores API: login, silent refresh, step-up and
-re-login hook.
+"""A Python client for the Stores API: login (password, second factor or
+passkey), silent refresh, step-up and re-login hook.
 
     from clients.python.api_client import ApiClient, LoginRequired
 
@@ -62,6 +62,16 @@ answered ``401 mfa_required``), and ``complete_mfa(code=...)`` (or
     ...
     client.reauthenticate(password, code=input("Code: "))
 
+Passkeys (WebAuthn, the API's ``/me/passkeys``, ``/login/passkey`` and passkey
+step-ups) need an authenticator: the caller passes a callable that takes a
+ceremony's options (the JSON the server sent) and returns the credential as a
+browser's ``PublicKeyCredential.toJSON()`` gives it (from a security key's or a
+platform's library, or tests/authenticator.py's software authenticator)::
+
+    client.register_passkey("laptop", authenticator.create)  # logged in, fresh
+    client.login_with_passkey(authenticator.get)  # no username: discoverable
+    client.reauthenticate_with_passkey(authenticator.get)  # a step-up
+
 A script uses an API token instead (made at ``POST /me/api-tokens``; it never
 expires before its day and is never refreshed)::
 
@@ -79,7 +89,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -88,6 +98,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ApiClient",
     "ApiClientError",
+    "Ceremony",
     "LoginFailed",
     "LoginRequired",
     "MfaRequired",
@@ -104,10 +115,23 @@ DEFAULT_TIMEOUT = 10.0  # seconds, for every request the client sends
 #: ``client.step_up`` is set, else log in again (``client.login(...)``); or raise.
 Reauthenticate = Callable[["ApiClient"], object]
 
+#: A passkey ceremony's authenticator: the options as the server sent them
+#: (PublicKeyCredentialCreationOptionsJSON for ``create``, ...RequestOptionsJSON
+#: for ``get``) in, the credential out as ``PublicKeyCredential.toJSON()`` gives it.
+Ceremony = Callable[[dict[str, Any]], dict[str, Any]]
+
 # RFC 9470 §3: the user must authenticate again (recently enough), in the session.
 STEP_UP_ERROR = "insufficient_user_authentication"
 # A step-up refused with the session as it was: the user may try again.
-_STEP_UP_REFUSALS = frozenset({"invalid_credentials", "mfa_required", "invalid_code"})
+_STEP_UP_REFUSALS = frozenset(
+    {
+        "invalid_credentials",
+        "mfa_required",
+        "invalid_code",
+        "invalid_credential",  # a passkey's assertion
+        "challenge_expired",  # a passkey's challenge: used, expired or another's
+    }
+)
 # A Bearer challenge's parameters: name=value, the value quoted or bare.
 _CHALLENGE_PARAMETER = re.compile(r'([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
@@ -253,10 +277,12 @@ class ApiClient:
     prefix such as ``https://host/api`` is kept). ``timeout``: seconds for every
     request, unless a call passes its own ``timeout=``. ``reauthenticate``:
     called as ``reauthenticate(client)`` when the user must authenticate: with
-    ``client.step_up`` set it should call ``client.reauthenticate(password)`` (a
-    step-up inside the session), with ``client.step_up`` None (the session is
-    over) ``client.login(...)``; or raise. ``session``: a ``requests.Session``
-    to use (one is created, and closed by :meth:`close`, otherwise).
+    ``client.step_up`` set it should call ``client.reauthenticate(password)`` or
+    ``client.reauthenticate_with_passkey(get)`` (a step-up inside the session),
+    with ``client.step_up`` None (the session is over) ``client.login(...)`` or
+    ``client.login_with_passkey(get)``; or raise. ``session``: a
+    ``requests.Session`` to use (one is created, and closed by :meth:`close`,
+    otherwise).
 
     Thread safety: a lock guards the token pair; a second (re-entrant) lock lets
     one thread at a time refresh or call ``reauthenticate``, and a thread that
@@ -374,8 +400,10 @@ class ApiClient:
     @property
     def step_up(self) -> StepUp | None:
         """While the ``reauthenticate`` callback runs: the step-up a fresh-only
-        route asked for (then call ``client.reauthenticate(password)``), or None
-        when the session is over (then ``client.login(...)``). None otherwise."""
+        route asked for (then call ``client.reauthenticate(password)`` or
+        ``client.reauthenticate_with_passkey(get)``), or None when the session is
+        over (then ``client.login(...)`` or ``client.login_with_passkey(get)``).
+        None otherwise."""
         return self._step_up
 
     def url(self, path: str) -> str:
@@ -459,6 +487,43 @@ class ApiClient:
             raise LoginRequired(error, message, response)
         raise LoginFailed(error, message, response)
 
+    def login_with_passkey(
+        self, get: Ceremony, username: str | None = None
+    ) -> dict[str, Any]:
+        """A new session with a passkey, no password: ``POST /login/passkey/options``
+        (with ``username``, that account's passkeys; without, any passkey of the
+        site: the authenticator picks a discoverable one), ``get(options)`` for the
+        credential, ``POST /login/passkey``; the (fresh) tokens are kept.
+
+        A session the client still holds is ended once ``get`` has answered (as
+        :meth:`login` does), so a ceremony ``get`` gives up on (by raising:
+        its exception propagates) leaves it alive. Returns the token response's
+        body. Raises :class:`LoginFailed` when refused: ``invalid_credential``
+        (an unknown passkey, a bad signature, another origin...) or
+        ``challenge_expired`` (a used or expired challenge: try again), 429...
+        """
+        asked = {} if username is None else {"username": username}
+        response = self.session.post(
+            self.url("/login/passkey/options"), json=asked, timeout=self.timeout
+        )
+        if response.status_code != 200:
+            raise LoginFailed(*error_of(response), response)
+        credential = get(self._object_body(response))
+        try:
+            self.logout()
+        except requests.RequestException:
+            pass  # unreachable: the old session ends by itself (idle timeout)
+        response = self.session.post(
+            self.url("/login/passkey"),
+            json={"credential": credential},
+            timeout=self.timeout,
+        )
+        if response.status_code != 200:
+            raise LoginFailed(*error_of(response), response)
+        data = self._token_body(response)
+        self._store(data, fresh=True, code_required=False)
+        return data
+
     def reauthenticate(
         self,
         password: str,
@@ -485,39 +550,41 @@ class ApiClient:
         second_factor = _second_factor(code, recovery_code)
         body = {"password": password, **second_factor}
         with self._recovery:  # no refresh or other step-up meanwhile
-            refreshed = False
-            while True:
-                used = self.access_token
-                if used is None or self.uses_api_token:
-                    raise LoginRequired(
-                        "authorization_required", "No session to step up in: log in."
-                    )
-                response = self.session.post(
-                    self.url("/reauthenticate"),
-                    json=body,
-                    headers={"Authorization": f"Bearer {used}"},
-                    timeout=self.timeout,
-                )
-                if response.status_code == 200:
-                    data = self._token_body(response)
-                    # Proved without a code: the account has no second factor.
-                    proved = None if second_factor else False
-                    self._store(data, fresh=True, replacing=used, code_required=proved)
-                    return data
-                code, message = error_of(response)
-                if code == "token_expired" and not refreshed:
-                    refreshed = True
-                    outcome = self._refresh_now(used, self.refresh_token, False)
-                    if isinstance(outcome, requests.Response):
-                        raise ApiClientError(*error_of(outcome), outcome)
-                    continue
-                if code == "mfa_required":
-                    with self._lock:
-                        self._code_required = True
-                if response.status_code == 401 and code not in _STEP_UP_REFUSALS:
-                    self._session_over(used, code, message, response)
-                    raise LoginRequired(code, message, response)
-                raise ReauthenticationFailed(code, message, response)
+            used, response = self._post_in_session("/reauthenticate", body)
+            if response.status_code != 200:
+                self._step_up_refused(used, response)
+            data = self._token_body(response)
+            # Proved without a code: the account has no second factor.
+            proved = None if second_factor else False
+            self._store(data, fresh=True, replacing=used, code_required=proved)
+            return data
+
+    def reauthenticate_with_passkey(self, get: Ceremony) -> dict[str, Any]:
+        """A step-up with a passkey inside the session the client holds:
+        ``POST /reauthenticate/options`` (the account's passkeys, a challenge
+        bound to this session), ``get(options)`` for the credential, then
+        ``POST /reauthenticate`` with it. The fresh access token of the *same*
+        session and the new refresh token are kept, as by :meth:`reauthenticate`;
+        an expired access token is refreshed first (once a request).
+
+        Returns the token response's body. Raises :class:`ReauthenticationFailed`
+        with the session as it was (``no_passkeys`` (409): step up with the
+        password; ``invalid_credential``; ``challenge_expired``: ask again; 422,
+        429...) and :class:`LoginRequired` when there is no session to step up
+        in, as :meth:`reauthenticate` does. What ``get`` raises propagates.
+        """
+        with self._recovery:  # no refresh or other step-up meanwhile
+            used, response = self._post_in_session("/reauthenticate/options", None)
+            if response.status_code != 200:
+                self._step_up_refused(used, response)
+            credential = get(self._object_body(response))
+            body = {"credential": credential}
+            used, response = self._post_in_session("/reauthenticate", body)
+            if response.status_code != 200:
+                self._step_up_refused(used, response)
+            data = self._token_body(response)
+            self._store(data, fresh=True, replacing=used)
+            return data
 
     def logout(self) -> requests.Response | None:
         """End this login's session on the server and forget the tokens.
@@ -563,6 +630,44 @@ class ApiClient:
         outcome = self._recover(used, "token_expired", None, may_reauthenticate=True)
         if isinstance(outcome, requests.Response):
             raise ApiClientError(*error_of(outcome), outcome)
+
+    # -- passkeys -----------------------------------------------------------------
+
+    def register_passkey(self, name: str, create: Ceremony) -> dict[str, Any]:
+        """A new passkey for the account logged in, called ``name``:
+        ``POST /me/passkeys/options``, ``create(options)`` for the credential,
+        ``POST /me/passkeys`` with both.
+
+        Both routes are fresh-only (ACCOUNT_FRESH_MAX_AGE): a token that is not
+        fresh enough is stepped up through the ``reauthenticate`` callback, as
+        for any request, and the credential sent again. Returns the passkey
+        (``id``, ``name``, ``created_at``, ``last_used_at``). Raises
+        :class:`ApiClientError` when refused (``invalid_credential``,
+        ``challenge_expired``, ``passkey_exists``, ``too_many_passkeys``, 422...;
+        :class:`LoginRequired` for a 401). What ``create`` raises propagates.
+        """
+        options = self._answer(self.post("/me/passkeys/options"), 200)
+        credential = create(options)
+        body = {"name": name, "credential": credential}
+        made: dict[str, Any] = self._answer(self.post("/me/passkeys", json=body), 201)
+        return made
+
+    def passkeys(self) -> list[dict[str, Any]]:
+        """``GET /me/passkeys``: the account's passkeys, oldest first."""
+        listed: list[dict[str, Any]] = self._answer(self.get("/me/passkeys"), 200, list)
+        return listed
+
+    def rename_passkey(self, passkey_id: int, name: str) -> dict[str, Any]:
+        """``PATCH /me/passkeys/{passkey_id}``: the passkey, renamed."""
+        response = self.patch(f"/me/passkeys/{passkey_id}", json={"name": name})
+        renamed: dict[str, Any] = self._answer(response, 200)
+        return renamed
+
+    def delete_passkey(self, passkey_id: int) -> None:
+        """``DELETE /me/passkeys/{passkey_id}`` (fresh-only): it logs in and steps
+        up no more. Raises :class:`ApiClientError` ``not_found`` for an id that
+        is not one of the account's passkeys."""
+        self._answer(self.delete(f"/me/passkeys/{passkey_id}"), 200)
 
     # -- requests ---------------------------------------------------------------
 
@@ -743,6 +848,74 @@ class ApiClient:
         finally:
             self._step_up = None
         return _REAUTHENTICATED
+
+    def _post_in_session(
+        self, path: str, body: dict[str, Any] | None
+    ) -> tuple[str, requests.Response]:
+        """``POST path`` with the access token held, for a step-up (the recovery
+        lock is held): an expired one is refreshed, once, and the request sent
+        again. (The access token sent last, the answer.)"""
+        refreshed = False
+        while True:
+            used = self.access_token
+            if used is None or self.uses_api_token:
+                raise LoginRequired(
+                    "authorization_required", "No session to step up in: log in."
+                )
+            response = self.session.post(
+                self.url(path),
+                json=body,
+                headers={"Authorization": f"Bearer {used}"},
+                timeout=self.timeout,
+            )
+            expired = response.status_code == 401 and (
+                error_of(response)[0] == "token_expired"
+            )
+            if refreshed or not expired:
+                return used, response
+            refreshed = True
+            outcome = self._refresh_now(used, self.refresh_token, False)
+            if isinstance(outcome, requests.Response):
+                raise ApiClientError(*error_of(outcome), outcome)
+
+    def _step_up_refused(self, used: str, response: requests.Response) -> NoReturn:
+        """Raise for a refused step-up request: ReauthenticationFailed with the
+        session as it was, or LoginRequired when the session is over (its dead
+        tokens then forgotten)."""
+        code, message = error_of(response)
+        if code == "mfa_required":
+            with self._lock:
+                self._code_required = True
+        if response.status_code == 401 and code not in _STEP_UP_REFUSALS:
+            self._session_over(used, code, message, response)
+            raise LoginRequired(code, message, response)
+        raise ReauthenticationFailed(code, message, response)
+
+    @staticmethod
+    def _answer(response: requests.Response, status: int, kind: type = dict) -> Any:
+        """The JSON body of an answer with ``status`` (a ``kind``), or raise with
+        the envelope's ``error``: LoginRequired for a 401 that came back (no
+        session, or a challenge no callback answered), else ApiClientError."""
+        if response.status_code != status:
+            code, message = error_of(response)
+            if response.status_code == 401:
+                raise LoginRequired(code, message, response, step_up_of(response))
+            raise ApiClientError(code, message, response)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, kind):
+            raise ApiClientError(
+                "invalid_response", f"Expected a JSON {kind.__name__}.", response
+            )
+        return data
+
+    @classmethod
+    def _object_body(cls, response: requests.Response) -> dict[str, Any]:
+        """The JSON object of a 200 answer (a ceremony's options)."""
+        data: dict[str, Any] = cls._answer(response, 200)
+        return data
 
     @staticmethod
     def _token_body(response: requests.Response) -> dict[str, Any]:
