@@ -32,6 +32,16 @@
 // account needs a code too: reauthenticate(password, code); the onReauthenticate
 // hook is told `codeRequired` when this client knows it.
 //
+// Passkeys (WebAuthn): registerPasskey(name) runs the browser's
+// navigator.credentials.create() for the logged-in user; loginWithPasskey() logs
+// in with navigator.credentials.get() as login() does (no username needed: the
+// authenticator offers the site's passkeys); reauthenticateWithPasskey() steps up
+// in the session as reauthenticate(password) does. listPasskeys(),
+// renamePasskey(id, name) and deletePasskey(id) wrap /me/passkeys. A ceremony the
+// user cancels, or that times out, rejects with the browser's DOMException
+// (`NotAllowedError`). The page must be on a domain (https, or http://localhost):
+// browsers refuse WebAuthn on an IP address.
+//
 //   import { AuthClient } from "./auth-client.js";
 //   // baseUrl: where the API is (with its path prefix, if any); "" is this origin.
 //   const api = new AuthClient({
@@ -55,8 +65,15 @@ const LOGIN_FIXES = new Set([
   "token_revoked",
   "token_expired",
 ]);
-// A step-up refused with the session as it was: the user may try again.
-const STEP_UP_REFUSALS = new Set(["invalid_credentials", "mfa_required", "invalid_code"]);
+// A step-up refused with the session as it was: the user may try again (the last
+// two: a passkey's assertion refused, or its challenge no longer good).
+const STEP_UP_REFUSALS = new Set([
+  "invalid_credentials",
+  "mfa_required",
+  "invalid_code",
+  "invalid_credential",
+  "challenge_expired",
+]);
 
 export class LoginRequiredError extends Error {
   constructor(code, message) {
@@ -105,6 +122,15 @@ export function parseChallenge(header) {
   return params;
 }
 
+/** Whether this browser runs passkey ceremonies (WebAuthn) at all. */
+export function passkeysSupported() {
+  return (
+    typeof PublicKeyCredential === "function" &&
+    typeof navigator !== "undefined" &&
+    typeof navigator.credentials?.create === "function"
+  );
+}
+
 export class AuthClient {
   constructor({
     baseUrl = "",
@@ -114,6 +140,7 @@ export class AuthClient {
     onMfaRequired = null,
     onRefresh = null,
     fetchImpl = null,
+    credentialsImpl = null,
   } = {}) {
     if (mode !== "header" && mode !== "cookie") {
       throw new Error(`mode must be "header" or "cookie", not ${mode}`);
@@ -125,6 +152,8 @@ export class AuthClient {
     this.onMfaRequired = onMfaRequired;
     this.onRefresh = onRefresh;
     this._fetch = fetchImpl || window.fetch.bind(window);
+    // navigator.credentials (its create() and get()), looked up at each ceremony.
+    this._credentialsImpl = credentialsImpl;
     this._accessToken = null;
     this._refreshToken = null;
     this._refreshing = null; // the one refresh in flight, shared
@@ -243,6 +272,62 @@ export class AuthClient {
   }
 
   /**
+   * Log in with a passkey, no username or password typed: POST
+   * /login/passkey/options, the browser's navigator.credentials.get() (with no
+   * `username` the authenticator offers every passkey it holds for this site; with
+   * one, only that account's), then POST /login/passkey with its answer. The
+   * tokens are delivered as login() has them (header mode: kept here; cookie
+   * mode: `token_delivery: "cookie"`, the server sets the cookies), and a session
+   * this client still holds is ended first, once the user has chosen a passkey (a
+   * cancelled ceremony leaves it as it was).
+   *
+   * Resolves to the answer's body. Rejects with a LoginRequiredError when the
+   * login is refused (`invalid_credential`: a passkey the server does not know,
+   * deleted for one; `challenge_expired`: too slow, try again), with an ApiError
+   * when the options are (429, or 404 on a server without passkeys), and with the
+   * browser's DOMException when the ceremony does not happen (`NotAllowedError`:
+   * cancelled or timed out).
+   */
+  async loginWithPasskey({ username } = {}) {
+    const asked = await this._fetch(this._url("/login/passkey/options"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: this._credentials(),
+      body: JSON.stringify(username ? { username } : {}),
+    });
+    const options = await readJson(asked);
+    if (!asked.ok) throw apiError(asked, options);
+    const credential = await this._container().get({
+      publicKey: requestOptions(options),
+    });
+    if (this._holdsSession()) {
+      try {
+        await this.logout();
+      } catch {
+        // Unreachable or refused: it ends by itself at its idle timeout.
+      }
+    }
+    this._mfaToken = null;
+    this._mfaAnswer = null;
+    const body = { credential: credentialJson(credential) };
+    if (this.mode === "cookie") body.token_delivery = "cookie";
+    const response = await this._fetch(this._url("/login/passkey"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: this._credentials(),
+      body: JSON.stringify(body),
+    });
+    const data = await readJson(response);
+    if (!response.ok) {
+      throw new LoginRequiredError(data.error || "invalid_credential", data.message);
+    }
+    // What a password step-up of this account needs is learnt at its first refusal.
+    this._codeRequired = false;
+    this._store(data, { fresh: true, newSession: true });
+    return data;
+  }
+
+  /**
    * POST /reauthenticate: step up inside the session this client holds. The user
    * proves who they are again (`password`, and for an account with a second
    * factor a `code`: `"123456"`, `{code}` or `{recoveryCode}`); the answer is a
@@ -261,7 +346,50 @@ export class AuthClient {
     const withCode = code !== null && code !== undefined;
     const body = { password, ...(withCode ? codeFields(code) : {}) };
     if (this._refreshing) await this._refreshing; // step up with the newest token
+    const data = await this._reauthenticate(body, this._sessionEpoch);
+    // Proved without a code: the account has no second factor (any more).
+    if (!withCode) this._codeRequired = false;
+    return data;
+  }
+
+  /**
+   * Step up inside the session with a passkey, as reauthenticate() does with the
+   * password: POST /reauthenticate/options (a challenge bound to this session),
+   * the browser's navigator.credentials.get() over the account's passkeys, then
+   * POST /reauthenticate with its answer. Resolves to the answer's body, the new
+   * tokens kept as reauthenticate() keeps them.
+   *
+   * Rejects with an ApiError when the session stays as it was (`no_passkeys`:
+   * 409, the account has none; `invalid_credential`: a passkey the server does
+   * not accept; `challenge_expired`: too slow, try again), with a
+   * LoginRequiredError when the session is gone, and with the browser's
+   * DOMException when the ceremony does not happen (`NotAllowedError`: cancelled
+   * or timed out).
+   */
+  async reauthenticateWithPasskey() {
+    if (this._refreshing) await this._refreshing; // step up with the newest token
     const epoch = this._sessionEpoch;
+    if (!this.loggedIn) throw new LoginRequiredError("authorization_required");
+    // An expired access token is refreshed on the way; nobody is asked to log in.
+    const response = await this.fetch(
+      "/reauthenticate/options",
+      { method: "POST" },
+      { relogin: false },
+    );
+    const options = await readJson(response);
+    if (response.status === 401) {
+      throw new LoginRequiredError(options.error || "token_revoked", options.message);
+    }
+    if (!response.ok) throw apiError(response, options);
+    const credential = await this._container().get({
+      publicKey: requestOptions(options),
+    });
+    return this._reauthenticate({ credential: credentialJson(credential) }, epoch);
+  }
+
+  /** POST /reauthenticate with `body` (the password, or a passkey's assertion)
+   * in the session of `epoch`; an expired access token is refreshed once first. */
+  async _reauthenticate(body, epoch) {
     for (let refreshed = false; ; refreshed = true) {
       if (!this.loggedIn) throw new LoginRequiredError("authorization_required");
       const response = await this._send("/reauthenticate", {
@@ -274,11 +402,11 @@ export class AuthClient {
         throw new LoginRequiredError("token_revoked", "The session changed meanwhile.");
       }
       if (response.ok) {
-        // Proved without a code: the account has no second factor (any more).
-        if (!withCode) this._codeRequired = false;
         this._store(data, { fresh: true });
         return data;
       }
+      // (A passkey's assertion may be sent again: an expired token is refused
+      // before its challenge is looked at.)
       if (data.error === "token_expired" && !refreshed) {
         const refusal = await this._refreshOnce();
         if (refusal === null) continue;
@@ -356,6 +484,52 @@ export class AuthClient {
   /** DELETE /me/sessions: end every session of the user but this one. */
   async endOtherSessions() {
     return expectOk(await this.fetch("/me/sessions", { method: "DELETE" }));
+  }
+
+  /**
+   * Register a passkey of the logged-in user, called `name` ("laptop"): POST
+   * /me/passkeys/options, the browser's navigator.credentials.create() (the user
+   * confirms with a fingerprint, a PIN...), then POST /me/passkeys with its answer.
+   * Both need a fresh login: refused, they go through onReauthenticate as any
+   * fetch(). Resolves to the passkey as listed (`{id, name, created_at,
+   * last_used_at}`).
+   *
+   * Rejects with an ApiError (`too_many_passkeys`, `passkey_exists`,
+   * `invalid_credential`, `challenge_expired`, 422 for the name) or with the
+   * browser's DOMException (`NotAllowedError`: cancelled or timed out;
+   * `InvalidStateError`: this authenticator holds one of the user's passkeys
+   * already).
+   */
+  async registerPasskey(name) {
+    const options = await expectOk(
+      await this.fetch("/me/passkeys/options", { method: "POST" }),
+    );
+    const credential = await this._container().create({
+      publicKey: creationOptions(options),
+    });
+    const body = JSON.stringify({ name, credential: credentialJson(credential) });
+    return expectOk(await this.fetch("/me/passkeys", { method: "POST", body }));
+  }
+
+  /** GET /me/passkeys: the user's passkeys, oldest first. */
+  async listPasskeys() {
+    return expectOk(await this.fetch("/me/passkeys"));
+  }
+
+  /** PATCH /me/passkeys/{id}: rename one; resolves to the passkey. */
+  async renamePasskey(id, name) {
+    const path = `/me/passkeys/${encodeURIComponent(id)}`;
+    const body = JSON.stringify({ name });
+    return expectOk(await this.fetch(path, { method: "PATCH", body }));
+  }
+
+  /**
+   * DELETE /me/passkeys/{id}: it logs in and steps up no more (the authenticator
+   * still holds it: only its owner can remove it there). Needs a fresh login.
+   */
+  async deletePasskey(id) {
+    const path = `/me/passkeys/${encodeURIComponent(id)}`;
+    return expectOk(await this.fetch(path, { method: "DELETE" }));
   }
 
   /**
@@ -533,6 +707,13 @@ export class AuthClient {
     return this.mode === "cookie" ? "include" : "same-origin";
   }
 
+  /** navigator.credentials, or what was given instead. */
+  _container() {
+    const container = this._credentialsImpl || globalThis.navigator?.credentials;
+    if (!container) throw new Error("This browser has no passkeys (WebAuthn).");
+    return container;
+  }
+
   _url(path) {
     return this.baseUrl + (path.startsWith("/") ? path : `/${path}`);
   }
@@ -572,6 +753,91 @@ async function expectOk(response) {
 function apiError(response, data) {
   const code = data.error || `http_${response.status}`;
   return new ApiError(response.status, code, data.message || response.statusText);
+}
+
+// -- WebAuthn's JSON (WebAuthn L3 §5.1.8, §5.4, §5.5) ------------------------------
+// The server speaks JSON, base64url for bytes; navigator.credentials ArrayBuffers.
+// A browser with PublicKeyCredential.parseCreationOptionsFromJSON(),
+// parseRequestOptionsFromJSON() and credential.toJSON() converts itself; for the
+// others, the same by hand.
+
+/** Creation options for navigator.credentials.create() from their JSON. */
+function creationOptions(json) {
+  const native = globalThis.PublicKeyCredential;
+  if (typeof native?.parseCreationOptionsFromJSON === "function") {
+    return native.parseCreationOptionsFromJSON(json);
+  }
+  return {
+    ...json,
+    challenge: base64urlToBuffer(json.challenge),
+    user: { ...json.user, id: base64urlToBuffer(json.user.id) },
+    excludeCredentials: (json.excludeCredentials || []).map(descriptor),
+  };
+}
+
+/** Request options for navigator.credentials.get() from their JSON. */
+function requestOptions(json) {
+  const native = globalThis.PublicKeyCredential;
+  if (typeof native?.parseRequestOptionsFromJSON === "function") {
+    return native.parseRequestOptionsFromJSON(json);
+  }
+  return {
+    ...json,
+    challenge: base64urlToBuffer(json.challenge),
+    allowCredentials: (json.allowCredentials || []).map(descriptor),
+  };
+}
+
+function descriptor(json) {
+  return { ...json, id: base64urlToBuffer(json.id) };
+}
+
+/**
+ * A PublicKeyCredential as JSON: RegistrationResponseJSON after create(),
+ * AuthenticationResponseJSON after get().
+ */
+function credentialJson(credential) {
+  if (typeof credential.toJSON === "function") return credential.toJSON();
+  const { response } = credential;
+  const json = {
+    id: credential.id,
+    rawId: bufferToBase64url(credential.rawId),
+    type: credential.type,
+    authenticatorAttachment: credential.authenticatorAttachment ?? null,
+    clientExtensionResults: credential.getClientExtensionResults?.() ?? {},
+    response: { clientDataJSON: bufferToBase64url(response.clientDataJSON) },
+  };
+  if (response.attestationObject) {
+    json.response.attestationObject = bufferToBase64url(response.attestationObject);
+    json.response.transports = response.getTransports?.() ?? [];
+  } else {
+    json.response.authenticatorData = bufferToBase64url(response.authenticatorData);
+    json.response.signature = bufferToBase64url(response.signature);
+    json.response.userHandle = response.userHandle
+      ? bufferToBase64url(response.userHandle)
+      : null;
+  }
+  return json;
+}
+
+/** base64url (RFC 4648 §5), padded or not, to an ArrayBuffer. */
+function base64urlToBuffer(text) {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  return Uint8Array.from(binary, (char) => char.charCodeAt(0)).buffer;
+}
+
+/** An ArrayBuffer (or a view of one) as unpadded base64url. */
+function bufferToBase64url(buffer) {
+  const bytes = ArrayBuffer.isView(buffer)
+    ? new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+    : new Uint8Array(buffer);
+  let binary = "";
+  // In slices: an attestation can be too long for one fromCharCode(...) call.
+  for (let start = 0; start < bytes.length; start += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(start, start + 0x8000));
+  }
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 function readCookie(name) {

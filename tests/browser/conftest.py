@@ -11,6 +11,7 @@ from tests.browser.pages import (
     live_server,
     open_page,
 )
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="package")
@@ -18,6 +19,23 @@ def server(tmp_path_factory):
     """The demo's server: access tokens live ACCESS_LIFETIME seconds."""
     with live_server(tmp_path_factory.mktemp("demo-server"), ACCESS_LIFETIME) as base:
         yield base
+
+
+@pytest.fixture(scope="package")
+def passkey_server(tmp_path_factory):
+    """The demo's server for passkeys, at http://localhost:PORT: browsers run
+    WebAuthn on a domain only, never on an IP address (127.0.0.1), and the server
+    accepts exactly this origin."""
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    with live_server(
+        tmp_path_factory.mktemp("passkey-server"),
+        ACCESS_LIFETIME,
+        port=port,
+        WEBAUTHN_RP_ID="localhost",
+        WEBAUTHN_ORIGINS=origin,
+    ):
+        yield origin
 
 
 @pytest.fixture(scope="package")
@@ -61,6 +79,12 @@ def browser():
 @pytest.fixture
 def page(browser, server, tmp_path):
     with open_page(browser, server, tmp_path) as page:
+        yield page
+
+
+@pytest.fixture
+def passkey_page(browser, passkey_server, tmp_path):
+    with open_page(browser, passkey_server, tmp_path) as page:
         yield page
 
 

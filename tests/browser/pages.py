@@ -13,6 +13,8 @@ from tests.servers import free_port, request
 from tests.services import program
 
 ACCESS_LIFETIME = 3
+# The routes whose answers carry tokens (in the body, or as cookies).
+TOKEN_PATHS = ("/login", "/login/mfa", "/login/passkey", "/refresh", "/reauthenticate")
 
 
 def chromium() -> str:
@@ -22,10 +24,12 @@ def chromium() -> str:
 
 
 @contextlib.contextmanager
-def live_server(folder: Path, access_lifetime: int, **settings: str):
-    """A live gunicorn on a fresh SQLite database (and `settings`); yields its
-    base URL."""
-    port = free_port()
+def live_server(
+    folder: Path, access_lifetime: int, port: int | None = None, **settings: str
+):
+    """A live gunicorn on a fresh SQLite database (and `settings`), on `port` or a
+    free one; yields its base URL."""
+    port = port or free_port()
     env = {
         "PATH": os.environ["PATH"],
         "APP_ENV": "development",
@@ -84,7 +88,7 @@ class Page:
             self.calls.append((response.request.method, path, response.status))
         if path == "/refresh":
             self.refreshes.append(response.status)
-        if path in ("/login", "/login/mfa", "/refresh", "/reauthenticate"):
+        if path in TOKEN_PATHS:
             self.token_bodies.append(response.text())
             for cookie in response.header_values("set-cookie"):
                 name, _, rest = cookie.partition("=")

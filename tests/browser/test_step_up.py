@@ -106,7 +106,7 @@ def test_demo_steps_up_in_the_session_and_lists_one_session(page, user, mode):
         if round_ == 1:
             page.shot(f"{mode}-step-up-done")
         # The panel reloads after the step-up: the same single session, whose
-        # "password confirmed" time has moved.
+        # "identity confirmed" time has moved.
         moved = f"#sessions li time.authenticated-at:not([datetime='{authenticated}'])"
         p.wait_for_selector(moved)
         assert _listed(p) == [(family, True)]

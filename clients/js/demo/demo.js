@@ -1,5 +1,10 @@
 // The demo page: a small app on top of AuthClient, no build step.
-import { ApiError, AuthClient, LoginRequiredError } from "./auth-client.js";
+import {
+  ApiError,
+  AuthClient,
+  LoginRequiredError,
+  passkeysSupported,
+} from "./auth-client.js";
 
 // The API is where this module's folder is mounted (<mount path>/demo/demo.js):
 // the site's root, or the path prefix a proxy serves the API under.
@@ -11,6 +16,9 @@ const mode = params.get("mode") === "cookie" ? "cookie" : "header";
 let username = "";
 let loggingOut = false;
 let totpOn = false; // as GET /me/mfa last said
+let passkeyCount = 0; // as GET /me/passkeys last said
+// WebAuthn runs on a domain only (http://localhost, not http://127.0.0.1).
+const withPasskeys = passkeysSupported() && !/^[\d.]+$|^\[/.test(location.hostname);
 
 const api = new AuthClient({
   baseUrl: API_BASE.href,
@@ -29,6 +37,8 @@ const api = new AuthClient({
 
 $("mode").textContent = mode;
 $("switch-mode").href = mode === "cookie" ? "?mode=header" : "?mode=cookie";
+$("passkey-login-button").hidden = !withPasskeys;
+$("passkey-login-hint").hidden = !withPasskeys;
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -58,18 +68,48 @@ const RETRY_PROBLEMS = {
   invalid_code: "Wrong code (or used already): try again.",
   mfa_required: "This account has a second factor: enter a code from your app too.",
   validation_error: "That is not a code: 6 digits, or a recovery code.",
+  invalid_credential: "This passkey was not accepted: try another, or your password.",
+  challenge_expired: "That took too long: try again.",
+  no_passkeys: "You have no passkey any more: use your password.",
 };
 
+// What a passkey ceremony the browser ended means to the user (a DOMException:
+// NotAllowedError when cancelled or timed out).
+function ceremonyProblem(error) {
+  if (!(error instanceof DOMException)) return null;
+  return error.name === "NotAllowedError"
+    ? "The passkey was not used (cancelled, or it took too long): try again."
+    : `The passkey did not answer (${error.name}): try again.`;
+}
+
+// Why asking again may help, or null when it would not.
+function retryProblem(error) {
+  if (error instanceof ApiError) return RETRY_PROBLEMS[error.code] || null;
+  return ceremonyProblem(error);
+}
+
 // The dialog, for a login, its code or a step-up: resolves to `{password, code}`
-// as typed, or null if the user cancels. `problem` is shown under the reason (a
-// retry); `password` and `code` say which fields it asks for.
-function ask({ purpose, reason, button, problem = "", password = true, code = false }) {
+// as typed, to `{passkey: true}` when the user chose a passkey instead, or null if
+// they cancel. `problem` is shown under the reason (a retry); `password` and
+// `code` say which fields it asks for; `passkey`, the passkey button's text (none:
+// no button).
+function ask({
+  purpose,
+  reason,
+  button,
+  problem = "",
+  password = true,
+  code = false,
+  passkey = "",
+}) {
   const dialog = $("relogin");
   dialog.dataset.purpose = purpose;
   $("relogin-reason").textContent = reason;
   $("relogin-problem").textContent = problem;
   $("relogin-problem").hidden = !problem;
   $("relogin-button").textContent = button;
+  $("relogin-passkey").textContent = passkey;
+  $("relogin-passkey").hidden = !passkey;
   $("relogin-password-label").hidden = !password;
   $("relogin-code-label").hidden = !code;
   $("relogin-password").value = "";
@@ -78,12 +118,13 @@ function ask({ purpose, reason, button, problem = "", password = true, code = fa
   return new Promise((resolve) => {
     dialog.addEventListener(
       "close",
-      () =>
-        resolve(
-          dialog.returnValue === "login"
-            ? { password: $("relogin-password").value, code: $("relogin-code").value }
-            : null,
-        ),
+      () => {
+        const answer = dialog.returnValue;
+        if (answer === "passkey") return resolve({ passkey: true });
+        if (answer !== "login") return resolve(null);
+        const password = $("relogin-password").value;
+        return resolve({ password, code: $("relogin-code").value });
+      },
       { once: true },
     );
   });
@@ -99,16 +140,21 @@ async function askToLogInAgain(code) {
         ? "This needs a fresh login: please enter your password again."
         : `Your session ended (${code}): please log in again.`,
     button: "Log in",
+    passkey: withPasskeys && passkeyCount > 0 ? "Log in with a passkey" : "",
   });
   if (typed === null) return false;
   try {
-    const result = await api.login(username, typed.password);
-    if (result.mfaRequired && !(await askForLoginCode())) return false;
+    if (typed.passkey) {
+      await api.loginWithPasskey({ username });
+    } else {
+      const result = await api.login(username, typed.password);
+      if (result.mfaRequired && !(await askForLoginCode())) return false;
+    }
     status("Logged in again.");
     showSessions(); // a login is a new session
     return true;
   } catch (error) {
-    status(`Login failed: ${error.message}`, true);
+    status(`Login failed: ${ceremonyProblem(error) || error.message}`, true);
     return false;
   }
 }
@@ -139,33 +185,45 @@ async function askForLoginCode() {
 }
 
 // onReauthenticate: a fresh-only action was refused (RFC 9470's step-up). The
-// password again (and a code, for an account with a second factor), in this
-// session (no new one); a wrong one is asked again. Resolves to true once
-// stepped up, false if the user cancels.
+// password again (and a code, for an account with a second factor), or one of the
+// user's passkeys, in this session (no new one); a wrong one is asked again.
+// Resolves to true once stepped up, false if the user cancels.
 async function askToStepUp({ maxAge, codeRequired }) {
   const within = maxAge === null ? "" : ` (within ${maxAge} s)`;
   let problem = "";
   let withCode = codeRequired || totpOn;
   for (;;) {
+    const offerPasskey = withPasskeys && passkeyCount > 0;
     const typed = await ask({
       purpose: "step-up",
       reason:
         `This needs a fresh login${within}: please confirm your password` +
-        `${withCode ? " and a code from your authenticator app" : ""}. ` +
+        `${withCode ? " and a code from your authenticator app" : ""}` +
+        `${offerPasskey ? ", or use a passkey" : ""}. ` +
         "You stay in this session.",
       button: "Confirm",
       problem,
       code: withCode,
+      passkey: offerPasskey ? "Step up with a passkey" : "",
     });
     if (typed === null) return false;
     try {
-      await api.reauthenticate(typed.password, withCode ? secondFactor(typed.code) : null);
-      const proved = withCode ? "Password and code" : "Password";
-      status(`${proved} confirmed: same session.`);
+      if (typed.passkey) {
+        status("Choose a passkey…");
+        await api.reauthenticateWithPasskey();
+        status("Passkey confirmed: same session.");
+        showPasskeys(); // its "last used" moved
+      } else {
+        const second = withCode ? secondFactor(typed.code) : null;
+        await api.reauthenticate(typed.password, second);
+        const proved = withCode ? "Password and code" : "Password";
+        status(`${proved} confirmed: same session.`);
+      }
       showSessions(); // the session's "authenticated" time moved
       return true;
     } catch (error) {
-      problem = error instanceof ApiError ? RETRY_PROBLEMS[error.code] : null;
+      problem = retryProblem(error);
+      if (error instanceof ApiError && error.code === "no_passkeys") passkeyCount = 0;
       if (problem) {
         withCode ||= error.code === "mfa_required";
         continue;
@@ -178,11 +236,13 @@ async function askToStepUp({ maxAge, codeRequired }) {
 
 async function showApp() {
   const me = await json(await api.fetch("/me"));
+  username = me.username; // a passkey login typed none
   $("whoami").textContent = me.username;
   $("login-section").hidden = true;
   $("app-section").hidden = false;
   showSessions();
   showMfa();
+  showPasskeys();
   await loadItems();
 }
 
@@ -191,6 +251,7 @@ function showLogin(text) {
   $("login-section").hidden = false;
   showLoginStep("password");
   $("sessions").replaceChildren();
+  $("passkeys").replaceChildren();
   hideEnrolment();
   hideRecoveryCodes();
   status(text);
@@ -260,7 +321,7 @@ function sessionItem(session) {
     li.append(" (", mark, ")");
   }
   const address = session.ip_address || "unknown address";
-  li.append(" · last used ", used, " · password confirmed ", authenticated);
+  li.append(" · last used ", used, " · identity confirmed ", authenticated);
   li.append(` · ${address} `, button);
   return li;
 }
@@ -356,6 +417,19 @@ $("mfa-form").addEventListener("submit", async (event) => {
 });
 
 $("mfa-cancel").addEventListener("click", () => showLogin("Log in again."));
+
+// No username or password: the browser offers the passkeys it holds for this site.
+$("passkey-login-button").addEventListener("click", async () => {
+  status("Choose a passkey…");
+  try {
+    await api.loginWithPasskey();
+  } catch (error) {
+    const reason = ceremonyProblem(error) || error.message;
+    status(`Passkey login failed: ${reason}`, true);
+    return;
+  }
+  await showApp().catch((error) => status(error.message, true));
+});
 
 $("register-button").addEventListener("click", async () => {
   const response = await fetch(new URL("register", API_BASE), {
@@ -536,3 +610,125 @@ $("confirm-form").addEventListener("submit", (event) => {
 });
 
 $("recovery-codes-done").addEventListener("click", hideRecoveryCodes);
+
+// -- Passkeys (WebAuthn) -------------------------------------------------------------
+// Registering and deleting one need a token fresh within 300 s: when refused, the
+// step-up dialog asks (for the password, or a passkey once there is one).
+
+function passkeyItem(passkey) {
+  const li = document.createElement("li");
+  li.dataset.passkeyId = String(passkey.id);
+  const name = document.createElement("strong");
+  name.className = "passkey-name";
+  name.textContent = passkey.name;
+  const created = document.createElement("time");
+  created.className = "created-at";
+  created.dateTime = passkey.created_at;
+  created.textContent = new Date(passkey.created_at).toLocaleString();
+  const used = document.createElement("time");
+  used.className = "last-used";
+  if (passkey.last_used_at) {
+    used.dateTime = passkey.last_used_at;
+    used.textContent = new Date(passkey.last_used_at).toLocaleString();
+  } else {
+    used.textContent = "never";
+  }
+  const rename = document.createElement("form");
+  rename.className = "rename-passkey";
+  const label = document.createElement("label");
+  const input = document.createElement("input");
+  input.className = "new-name";
+  input.required = true;
+  input.maxLength = 80;
+  input.placeholder = "new name";
+  label.append("Rename to ", input);
+  const renameButton = document.createElement("button");
+  renameButton.type = "submit";
+  renameButton.textContent = "Rename";
+  rename.append(label, renameButton);
+  rename.addEventListener("submit", (event) => {
+    event.preventDefault();
+    renamePasskey(passkey.id, input.value).catch((error) =>
+      status(error.message, true),
+    );
+  });
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "delete-passkey";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", () =>
+    deletePasskey(passkey.id).catch((error) => status(error.message, true)),
+  );
+  li.append(name, " · registered ", created, " · last used ", used);
+  li.append(" ", rename, " ", remove);
+  return li;
+}
+
+let passkeysAsked = 0;
+
+// As the sessions: the last one asked wins.
+async function loadPasskeys() {
+  const asked = ++passkeysAsked;
+  let passkeys;
+  try {
+    passkeys = await api.listPasskeys();
+  } catch (error) {
+    // A server without a relying party (an IP address for PUBLIC_URL) has none.
+    if (!(error instanceof ApiError && error.status === 404)) throw error;
+    passkeys = null;
+  }
+  if (asked !== passkeysAsked || $("app-section").hidden) return;
+  passkeyCount = passkeys ? passkeys.length : 0;
+  const state = $("passkey-status");
+  state.dataset.count = passkeys ? String(passkeyCount) : "";
+  if (!passkeys) {
+    state.textContent = "This server offers no passkeys.";
+  } else if (!withPasskeys) {
+    state.textContent = "This browser cannot use passkeys here (a domain is needed).";
+  } else if (passkeyCount === 0) {
+    state.textContent = "No passkey: register one to log in without a password.";
+  } else {
+    const count = `${passkeyCount} passkey${passkeyCount === 1 ? "" : "s"}`;
+    state.textContent = `${count}: logging in with one needs no username or password.`;
+  }
+  $("passkey-form").hidden = !(passkeys && withPasskeys);
+  $("passkeys").replaceChildren(...(passkeys || []).map(passkeyItem));
+}
+
+function showPasskeys() {
+  loadPasskeys().catch((error) => {
+    if (!$("app-section").hidden) status(`Passkeys: ${error.message}`, true);
+  });
+}
+
+async function registerPasskey() {
+  status("Confirm with your authenticator…");
+  let passkey;
+  try {
+    passkey = await api.registerPasskey($("passkey-name").value);
+  } catch (error) {
+    const reason = ceremonyProblem(error) || error.message;
+    status(`No passkey registered: ${reason}`, true);
+    return;
+  }
+  $("passkey-name").value = "";
+  await loadPasskeys();
+  status(`Registered passkey ${passkey.name}.`);
+}
+
+async function renamePasskey(id, name) {
+  const passkey = await api.renamePasskey(id, name);
+  await loadPasskeys();
+  status(`Renamed the passkey to ${passkey.name}.`);
+}
+
+async function deletePasskey(id) {
+  const { message } = await api.deletePasskey(id);
+  await loadPasskeys();
+  status(message);
+}
+
+$("passkey-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  registerPasskey().catch((error) => status(error.message, true));
+});
