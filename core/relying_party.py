@@ -20,27 +20,37 @@ from core.urls import host_of, is_client_address, is_host_name
 
 DEVELOPMENT_RP_ID = "localhost"
 DEVELOPMENT_ORIGINS = ("http://localhost:5000",)  # ./scripts/serve.sh
+DEFAULT_PORTS = (("https", 443), ("http", 80))
 
 
 def derive_relying_party(values: dict[str, Any], production: bool) -> list[str]:
-    """Fill in the RP ID and origins from PUBLIC_URL (when its host is a domain),
-    else in development from localhost; the RP name from the API's title. In
-    production with neither, passkeys are off: the warning says so."""
+    """Fill in the RP ID and origins from PUBLIC_URL (when it names a domain
+    served over https, or localhost), else in development from localhost; the RP
+    name from the API's title. In production with neither, passkeys are off: the
+    warning says so."""
     public_url = values.get("PUBLIC_URL") or ""
+    try:
+        origin = origin_of(public_url) if public_url else ""
+    except ValueError:
+        origin = ""  # not a URL: validate() says so, naming PUBLIC_URL
+    # PUBLIC_URL is followed where a browser would run a ceremony on it: a domain,
+    # over https (or localhost).
     public_host = host_of(public_url)
-    named = bool(public_host) and not is_client_address(public_host)
+    named = (
+        bool(origin)
+        and not is_client_address(public_host)
+        and _origin_problem(origin, public_host) is None
+    )
     if not values.get("WEBAUTHN_RP_NAME"):
         values["WEBAUTHN_RP_NAME"] = values["API_TITLE"]
     if values.get("WEBAUTHN_RP_ID"):
         if not values.get("WEBAUTHN_ORIGINS") and named:
-            values["WEBAUTHN_ORIGINS"] = [origin_of(public_url)]
+            values["WEBAUTHN_ORIGINS"] = [origin]
         return []
     if named:
         values["WEBAUTHN_RP_ID"] = public_host
         values.setdefault("WEBAUTHN_ORIGINS", [])
-        values["WEBAUTHN_ORIGINS"] = values["WEBAUTHN_ORIGINS"] or [
-            origin_of(public_url)
-        ]
+        values["WEBAUTHN_ORIGINS"] = values["WEBAUTHN_ORIGINS"] or [origin]
         return []
     if not production:
         values["WEBAUTHN_RP_ID"] = DEVELOPMENT_RP_ID
@@ -49,8 +59,8 @@ def derive_relying_party(values: dict[str, Any], production: bool) -> list[str]:
         )
         return []
     return [
-        "Passkeys are off: PUBLIC_URL names no domain. Set WEBAUTHN_RP_ID and "
-        "WEBAUTHN_ORIGINS to offer them (docs/passkeys.md)."
+        "Passkeys are off: PUBLIC_URL names no domain served over https. Set "
+        "WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS to offer them (docs/passkeys.md)."
     ]
 
 
@@ -87,9 +97,11 @@ def passkeys_enabled(config: Mapping[str, Any]) -> bool:
 
 
 def origin_of(url: str) -> str:
-    """scheme://host[:port] of a URL, as a browser serializes an origin."""
+    """scheme://host[:port] of a URL, as a browser serializes an origin (without
+    the scheme's default port)."""
     parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port is not None else ""
+    default = (parts.scheme, parts.port) in DEFAULT_PORTS
+    port = f":{parts.port}" if parts.port is not None and not default else ""
     return f"{parts.scheme}://{parts.hostname}{port}"
 
 
@@ -97,13 +109,13 @@ def _origin_problem(origin: str, rp_id: str) -> str | None:
     """Why a browser would never send `origin` for `rp_id`, or None."""
     try:
         parts = urlsplit(origin)
-        exact = origin_of(origin) == origin
+        parts.port  # noqa: B018  (raises on a port that is not a number)
     except ValueError:
         return "is not an origin"
-    if not parts.hostname or not exact:
-        return "must be an exact origin: scheme://host[:port], no path, lower case"
-    if (parts.scheme, parts.port) in (("https", 443), ("http", 80)):
+    if (parts.scheme, parts.port) in DEFAULT_PORTS:
         return "must leave out the scheme's default port, as browsers do"
+    if not parts.hostname or origin_of(origin) != origin:
+        return "must be an exact origin: scheme://host[:port], no path, lower case"
     if parts.scheme != "https" and not (
         parts.scheme == "http" and parts.hostname == "localhost"
     ):

@@ -55,7 +55,7 @@ def new_challenge(
     user_handle: bytes | None = None,
 ) -> bytes:
     """A new random challenge for `purpose`, stored (expired ones purged)."""
-    challenge = _random(CHALLENGE_BYTES)
+    challenge = secrets.token_bytes(CHALLENGE_BYTES)
     lifetime = timedelta(seconds=current_app.config["WEBAUTHN_CHALLENGE_EXPIRES"])
     with write("The challenge could not be stored."):
         WebAuthnChallengeModel.purge_expired()
@@ -157,14 +157,6 @@ def decode(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
-def _random(size: int) -> bytes:
-    return secrets.token_bytes(size)
-
-
 def timeout_ms() -> int:
     """How long the browser may take, as options say it (the challenge's life)."""
     return current_app.config["WEBAUTHN_CHALLENGE_EXPIRES"] * 1000
-
-
-def _random(size: int) -> bytes:
-    return secrets.token_bytes(size)

@@ -255,6 +255,9 @@ def test_each_fresh_only_operation_states_its_max_age(client):
         ("post", "/me/mfa/totp/confirm"): 120,
         ("post", "/me/mfa/recovery-codes"): 120,
         ("delete", "/me/mfa/totp"): 120,
+        ("post", "/me/passkeys/options"): 120,
+        ("post", "/me/passkeys"): 120,
+        ("delete", "/me/passkeys/{passkey_id}"): 120,
     }
     described = spec["paths"]["/item"]["post"]["responses"]["401"]["description"]
     assert "FRESH_MAX_AGE" in described and "RFC 9470" in described

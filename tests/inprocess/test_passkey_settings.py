@@ -162,3 +162,27 @@ def test_origins_without_a_relying_party_refuse_to_start():
         )
 
     assert "WEBAUTHN_ORIGINS needs WEBAUTHN_RP_ID" in str(refused.value)
+
+
+def test_a_plain_http_public_url_is_not_followed_in_development():
+    """No browser runs a ceremony on http://api.example.com: localhost stands."""
+    development = settings(PUBLIC_URL="http://api.example.com")
+
+    assert relying_party(development)[:2] == ("localhost", ["http://localhost:5000"])
+
+
+@pytest.mark.parametrize("public_url", ["https://10.0.0.1", "http://127.0.0.1:5000"])
+def test_a_public_url_on_an_ip_address_is_not_followed(public_url):
+    """In development the localhost defaults stand; in production passkeys are off."""
+    development = settings(PUBLIC_URL=public_url)
+    production = load_settings({**PRODUCTION, "PUBLIC_URL": public_url})
+
+    assert relying_party(development)[:2] == ("localhost", ["http://localhost:5000"])
+    assert production.values["WEBAUTHN_RP_ID"] is None
+    assert any(w.startswith("Passkeys are off") for w in production.warnings)
+
+
+def test_a_public_url_with_its_default_port_gives_the_origin_browsers_write():
+    values = settings(**PRODUCTION, PUBLIC_URL="https://example.com:443/api")
+
+    assert relying_party(values)[:2] == ("example.com", ["https://example.com"])

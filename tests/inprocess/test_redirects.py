@@ -16,6 +16,7 @@ SAMPLE_VALUES = {
     "tag_id": 1,
     "user_id": 1,
     "token_id": 1,
+    "passkey_id": 1,
     "session_id": "abc",
     "name": "demo.js",
     "filename": "swagger-ui.css",
