@@ -166,7 +166,3 @@ def _random(size: int) -> bytes:
 def timeout_ms() -> int:
     """How long the browser may take, as options say it (the challenge's life)."""
     return current_app.config["WEBAUTHN_CHALLENGE_EXPIRES"] * 1000
-
-
-def _random(size: int) -> bytes:
-    return secrets.token_bytes(size)
