@@ -163,6 +163,9 @@ def register(user: UserModel, name: str, credential: dict) -> PasskeyModel:
         == CredentialDeviceType.MULTI_DEVICE,
     )
     with write("This passkey is registered already.", "passkey_exists"):
+        # One registration of the account at a time: side by side, each count
+        # would miss the other's passkey and both would pass the limit.
+        UserModel.lock(user.id)
         if PasskeyModel.count_of(user.id) >= config["WEBAUTHN_MAX_CREDENTIALS"]:
             raise TooManyPasskeys(_too_many())
         db.session.add(passkey)
