@@ -154,9 +154,18 @@ def error_body(
         "error": error or ERROR_CODES[code],
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = _json_keys(errors)
     body.update(extra or {})
     return body
+
+
+def _json_keys(errors: dict) -> dict:
+    """The messages with string keys: marshmallow keys a list's items by index
+    (an int), which orjson will not write (core/json_provider.py)."""
+    return {
+        str(key): _json_keys(value) if isinstance(value, dict) else value
+        for key, value in errors.items()
+    }
 
 
 def error_response(

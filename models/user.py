@@ -5,7 +5,7 @@ from datetime import datetime
 from functools import cache
 from typing import Protocol
 
-from sqlalchemy import DateTime, Index, Select, String, false, func
+from sqlalchemy import DateTime, Index, Select, String, false, func, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import Model, db
@@ -59,6 +59,19 @@ class UserModel(Model):
         """Look a user up by name, ignoring case."""
         return db.session.scalar(
             db.select(cls).where(func.lower(cls.username) == username.lower())
+        )
+
+    @classmethod
+    def lock(cls, user_id: int) -> None:
+        """Hold the account's row until the caller's transaction ends, so what
+        the caller counts of the account next stays true until it commits: an
+        UPDATE that changes nothing takes a row lock on PostgreSQL and the
+        write lock on SQLite (which ignores SELECT ... FOR UPDATE)."""
+        db.session.execute(
+            update(cls)
+            .where(cls.id == user_id)
+            .values(id=cls.id)
+            .execution_options(synchronize_session=False)
         )
 
     def delete(self) -> None:

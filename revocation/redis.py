@@ -124,7 +124,11 @@ class RedisBlocklist(Blocklist):
         """
         own = self._own
         if own.pid != os.getpid():
-            own.connection = self._client.connection_pool.make_connection()
+            # Made apart from the pool: each connection the pool makes counts
+            # against its max_connections (100 in redis-py 8) for good, so
+            # after 100 threads every new one would find the store down.
+            pool = self._client.connection_pool
+            own.connection = pool.connection_class(**pool.connection_kwargs)
             own.pid = os.getpid()
         for attempt in (1, 2):
             try:

@@ -1,13 +1,28 @@
 """Passkeys for tests: the ceremonies of the API, played by a software
 authenticator (tests/authenticator.py) through the Flask test client."""
 
+import json
+
+from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.authenticator import SoftAuthenticator
+from core import db
+from models import PasskeyModel
+from tests.authenticator import SoftAuthenticator, b64url, b64url_decode
 from tests.helpers import bearer
 
 # What the development settings (and so the tests') accept: ./scripts/serve.sh.
 ORIGIN = "http://localhost:5000"
+# The three ceremonies (the challenges' purposes), where each is answered.
+CEREMONY_PATHS = {
+    "login": "/login/passkey",
+    "step_up": "/reauthenticate",
+    "register": "/me/passkeys",
+}
+PURPOSES = list(CEREMONY_PATHS)
+# A login or a step-up refused is a 401 (who are you?); a registration a 400 (the
+# caller is known: the credential is what is wrong).
+REFUSED = {"login": 401, "step_up": 401, "register": 400}
 
 
 def register_options(client: FlaskClient, headers: dict) -> dict:
@@ -73,3 +88,88 @@ def passkey_account(auth, client: FlaskClient, username: str = "alice"):
     authenticator = SoftAuthenticator(origin=ORIGIN)
     register_passkey(client, bearer(tokens["access_token"]), authenticator)
     return user_id, tokens, authenticator
+
+
+def stored_passkeys(app: Flask, user_id: int) -> list[dict]:
+    """The user's passkeys as the database holds them (counter and all), oldest
+    first."""
+    with app.app_context():
+        rows = db.session.scalars(
+            db.select(PasskeyModel)
+            .where(PasskeyModel.user_id == user_id)
+            .order_by(PasskeyModel.id)
+        )
+        return [
+            {
+                "id": row.id,
+                "name": row.name,
+                "sign_count": row.sign_count,
+                "last_used_at": row.last_used_at,
+            }
+            for row in rows
+        ]
+
+
+def with_client_data(credential: dict, **members) -> dict:
+    """The credential with its clientDataJSON's `members` changed. Only a
+    registration stays valid so (attestation "none" signs nothing): an
+    assertion's signature covers its clientDataJSON."""
+    response = credential["response"]
+    client_data = json.loads(b64url_decode(response["clientDataJSON"]))
+    client_data.update(members)
+    encoded = json.dumps(client_data, separators=(",", ":")).encode()
+    return {**credential, "response": {**response, "clientDataJSON": b64url(encoded)}}
+
+
+# --- any of the three ceremonies, for the tests that attack them all ----------------
+
+
+def options_for(client: FlaskClient, purpose: str, headers: dict) -> dict:
+    """New options (a new challenge) of the ceremony `purpose`, asserting 200."""
+    if purpose == "login":
+        return login_options(client)
+    if purpose == "step_up":
+        return step_up_options(client, headers)
+    return register_options(client, headers)
+
+
+def device_for(purpose: str, authenticator: SoftAuthenticator) -> SoftAuthenticator:
+    """The account's device asserts; a registration needs a device without its
+    passkey (an authenticator creates one passkey per account at most)."""
+    return SoftAuthenticator(origin=ORIGIN) if purpose == "register" else authenticator
+
+
+def answer(purpose: str, device: SoftAuthenticator, options: dict, **forged) -> dict:
+    """The request body of a ceremony: the device's answer to `options`
+    (`forged`: what SoftAuthenticator.create or get may forge)."""
+    if purpose == "register":
+        return {"name": "phone", "credential": device.create(options, **forged)}
+    return {"credential": device.get(options, **forged)}
+
+
+def send_answer(client: FlaskClient, purpose: str, headers: dict, body=None, **kwargs):
+    """POST a ceremony's answer (a login's without the token): the response."""
+    sent = None if purpose == "login" else headers
+    return client.post(CEREMONY_PATHS[purpose], json=body, headers=sent, **kwargs)
+
+
+def ceremony(
+    client: FlaskClient,
+    purpose: str,
+    headers: dict,
+    device: SoftAuthenticator,
+    options: dict | None = None,
+    **forged,
+):
+    """Options (unless given) and the device's answer, sent: the response."""
+    options = options or options_for(client, purpose, headers)
+    return send_answer(
+        client, purpose, headers, answer(purpose, device, options, **forged)
+    )
+
+
+def assert_untouched(app: Flask, user_id: int, count: int = 1) -> None:
+    """The account has `count` passkeys, none of them ever used."""
+    passkeys = stored_passkeys(app, user_id)
+    assert len(passkeys) == count, passkeys
+    assert {(p["sign_count"], p["last_used_at"]) for p in passkeys} == {(0, None)}

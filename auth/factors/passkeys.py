@@ -130,7 +130,12 @@ def registration_options(user: UserModel) -> dict:
 def register(user: UserModel, name: str, credential: dict) -> PasskeyModel:
     """Verify the authenticator's answer to `registration_options` and keep its
     public key as a new passkey of `user`."""
-    challenge, stored = take_challenge(credential, REGISTER)
+    try:
+        challenge, stored = take_challenge(credential, REGISTER)
+    except InvalidCredential as error:
+        # The caller is known (a 401 would say its token is not): a 400, as any
+        # registration the credential makes invalid.
+        raise InvalidRegistration(error.message) from None
     if stored is None or stored.user_id != user.id or stored.user_handle is None:
         raise RegistrationChallengeExpired(_EXPIRED)
     config = current_app.config
@@ -158,6 +163,9 @@ def register(user: UserModel, name: str, credential: dict) -> PasskeyModel:
         == CredentialDeviceType.MULTI_DEVICE,
     )
     with write("This passkey is registered already.", "passkey_exists"):
+        # One registration of the account at a time: side by side, each count
+        # would miss the other's passkey and both would pass the limit.
+        UserModel.lock(user.id)
         if PasskeyModel.count_of(user.id) >= config["WEBAUTHN_MAX_CREDENTIALS"]:
             raise TooManyPasskeys(_too_many())
         db.session.add(passkey)

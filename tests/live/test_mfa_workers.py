@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +65,13 @@ class Server:
         ]
 
 
-@pytest.fixture(scope="module", params=["redis", "database-postgresql"])
-def server(request, tmp_path_factory) -> Iterator[Server]:
-    """A production server: four workers on PostgreSQL and a shared revocation
-    store, for every test of the module (each test has its own users)."""
-    folder = tmp_path_factory.mktemp(f"mfa-{request.param}")
+@contextmanager
+def workers_on_postgresql(
+    folder: Path, store: str, **settings: str
+) -> Iterator[Server]:
+    """A production server: four workers on a new PostgreSQL database and the
+    `store` revocation store ("redis" or "database-postgresql"), with `settings`
+    on top of production_env's."""
     log, access = folder / "server.log", folder / "access.log"
     args = [
         *NO_CONTROL_SOCKET,
@@ -78,8 +81,8 @@ def server(request, tmp_path_factory) -> Iterator[Server]:
         "%(p)s %(s)s %(r)s",
     ]
     with postgres_database() as database_url:
-        env = production_env(database_url, WORKERS)
-        if request.param == "redis":
+        env = production_env(database_url, WORKERS, **settings)
+        if store == "redis":
             with redis_namespace() as (url, prefix, _client):
                 env.update(
                     BLOCKLIST_BACKEND="redis", REDIS_URL=url, REDIS_KEY_PREFIX=prefix
@@ -90,6 +93,15 @@ def server(request, tmp_path_factory) -> Iterator[Server]:
             env["BLOCKLIST_BACKEND"] = "database"
             with live_server(env, log, workers=WORKERS, args=args) as base:
                 yield Server(base, log, access)
+
+
+@pytest.fixture(scope="module", params=["redis", "database-postgresql"])
+def server(request, tmp_path_factory) -> Iterator[Server]:
+    """A production server: four workers on PostgreSQL and a shared revocation
+    store, for every test of the module (each test has its own users)."""
+    folder = tmp_path_factory.mktemp(f"mfa-{request.param}")
+    with workers_on_postgresql(folder, request.param) as server:
+        yield server
 
 
 def post(base: str, path: str, body: dict, token: str | None = None) -> Reply:
@@ -119,14 +131,16 @@ def waiting(base: str, username: str) -> str:
     return reply.body["mfa_token"]
 
 
-def side_by_side(base: str, bodies: list[dict]) -> list[Reply]:
-    """POST /login/mfa with each body at once, a thread and a connection each."""
+def side_by_side(
+    base: str, bodies: list[dict], path: str = "/login/mfa"
+) -> list[Reply]:
+    """POST `path` with each body at once, a thread and a connection each."""
     barrier = threading.Barrier(len(bodies))
     replies: list = [None] * len(bodies)
 
     def send(index: int, body: dict) -> None:
         barrier.wait(10)
-        replies[index] = post(base, "/login/mfa", body)
+        replies[index] = post(base, path, body)
 
     threads = [
         threading.Thread(target=send, args=(i, body), daemon=True)
@@ -185,12 +199,14 @@ def test_a_code_used_through_one_worker_is_refused_by_every_worker(server):
     assert served == server.workers(), (served, server.workers())
 
 
-def wait_for_pids(server: Server, offset: int, expected: int) -> list[str]:
-    """The workers of the /login/mfa answers after `offset`, once `expected` of
+def wait_for_pids(
+    server: Server, offset: int, expected: int, path: str = "/login/mfa"
+) -> list[str]:
+    """The workers of the POST `path` answers after `offset`, once `expected` of
     them are logged (each worker writes its line after answering)."""
     deadline = time.monotonic() + 5.0
     while True:
-        pids = server.pids(offset, "/login/mfa")
+        pids = server.pids(offset, path)
         if len(pids) >= expected or time.monotonic() > deadline:
             assert len(pids) == expected, (pids, expected)
             return pids
