@@ -27,11 +27,7 @@ class ORJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        # Keys that are not strings become strings, as the standard library's
-        # json makes them: marshmallow keys a list item's errors by its index.
-        return orjson.dumps(
-            obj, default=self.default, option=orjson.OPT_NON_STR_KEYS
-        ).decode()
+        return orjson.dumps(obj, default=self.default).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse a document; one nested deeper than MAX_JSON_DEPTH is invalid."""
