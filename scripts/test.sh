@@ -22,9 +22,11 @@ echo "==> pytest"
 if [ "${1:-}" = "--fast" ]; then
   shift
   # In-process tests share nothing between them: one pytest worker per core. The
-  # other folders hold no test of the subset: not even imported.
+  # other folders hold no test of the subset: not even imported (nor schemathesis).
+  # Races loop 5 rounds here, 20 in the whole suite (tests/helpers.py).
+  export RACE_ROUNDS="${RACE_ROUNDS:-5}"
   exec .venv/bin/python -m pytest -n auto -m "not live and not browser and not fuzz" \
-    --ignore=tests/live --ignore=tests/browser --ignore=tests/fuzz "$@"
+    -p no:schemathesis --ignore=tests/live --ignore=tests/browser --ignore=tests/fuzz "$@"
 fi
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"

@@ -5,6 +5,7 @@ headers, log records) and the tests of the signing keys (key files, apps that
 restart on one database)."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -33,6 +34,10 @@ from devtools.servers import MFA_KEY as MFA_KEY
 from devtools.servers import REPO as REPO
 from models import UserModel
 
+# A race that passed once proves little: each loops this many rounds in one run.
+# The fast subset (scripts/test.sh --fast, the edit-test loop) runs fewer; CI
+# runs the whole suite with 20.
+RACE_ROUNDS = int(os.environ.get("RACE_ROUNDS", "20"))
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a brand new passphrase"  # what a password change sets
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}

@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import NEW_PASSWORD, PASSWORD, bearer
+from tests.helpers import NEW_PASSWORD, PASSWORD, RACE_ROUNDS, bearer
 
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 # Refreshes the thief makes before the owner acts, and at most after.
 HEAD_START = 2
 AFTER = 200

@@ -17,10 +17,10 @@ from flask import Flask
 
 from core import db
 from models import TotpFactorModel
-from tests.helpers import assert_error, bearer
+from tests.helpers import RACE_ROUNDS, assert_error, bearer
 from tests.mfa import code, mfa_token, totp_account, wrong_code
 
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 THREADS = 5
 # The answers a losing thread may get: its code (or recovery code) was spent by
 # the winner, or its waiting login was.

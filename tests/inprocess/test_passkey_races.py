@@ -10,7 +10,7 @@ Each thread has its own test client and all wait at a barrier
 import pytest
 
 from tests.authenticator import SoftAuthenticator
-from tests.helpers import TOKEN_KEYS, bearer
+from tests.helpers import RACE_ROUNDS, TOKEN_KEYS, bearer
 from tests.inprocess.test_mfa_races import race
 from tests.passkeys import (
     ORIGIN,
@@ -22,7 +22,7 @@ from tests.passkeys import (
     with_client_data,
 )
 
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 THREADS = 5
 
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import NEW_PASSWORD, PASSWORD
+from tests.helpers import NEW_PASSWORD, PASSWORD, RACE_ROUNDS
 from tests.servers import live_server, production_env, register, request
 from tests.services import postgres_database, redis_namespace
 
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 WORKERS = 4
 HEAD_START = 2  # refreshes the thief makes before the owner acts
 AFTER = 100  # refreshes the thief tries at most once the owner has an answer

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-from tests.helpers import MFA_KEY
+from tests.helpers import MFA_KEY, RACE_ROUNDS
 from tests.servers import HOST, NO_CONTROL_SOCKET, free_port
 from tests.services import redis_namespace
 
@@ -34,7 +34,7 @@ PER_USERNAME = 6  # RATELIMIT_LOGIN_USERNAME_TOTAL: from every address together
 # At most, until both workers served counted attempts of one round: sequential
 # requests may all reach one worker for a while on a busy machine (seen in CI:
 # six rounds on one worker).
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 WRONG = "wrong horse battery"
 ACCESS_LINE = re.compile(r"^<(\d+)> (\d{3}) POST /login")
 WARNING = "Rate limits are counted in each worker's memory"

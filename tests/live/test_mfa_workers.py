@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import RACE_ROUNDS
 from tests.mfa import code, wrong_code
 from tests.servers import (
     NO_CONTROL_SOCKET,
@@ -34,7 +35,7 @@ from tests.servers import (
 from tests.services import postgres_database, redis_namespace
 
 WORKERS = 4
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 THREADS = 5
 MAX_FAILURES = 5  # MFA_TOKEN_MAX_FAILURES, the default
 LOST = {"invalid_code", "invalid_mfa_token"}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.authenticator import SoftAuthenticator
-from tests.helpers import TOKEN_KEYS
+from tests.helpers import RACE_ROUNDS, TOKEN_KEYS
 from tests.live.test_mfa_workers import (
     WORKERS,
     Server,
@@ -27,7 +27,7 @@ from tests.live.test_mfa_workers import (
 from tests.passkeys import ORIGIN
 from tests.servers import login, register
 
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 THREADS = 5
 LOGIN = "/login/passkey"
 RELYING_PARTY = {"WEBAUTHN_RP_ID": "localhost", "WEBAUTHN_ORIGINS": ORIGIN}

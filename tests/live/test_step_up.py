@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, RACE_ROUNDS
 from tests.servers import live_server, production_env, register, request
 from tests.services import postgres_database, redis_namespace
 
 WORKERS = 4
-ROUNDS = 20
+ROUNDS = RACE_ROUNDS
 STEP_UPS = 5
 CHALLENGE = re.compile(r'error="insufficient_user_authentication".*max_age="900"')
 
