@@ -204,15 +204,7 @@ export class AuthClient {
    * Rejects with a LoginRequiredError (`invalid_credentials`, ...) when refused.
    */
   async login(username, password) {
-    if (this._holdsSession()) {
-      try {
-        await this.logout();
-      } catch {
-        // Unreachable or refused: it ends by itself at its idle timeout.
-      }
-    }
-    this._mfaToken = null;
-    this._mfaAnswer = null;
+    await this._endHeldSession();
     const body = { username, password };
     if (this.mode === "cookie") body.token_delivery = "cookie";
     const response = await this._fetch(this._url("/login"), {
@@ -300,15 +292,7 @@ export class AuthClient {
     const credential = await this._container().get({
       publicKey: requestOptions(options),
     });
-    if (this._holdsSession()) {
-      try {
-        await this.logout();
-      } catch {
-        // Unreachable or refused: it ends by itself at its idle timeout.
-      }
-    }
-    this._mfaToken = null;
-    this._mfaAnswer = null;
+    await this._endHeldSession();
     const body = { credential: credentialJson(credential) };
     if (this.mode === "cookie") body.token_delivery = "cookie";
     const response = await this._fetch(this._url("/login/passkey"), {
@@ -673,6 +657,19 @@ export class AuthClient {
   }
 
   /** Whether a session may be alive on the server that this client would end. */
+  /** A login starts anew: end the session held, and forget a waiting login. */
+  async _endHeldSession() {
+    if (this._holdsSession()) {
+      try {
+        await this.logout();
+      } catch {
+        // Unreachable or refused: it ends by itself at its idle timeout.
+      }
+    }
+    this._mfaToken = null;
+    this._mfaAnswer = null;
+  }
+
   _holdsSession() {
     if (this._refusedGeneration === this._generation) return false; // refused: over
     if (this.mode === "header") return this._refreshToken !== null;

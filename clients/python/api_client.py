@@ -434,10 +434,7 @@ class ApiClient:
         ``error`` and ``message`` when the login is refused (the old session has
         ended all the same).
         """
-        try:
-            self.logout()
-        except requests.RequestException:
-            pass  # unreachable: the old session ends by itself (idle timeout)
+        self._end_held_session()
         response = self.session.post(
             self.url("/login"),
             json={"username": username, "password": password},
@@ -509,10 +506,7 @@ class ApiClient:
         if response.status_code != 200:
             raise LoginFailed(*error_of(response), response)
         credential = get(self._object_body(response))
-        try:
-            self.logout()
-        except requests.RequestException:
-            pass  # unreachable: the old session ends by itself (idle timeout)
+        self._end_held_session()
         response = self.session.post(
             self.url("/login/passkey"),
             json={"credential": credential},
@@ -585,6 +579,14 @@ class ApiClient:
             data = self._token_body(response)
             self._store(data, fresh=True, replacing=used)
             return data
+
+    def _end_held_session(self) -> None:
+        """A login starts anew: end the session held, if the server is reachable
+        (unreachable, it ends by itself at its idle timeout)."""
+        try:
+            self.logout()
+        except requests.RequestException:
+            pass
 
     def logout(self) -> requests.Response | None:
         """End this login's session on the server and forget the tokens.
