@@ -47,6 +47,7 @@ from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_
 from auth.factors import passkeys, totp
 from auth.factors.encryption import init_secret_keys
 from auth.factors.mfa_tokens import waiting_username
+from auth.factors.passkeys import passkey_step_up
 from auth.factors.passwords import passwords
 from auth.freshness import Freshness
 from auth.headers import init_token_headers
@@ -64,7 +65,6 @@ from auth.limits import (
 )
 from auth.logins import (
     passkey_login,
-    passkey_step_up,
     password_login,
     second_factor_login,
     step_up_factors,

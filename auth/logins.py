@@ -92,9 +92,3 @@ def passkey_login(credential: dict) -> dict:
     user, amr = passkeys.passkey_login(credential)
     login_succeeded(user)
     return start_session(user, amr)
-
-
-def passkey_step_up(user: UserModel, family: str, credential: dict) -> Sequence[str]:
-    """Check a passkey step-up of `user` in the session `family`: the `amr` of
-    the fresh token."""
-    return passkeys.passkey_step_up(user, family, credential)
