@@ -279,6 +279,19 @@ const SYSTEMS = [
   ["Linux", "Linux"],
 ];
 
+/** A <time> of this class for an ISO 8601 moment, in local time ("never": none). */
+function moment(className, iso) {
+  const time = document.createElement("time");
+  time.className = className;
+  if (iso) {
+    time.dateTime = iso;
+    time.textContent = new Date(iso).toLocaleString();
+  } else {
+    time.textContent = "never";
+  }
+  return time;
+}
+
 function device(userAgent) {
   if (!userAgent) return "Unknown device";
   const browser = BROWSERS.find((name) => userAgent.includes(`${name}/`));
@@ -295,14 +308,8 @@ function sessionItem(session) {
   name.className = "device";
   name.textContent = device(session.user_agent);
   name.title = session.user_agent || "";
-  const used = document.createElement("time");
-  used.className = "last-used";
-  used.dateTime = session.last_used_at;
-  used.textContent = new Date(session.last_used_at).toLocaleString();
-  const authenticated = document.createElement("time");
-  authenticated.className = "authenticated-at";
-  authenticated.dateTime = session.authenticated_at;
-  authenticated.textContent = new Date(session.authenticated_at).toLocaleString();
+  const used = moment("last-used", session.last_used_at);
+  const authenticated = moment("authenticated-at", session.authenticated_at);
   const button = document.createElement("button");
   button.type = "button";
   button.className = "end-session";
@@ -621,18 +628,8 @@ function passkeyItem(passkey) {
   const name = document.createElement("strong");
   name.className = "passkey-name";
   name.textContent = passkey.name;
-  const created = document.createElement("time");
-  created.className = "created-at";
-  created.dateTime = passkey.created_at;
-  created.textContent = new Date(passkey.created_at).toLocaleString();
-  const used = document.createElement("time");
-  used.className = "last-used";
-  if (passkey.last_used_at) {
-    used.dateTime = passkey.last_used_at;
-    used.textContent = new Date(passkey.last_used_at).toLocaleString();
-  } else {
-    used.textContent = "never";
-  }
+  const created = moment("created-at", passkey.created_at);
+  const used = moment("last-used", passkey.last_used_at);
   const rename = document.createElement("form");
   rename.className = "rename-passkey";
   const label = document.createElement("label");
