@@ -74,16 +74,17 @@ def request(
     *,
     token: str | None = None,
     body=None,
+    headers: dict[str, str] | None = None,
     timeout: float = REQUEST_TIMEOUT,
 ) -> Reply:
     """One request to `base` (http://host:port, and any path prefix) + `path` on
     its own connection (Connection: close, no keep-alive), with `token` as the
-    bearer token and `body` sent as JSON.
+    bearer token, `body` sent as JSON and `headers` besides.
 
     The body is parsed as JSON (None when empty, {"unparsed": ...} when not JSON);
     the headers are keyed in lower case.
     """
-    headers = {"Connection": "close", "Accept": "application/json"}
+    headers = {"Connection": "close", "Accept": "application/json", **(headers or {})}
     data = None
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
