@@ -38,24 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-def measure(
-    skip: list[str], requests: int, batches: int, case: str, clock: str = "cpu"
-) -> float:
-    """Median microseconds per request over `batches` batches (in this process)."""
-    import core.patches
-
-    known = {patch.name for patch in core.patches.PATCHES}
-    if not set(skip) <= known:
-        raise SystemExit(f"unknown patch: {sorted(set(skip) - known)}")
-    core.patches.PATCHES = tuple(
-        patch for patch in core.patches.PATCHES if patch.name not in skip
-    )
+def production_app(prefix: str):
+    """The app on production settings with the memory blocklist and a SQLite
+    file in a new folder (named with `prefix`), a user and an item: (app, user
+    id, item id). The app is imported here, after a caller's changes to
+    core.patches."""
     from app import create_app
-    from auth import register_user, start_session
+    from auth import register_user
     from core import db
     from models import ItemModel, StoreModel
 
-    folder = tempfile.mkdtemp(prefix="bench-patch-gains-")
+    folder = tempfile.mkdtemp(prefix=prefix)
     app = create_app(
         {
             "APP_ENV": "production",
@@ -77,8 +70,30 @@ def measure(
         item = ItemModel(name="Chair", price=15.99, store_id=store.id)
         db.session.add(item)
         db.session.commit()
+        return app, user.id, item.id
+
+
+def measure(
+    skip: list[str], requests: int, batches: int, case: str, clock: str = "cpu"
+) -> float:
+    """Median microseconds per request over `batches` batches (in this process)."""
+    import core.patches
+
+    known = {patch.name for patch in core.patches.PATCHES}
+    if not set(skip) <= known:
+        raise SystemExit(f"unknown patch: {sorted(set(skip) - known)}")
+    core.patches.PATCHES = tuple(
+        patch for patch in core.patches.PATCHES if patch.name not in skip
+    )
+    from auth import start_session
+    from core import db
+    from models import UserModel
+
+    app, user_id, item_id = production_app("bench-patch-gains-")
+    with app.app_context():
+        user = db.session.get(UserModel, user_id)
         if case == "item":
-            path, method = f"/item/{item.id}", "GET"
+            path, method = f"/item/{item_id}", "GET"
             access = start_session(user)["access_token"]
             tokens = itertools.repeat(access)  # the same one, every time
         else:
