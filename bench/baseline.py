@@ -30,6 +30,9 @@ from core import db
 from models import UserModel
 
 user_id, count, output = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+# A DPoP key's thumbprint binds the sessions (RFC 9449 §6.1); an older revision,
+# which has no binding, is never asked for one.
+bound = {"jkt": sys.argv[4]} if len(sys.argv) > 4 else {}
 app = create_app({"BLOCKLIST_BACKEND": "memory"})
 with app.app_context():
     # One commit a login: without a sync to disk each, minutes instead of an hour.
@@ -37,7 +40,7 @@ with app.app_context():
         db.engine, "connect", lambda c, _: c.execute("PRAGMA synchronous=OFF")
     )
     user = db.session.get(UserModel, user_id)
-    tokens = [start_session(user)["refresh_token"] for _ in range(count)]
+    tokens = [start_session(user, **bound)["refresh_token"] for _ in range(count)]
     db.engine.dispose()
 with open(output, "w") as file:
     json.dump(tokens, file)
@@ -63,14 +66,20 @@ def checkout(revision: str, folder: Path) -> Iterator[Path]:
 
 
 def mint_refresh_tokens(
-    env: dict, user_id: int, count: int, tree: Path = servers.REPO
+    env: dict,
+    user_id: int,
+    count: int,
+    tree: Path = servers.REPO,
+    jkt: str | None = None,
 ) -> list[str]:
     """`count` refresh tokens, each of a login of its own, minted by `tree`'s code
-    with `env`'s key (in a subprocess: one tree's modules never meet another's)."""
+    with `env`'s key (in a subprocess: one tree's modules never meet another's);
+    with `jkt`, of sessions bound to the DPoP key it names."""
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "minted.json"
+        bound = [] if jkt is None else [jkt]
         subprocess.run(
-            [sys.executable, "-c", MINT, str(user_id), str(count), str(output)],
+            [sys.executable, "-c", MINT, str(user_id), str(count), str(output)] + bound,
             cwd=tree,
             env=env,
             check=True,

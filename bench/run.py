@@ -7,10 +7,12 @@ Run from the repository's root. Every server runs under the same gunicorn settin
 (gunicorn.conf.py with the same WEB_CONCURRENCY and GUNICORN_THREADS, and no worker
 recycling). Data is seeded through the API, the large item tables directly. Load
 comes from wrk (`apt-get install wrk`) or, without it, from a bounded Python load
-generator. Every case runs next to a run of the bare app (before it, or after it in
-every other round, whose order is reversed) and its ratio is taken to that
-neighbour; the medians over the rounds are printed. The machine is noisy: compare
-ratios within one run, never absolute numbers across runs.
+generator. Cases 1 and 3 run with a DPoP-bound session too (item-dpop,
+refresh-dpop: bench/dpop.py), a proof of its own on every request. Every case
+runs next to a run of the bare app (before it, or after it in every other round,
+whose order is reversed) and its ratio is taken to that neighbour; the medians
+over the rounds are printed. The machine is noisy: compare ratios within one run,
+never absolute numbers across runs.
 """
 
 import argparse
@@ -30,9 +32,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import baseline
+from bench import baseline, dpop
 from bench.baseline import mint_refresh_tokens
 from devtools import servers
+from devtools.dpop import ProofKey
 
 HERE = Path(__file__).resolve().parent
 SECRET = secrets.token_urlsafe(48)
@@ -80,9 +83,16 @@ def run_wrk(url: str, args, options: list[str], script_args: list[str]) -> dict:
 
 
 def run_python_load(
-    url: str, args, method: str, body, slices: list[list[str]], form: bool = False
+    url: str,
+    args,
+    method: str,
+    body,
+    slices: list[list[str]],
+    form: bool = False,
+    dpop: bool = False,
 ):
-    """Without wrk: one thread per connection, bounded by time and count."""
+    """Without wrk: one thread per connection, bounded by time and count. With
+    `dpop`, each entry is a "token proof" line (bench/dpop.py)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -106,6 +116,10 @@ def run_python_load(
             if form:
                 headers["Content-Type"] = "application/x-www-form-urlencoded"
                 data = f"grant_type=refresh_token&refresh_token={token}".encode()
+            elif dpop:
+                token, _, proof = token.partition(" ")
+                headers["Authorization"] = f"DPoP {token}"
+                headers["DPoP"] = proof or "exhausted"
             elif token:
                 headers["Authorization"] = f"Bearer {token}"
             started = time.perf_counter()
@@ -232,11 +246,15 @@ class Bench:
         method="GET",
         body=None,
         form=False,
+        proofs=None,
     ):
         """One load run; its numbers join the key's samples. `tokens` are single-use
         tokens, one a request: in the Authorization header, or with `form` in a
-        refresh grant's form body (POST /token)."""
+        refresh grant's form body (POST /token). `proofs` are "token proof" lines,
+        one a request, of a DPoP-bound session (bench/dpop.py)."""
         args = self.args
+        if proofs is not None:
+            tokens = proofs
         if self.use_wrk:
             options, script_args = [], []
             if tokens is not None:
@@ -248,8 +266,12 @@ class Bench:
                 for slot in range(args.threads):
                     chunk = tokens[slot * share : (slot + 1) * share]
                     Path(f"{prefix}.{slot + 1}").write_text("\n".join(chunk) + "\n")
-                options = ["-s", str(HERE / "wrk_tokens.lua")]
-                script_args = [str(prefix), method, "form" if form else "header"]
+                if proofs is not None:
+                    options = ["-s", str(HERE / "wrk_dpop.lua")]
+                    script_args = [str(prefix), method]
+                else:
+                    options = ["-s", str(HERE / "wrk_tokens.lua")]
+                    script_args = [str(prefix), method, "form" if form else "header"]
             elif body is not None:
                 options = ["-s", str(HERE / "wrk_post.lua")]
                 script_args = [json.dumps(body)]
@@ -264,7 +286,9 @@ class Bench:
                 ]
             else:
                 slices = [[token]] * args.connections
-            result = run_python_load(url, args, method, body, slices, form)
+            result = run_python_load(
+                url, args, method, body, slices, form, dpop=proofs is not None
+            )
         entry = self.samples.setdefault(
             key, {"rps": [], "p50": [], "p99": [], "errors": []}
         )
@@ -378,8 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cases",
         help="comma-separated case keys to measure (e.g. item-memory,refresh,"
-        "item-baseline,refresh-baseline); default: every case",
+        "item-baseline,refresh-baseline,item-dpop,refresh-dpop); default: every case",
     )
+    dpop.add_options(parser)
     return parser
 
 
@@ -456,6 +481,11 @@ def run(bench: Bench, args, backends: list[str]) -> int:
     big_server = bench.start(
         "project-100k", servers.APP, bench.project_env("memory", big), "/readyz"
     )
+    # Case 1 with a DPoP-bound session (bench/dpop.py): its proofs fill that
+    # server's replay cache, not the bearer case's.
+    bound = bench.start(
+        "project-dpop", servers.APP, bench.project_env(backends[0], small), "/readyz"
+    )
     access = {
         backend: servers.login(server.base, USERNAME, PASSWORD)["access_token"]
         for backend, server in projects.items()
@@ -492,17 +522,21 @@ def run(bench: Bench, args, backends: list[str]) -> int:
 
     wanted = set(args.cases.split(",")) if args.cases else None
 
-    def minted(key: str, algorithm: str = "HS256") -> Iterator[list[str]]:
-        """Single-use refresh tokens for every round of `key`, minted before any
-        load runs (none for a case left out by --cases)."""
+    def minted(
+        key: str, algorithm: str = "HS256", jkt: str | None = None
+    ) -> Iterator[list[str]]:
+        """Single-use refresh tokens for every round of `key` (of sessions bound to
+        the DPoP key `jkt` names, if given), minted before any load runs (none for
+        a case left out by --cases)."""
         if wanted is not None and key not in wanted:
             return iter(())
         env = bench.project_env(backends[0], small, algorithm)
-        return in_batches(
-            mint_refresh_tokens(env, me["id"], per_run * args.rounds), per_run
-        )
+        tokens = mint_refresh_tokens(env, me["id"], per_run * args.rounds, jkt=jkt)
+        return in_batches(tokens, per_run)
 
     refresh_batches, grant_batches = minted("refresh"), minted("token-refresh")
+    proof_key = ProofKey(args.proof_algorithm)
+    bound_batches = minted("refresh-dpop", jkt=proof_key.jkt)
     signed_batches = {a: minted(f"refresh-{a}", a) for a in args.algorithms}
     login = {"username": USERNAME, "password": PASSWORD}
     cases = [
@@ -587,15 +621,20 @@ def run(bench: Bench, args, backends: list[str]) -> int:
                 ),
             ),
         ]
+    # Each bound case, then each baseline case, right after its counterpart in this
+    # tree: the two run seconds apart.
+    beside = dpop.bound_cases(
+        bench, proof_key, bound.base, first.base, bound_batches, (USERNAME, PASSWORD)
+    )
     if args.baseline:
-        # Each baseline case right after this tree's: the two run seconds apart.
-        for key, measure in baseline_cases(bench, args, backends[0], per_run):
-            counterpart = key.replace("-baseline", "")
-            position = next(
-                (i for i, case in enumerate(cases) if case[0].startswith(counterpart)),
-                len(cases) - 1,
-            )
-            cases.insert(position + 1, (key, measure))
+        beside += baseline_cases(bench, args, backends[0], per_run)
+    for key, measure in beside:
+        counterpart = key.rsplit("-", 1)[0]
+        position = next(
+            (i for i, case in enumerate(cases) if case[0].startswith(counterpart)),
+            len(cases) - 1,
+        )
+        cases.insert(position + 1, (key, measure))
     if wanted is not None:
         cases = [case for case in cases if case[0] in wanted]
     for round_number in range(args.rounds):
@@ -656,42 +695,43 @@ def baseline_cases(bench: Bench, args, backend: str, per_run: int) -> list[tuple
     ]
 
 
-def compare_baseline(bench: Bench, backend: str, revision: str | None) -> None:
-    """This tree's cases 1, 3 and 4 beside the baseline's, two ways: the median of
-    each round's quotient of their requests/s (the two ran one after the other,
-    with only a bare run between them), and of their ratios to bare."""
-    pairs = (
-        ("1", f"item-{backend}", "item-baseline"),
-        ("3", "refresh", "refresh-baseline"),
-        ("4", "login", "login-baseline"),
-    )
-    for case, key, baseline_key in pairs:
-        if (
-            not revision
-            or baseline_key not in bench.samples
-            or key not in bench.samples
-        ):
+def compare(bench: Bench, pairs: list[tuple[str, str, str]], beside: str) -> None:
+    """Each (case, key, other key) pair measured: key's requests/s over other's, two
+    ways: the median of each round's quotient (the two ran one after the other,
+    with only a bare run between them), and of their ratios to bare; then each
+    round's quotient."""
+    for case, key, other in pairs:
+        if key not in bench.samples or other not in bench.samples:
             continue
-        direct = statistics.median(
+        rounds = [
             a / b
             for a, b in zip(
-                bench.samples[key]["rps"],
-                bench.samples[baseline_key]["rps"],
-                strict=True,
+                bench.samples[key]["rps"], bench.samples[other]["rps"], strict=True
             )
-        )
+        ]
         to_bare = statistics.median(
-            a / b
-            for a, b in zip(bench.ratios[key], bench.ratios[baseline_key], strict=True)
+            a / b for a, b in zip(bench.ratios[key], bench.ratios[other], strict=True)
         )
         print(
-            f"Case {case}, this tree beside {revision}: {direct:.3f}x "
-            f"(per round, req/s), {to_bare:.3f}x (ratios to bare)"
+            f"Case {case}, {beside}: {statistics.median(rounds):.3f}x "
+            f"(per round, req/s), {to_bare:.3f}x (ratios to bare); each round: "
+            + " ".join(f"{quotient:.3f}" for quotient in rounds)
         )
+
+
+def compare_baseline(bench: Bench, backend: str, revision: str | None) -> None:
+    """This tree's cases 1, 3 and 4 beside the baseline's."""
+    if revision:
+        pairs = [
+            ("1", f"item-{backend}", "item-baseline"),
+            ("3", "refresh", "refresh-baseline"),
+            ("4", "login", "login-baseline"),
+        ]
+        compare(bench, pairs, f"this tree beside {revision}")
 
 
 def report(bench: Bench, backends: list[str], args) -> None:
-    algorithms = args.algorithms
+    algorithms, proof = args.algorithms, args.proof_algorithm
     rows = [
         ("bare Flask, constant JSON item", "bare"),
         ("minimal correct stack, GET /item/<id>", "item-minimal"),
@@ -705,12 +745,14 @@ def report(bench: Bench, backends: list[str], args) -> None:
         for a in algorithms
     ]
     rows += [
+        (f"1. GET /item/<id>, {backends[0]} blocklist, DPoP {proof}", "item-dpop"),
         (f"1. GET /item/<id>, {backends[0]} blocklist, no metrics", "item-no-metrics"),
         ("2. GET /item?page=1&page_size=20, 10k items", "page-10k"),
         ("2. GET /item?page=1&page_size=20, 100k items", "page-100k"),
         ("3. POST /refresh (rotation)", "refresh"),
         ("3. POST /token grant_type=refresh_token", "token-refresh"),
         *[(f"3. POST /refresh (rotation), {a}", f"refresh-{a}") for a in algorithms],
+        (f"3. POST /refresh (rotation), DPoP {proof}", "refresh-dpop"),
         ("4. POST /login (argon2id)", "login"),
         (
             f"1. GET /item/<id>, {backends[0]} blocklist, at {args.baseline}",
@@ -734,6 +776,11 @@ def report(bench: Bench, backends: list[str], args) -> None:
             f"| {bench.ratio(key):.2f} |"
         )
     compare_baseline(bench, backends[0], args.baseline)
+    bound_pairs = [
+        ("1", "item-dpop", f"item-{backends[0]}"),
+        ("3", "refresh-dpop", "refresh"),
+    ]
+    compare(bench, bound_pairs, f"DPoP {proof} beside bearer")
     if args.cases:
         return  # the targets below need every case
     growth = bench.ratio("page-10k") / bench.ratio("page-100k")
