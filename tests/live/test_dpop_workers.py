@@ -10,12 +10,14 @@ by every other, and one proof sent side by side to several workers (or to both
 instances) is accepted once, ROUNDS rounds each in one run; the same for
 /refresh, whose proof carries the refresh token's hash. Nonces (§8) are made
 and checked without a store, under a key derived from the signing key: a nonce
-one instance hands out is good at the other. A thief's key is refused at every
+one instance hands out is good at the other, also halfway through a rolling
+rotation of the signing key (docs/keys.md). A thief's key is refused at every
 worker (401 invalid_token, §7.1) and the owner's session goes on.
 """
 
 import http.client
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -478,3 +480,44 @@ def test_a_session_bound_at_one_instance_goes_on_at_the_other(with_nonces):
     )
     assert me(a, key, renewed["access_token"], nonce=nonce).status == 200
     assert me(b, key, renewed["access_token"], nonce=nonce).status == 200
+
+
+# docs/keys.md, "Rotating a key without logging anyone out", step 2 halfway
+# through its rolling restart: A signs with the new secret, B still with the old
+# one, and each holds the other's as a fallback, so each accepts the other's
+# tokens ("instances may restart in any order").
+OLD_SECRET, NEW_SECRET = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+MID_ROTATION = (
+    {"JWT_SECRET_KEY": NEW_SECRET, "JWT_SECRET_KEY_FALLBACKS": OLD_SECRET},
+    {"JWT_SECRET_KEY": OLD_SECRET, "JWT_SECRET_KEY_FALLBACKS": NEW_SECRET},
+)
+
+
+@pytest.fixture(scope="module")
+def mid_rotation(tmp_path_factory) -> Iterator[tuple[str, str]]:
+    folder = tmp_path_factory.mktemp("dpop-rotation")
+    with two_instances(
+        folder, MID_ROTATION, DPOP_NONCE_REQUIRED="true", **OWN_ADDRESS
+    ) as bases:
+        yield bases
+
+
+def test_a_nonce_is_good_at_every_instance_while_the_signing_key_rotates(
+    mid_rotation,
+):
+    """Behind a load balancer a client's next request may reach either instance.
+    Both accept each other's tokens mid-rotation; a nonce (§8) of one must be
+    good at the other as well, or a client that retries once with the nonce it
+    was just given (§8) can land on the other instance and fail again."""
+    a, b = mid_rotation
+    from_a, from_b = nonce_of(a), nonce_of(b)
+    username, key, tokens = new_session(a, nonce=from_a)
+    token = tokens["access_token"]
+    served = me(b, key, token, nonce=from_b)  # A's token, at B: the keys are sound
+    assert served.status == 200 and served.body["username"] == username, served.body
+
+    at_b = me(b, key, token, nonce=from_a)
+    at_a = me(a, key, token, nonce=from_b)
+
+    assert (at_b.status, at_b.error) == (200, None), at_b.body
+    assert (at_a.status, at_a.error) == (200, None), at_a.body
