@@ -5,7 +5,8 @@ reached at. The server knows that URL from what its trusted proxy forwards
 (TRUSTED_PROXIES=1: X-Forwarded-Proto, -Host, -Prefix), or from PUBLIC_URL when it
 is set, which then holds for every request, whatever way it came in. nginx passes
 a repeated header on as it came and gunicorn joins the two: two proofs are
-refused (§4.3 check 1), and neither is spent.
+refused (§4.3 check 1), and neither is spent. A path is named as the client sent
+it, percent-encodings and all (RFC 3986 §2.1, §6.2.2).
 """
 
 from collections.abc import Iterator
@@ -143,3 +144,33 @@ def test_two_dpop_headers_through_nginx_are_refused_and_neither_is_spent(site):
     assert_refused(login, 400, "invalid_dpop_proof", EXACTLY_ONE)
     first_alone = call(site.api, "GET", ME, both[:2])
     assert first_alone.status == 200, first_alone.body
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        pytest.param("%7Euser", id="unreserved-encoded"),  # §6.2.2.2: "~user"
+        pytest.param("a%20b", id="space"),
+        pytest.param("caf%C3%A9", id="non-ascii"),
+    ],
+)
+def test_a_proof_names_a_percent_encoded_path_as_the_client_sent_it(site, segment):
+    """§4.3 check 9 compares htu with the request's URI, both normalised as RFC
+    3986 §6.2.2 says: percent-encodings in upper case, none of an unreserved
+    character. A URI's path carries a space or a non-ASCII character only
+    percent-encoded (§2.1), as the client sent it: a proof naming it so is good,
+    and the request goes on to its route (no such session: 404)."""
+    _, key, tokens = new_session(site.api)
+    path = "/me/sessions/" + segment
+    token = tokens["access_token"]
+
+    through_nginx = call(
+        site.api, "DELETE", path, key.headers("DELETE", site.api + path, token)
+    )
+    straight = call(
+        site.upstream, "DELETE", path, key.headers("DELETE", site.direct + path, token)
+    )
+
+    for reply in (through_nginx, straight):
+        assert (reply.status, reply.error) == (404, "not_found"), reply.body
+        assert reply.body["message"] == "Session not found.", reply.body
