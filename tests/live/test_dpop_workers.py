@@ -36,16 +36,20 @@ from tests.live.test_mfa_workers import WORKERS, Server, workers_on_postgresql
 from tests.servers import (
     REQUEST_TIMEOUT,
     Reply,
+    base_url,
     free_port,
-    live_server,
+    gunicorn,
+    migrate,
     production_env,
     register,
+    stop,
+    wait_until_ready,
 )
 from tests.services import postgres_database, redis_namespace
 
 ROUNDS = RACE_ROUNDS
 THREADS = 5
-INSTANCE_WORKERS = 2
+INSTANCE_WORKERS = 1  # the workers are tested above: here, the instances
 ME, REFRESH, LOGIN = "/me", "/refresh", "/login"
 ALGS = 'algs="ES256 ES384 EdDSA RS256 PS256"'
 # Unset: each server's URLs (and so each proof's `htu`) are the address the
@@ -354,10 +358,10 @@ def test_a_thiefs_key_is_refused_by_every_worker_and_the_owner_goes_on(server):
 def two_instances(
     folder: Path, own: tuple[dict, dict] = ({}, {}), **settings: str
 ) -> Iterator[tuple[str, str]]:
-    """Two production servers (two workers each) on their own ports, one
+    """Two production servers (one worker each) on their own ports, one
     PostgreSQL database, one Redis namespace (the revocation store) and one
     signing key (production_env makes one per call; `own` settings of each may
-    say otherwise): their base URLs."""
+    say otherwise), migrated once and started side by side: their base URLs."""
     with postgres_database() as database_url, redis_namespace() as redis:
         url, prefix, _client = redis
         env = production_env(
@@ -368,18 +372,30 @@ def two_instances(
             REDIS_KEY_PREFIX=prefix,
             **settings,
         )
+        migrate(env)
+        ports = set()
+        while len(ports) < 2:  # neither is bound before both are started
+            ports.add(free_port())
         with ExitStack() as stack:
-            bases = tuple(
-                stack.enter_context(
-                    live_server(
-                        {**env, "PORT": str(free_port()), **settings_of_one},
-                        folder / f"{name}.log",
-                        workers=INSTANCE_WORKERS,
-                    )
+            started = []
+            for port, name, mine in zip(ports, "ab", own, strict=True):
+                log = folder / f"{name}.log"
+                instance_env = {**env, "PORT": str(port), **mine}
+                started.append((stack.enter_context(gunicorn(instance_env, log)), log))
+            # Stopped side by side, first (each context's own stop is then a no-op).
+            stack.callback(stop, *(process for process, _ in started))
+            bases = tuple(base_url(port) for port in ports)
+            for (process, log), base in zip(started, bases, strict=True):
+                wait_until_ready(
+                    process,
+                    partial(ready, base),
+                    lambda log=log: log.read_text(errors="replace")[-3000:],
                 )
-                for name, settings_of_one in zip("ab", own, strict=True)
-            )
             yield bases
+
+
+def ready(base: str) -> bool:
+    return call(base, "GET", "/healthz").status == 200
 
 
 @pytest.fixture(scope="module")
