@@ -27,6 +27,7 @@ import logging
 import time
 from typing import Any, NamedTuple
 
+from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, after_this_request, current_app, request
 
 from auth.challenges import www_authenticate
@@ -151,8 +152,6 @@ def _secret_of(key: Any) -> bytes:
     signing = key.signing_key
     if isinstance(signing, str | bytes):
         return signing.encode() if isinstance(signing, str) else signing
-    from cryptography.hazmat.primitives import serialization
-
     return signing.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
