@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app import create_app
-from auth.dpop import Nonces
+from auth.nonces import Nonces
 from core import db
 from core.settings import ConfigError, load_settings
 from tests.dpop import ProofKey, bound_login
