@@ -56,6 +56,11 @@ BOUND = (
     "This token is DPoP-bound: send it as 'Authorization: DPoP <token>' with a "
     "DPoP proof of its key (RFC 9449 §7.1)."
 )
+# At /token and /revoke the token is a form parameter (§5).
+BOUND_PARAMETER = (
+    "This token is DPoP-bound: send a DPoP proof of its key with it, without ath "
+    "(RFC 9449 §5)."
+)
 OTHER_KEY = (
     "The DPoP proof is signed by another key than the one the token is bound to."
 )
@@ -222,7 +227,7 @@ def _check_token_parameter(
             raise DpopRefused(DPOP_ONLY, INVALID_PROOF, issuing=True)
         return
     if value is None:
-        raise DpopRefused(BOUND, INVALID_PROOF, issuing=True)
+        raise DpopRefused(BOUND_PARAMETER, INVALID_PROOF, issuing=True)
     proof = _verified(value, None, issuing=True)
     if proof.jkt != jkt:
         _key_mismatch(claims, proof.jkt, mismatch_error, issuing=True)
