@@ -141,6 +141,9 @@ STEP_UP_ERROR = "insufficient_user_authentication"
 NONCE_ERROR = "use_dpop_nonce"
 # The token_type of a token answer bound to the proof's key (RFC 9449 §5).
 DPOP_TOKEN_TYPE = "DPoP"
+# 401s for the DPoP proof, not the token (RFC 9449 §7.1, §9): the session is
+# alive (a clock far off, a URL rewritten on the way...), so it is kept.
+_PROOF_REFUSALS = frozenset({"invalid_dpop_proof", NONCE_ERROR})
 # A step-up refused with the session as it was: the user may try again.
 _STEP_UP_REFUSALS = frozenset(
     {
@@ -149,6 +152,7 @@ _STEP_UP_REFUSALS = frozenset(
         "invalid_code",
         "invalid_credential",  # a passkey's assertion
         "challenge_expired",  # a passkey's challenge: used, expired or another's
+        *_PROOF_REFUSALS,
     }
 )
 # A Bearer challenge's parameters: name=value, the value quoted or bare.
@@ -881,8 +885,8 @@ class ApiClient:
             # Rotation: the refresh token just sent is spent; keep the new one.
             self._store(self._token_body(reply), fresh=False, replacing=used)
             return _REFRESHED
-        if reply.status_code != 401:
-            return reply  # 429, 5xx...: returned to the caller as it is
+        if reply.status_code != 401 or error_of(reply)[0] in _PROOF_REFUSALS:
+            return reply  # 429, 5xx, a proof refused: returned as it is
         code, message = error_of(reply)
         self._session_over(used, code, message, reply)
         return self._login_required(code, message, reply, may_reauthenticate)

@@ -20,7 +20,10 @@ import requests
 
 from clients.python.api_client import (
     ApiClient,
+    ApiClientError,
+    LoginRequired,
     MfaRequired,
+    ReauthenticationFailed,
     error_of,
     parse_challenge,
 )
@@ -84,6 +87,21 @@ class ProofIgnoringSession(RecordingSession):
     def send(self, request, **kwargs):
         if request.path_url in LOGIN_PATHS:
             request.headers.pop("DPoP", None)
+        return super().send(request, **kwargs)
+
+
+class ProofSpoilingSession(RecordingSession):
+    """Spoils the proofs of the paths in `spoil` (their signature's last
+    character changed): what a proxy that mangles headers would do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spoil: set[str] = set()
+
+    def send(self, request, **kwargs):
+        proof = request.headers.get("DPoP")
+        if proof and request.path_url in self.spoil:
+            request.headers["DPoP"] = proof[:-1] + ("A" if proof[-1] != "A" else "B")
         return super().send(request, **kwargs)
 
 
@@ -277,6 +295,32 @@ def test_logout_revokes_with_a_proof_of_the_key(make_client, username, server):
     for method, path, token in (("GET", "/me", access), ("POST", "/refresh", refresh)):
         old = send_as(server, method, path, token, key=key)
         assert (old.status_code, old.json()["error"]) == (401, "token_revoked")
+
+
+def test_a_refused_proof_keeps_the_session(make_client, username):
+    """401 invalid_dpop_proof is about the proof, not the session: at /refresh
+    and at a step-up the tokens are kept (and reauthenticate is not called)."""
+    reauthenticate = Reauthenticator(username)
+    client, session = make_client(ProofSpoilingSession, reauthenticate=reauthenticate)
+    client.login(username, PASSWORD)
+    access, refresh = client.access_token, client.refresh_token
+    session.spoil = {"/refresh", "/reauthenticate"}
+
+    with pytest.raises(ApiClientError) as refused_refresh:
+        client.refresh()
+    with pytest.raises(ReauthenticationFailed) as refused_step_up:
+        client.reauthenticate(PASSWORD)
+
+    for refused in (refused_refresh.value, refused_step_up.value):
+        assert (refused.code, refused.status_code) == ("invalid_dpop_proof", 401)
+        assert_dpop_refusal(refused.response, "invalid_dpop_proof")
+    assert not isinstance(refused_refresh.value, LoginRequired)
+    assert (client.access_token, client.refresh_token) == (access, refresh)
+    assert reauthenticate.calls == 0
+    session.spoil = set()
+    client.refresh()  # the refresh token was not spent
+    assert client.get("/me").status_code == 200
+    assert session.statuses("POST", "/refresh") == [401, 200]
 
 
 # Tokens taken out of the client --------------------------------------------------
