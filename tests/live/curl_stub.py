@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 import jwt
 import pyotp
 
+from auth.dpop import BOUND, OTHER_KEY
 from clients.python.dpop import access_token_hash, jwk_thumbprint
 from tests.servers import HOST
 
@@ -85,6 +86,10 @@ MFA_REQUIRED = token_error("mfa_required", "A second factor is required.")
 INVALID_CODE = token_error("invalid_code", "The code is not valid.")
 BOTH_FACTORS = ("pwd", "otp")
 DPOP_ALGS = "ES256 ES384 EdDSA RS256 PS256"
+# The stub tells a replayed proof from a bad one no more than the demo asks.
+REPLAYED_OR_INVALID = (
+    "This DPoP proof was used before: make a new one for every request."
+)
 
 
 def dpop_refusal(error: str, message: str) -> tuple:
@@ -213,12 +218,12 @@ class StubAPI:
         if scheme != "DPoP" or not proof:
             if self.broken == "dpop_bearer_accepted":
                 return None
-            return dpop_refusal("invalid_token", "The token is bound to a key.")
+            return dpop_refusal("invalid_token", BOUND)
         proved = self.proof_key(method, proof, token)
         if proved is None:
-            return dpop_refusal("invalid_dpop_proof", "The DPoP proof is invalid.")
+            return dpop_refusal("invalid_dpop_proof", REPLAYED_OR_INVALID)
         if proved != jkt:
-            return dpop_refusal("invalid_token", "The proof is of another key.")
+            return dpop_refusal("invalid_token", OTHER_KEY)
         return None
 
     def answer(

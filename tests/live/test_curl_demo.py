@@ -68,8 +68,8 @@ LIVE_STEPS = [
     ("DELETE /me/mfa/totp", 200, "totp=false recovery_codes_left=0"),
     ("POST /login + proof", 200, "token_type=DPoP cnf.jkt="),
     ("GET /me DPoP", 200, "the token with a proof of its key"),
-    ("GET /me Bearer", 401, "error=invalid_token "),
-    ("GET /me DPoP", 401, "error=invalid_dpop_proof "),
+    ("GET /me Bearer", 401, 'error=invalid_token "This token is DPoP-bound: '),
+    ("GET /me DPoP", 401, 'error=invalid_dpop_proof "This DPoP proof was used before'),
     ("POST /refresh DPoP", 200, "(fresh: false) cnf.jkt="),
     ("GET /me DPoP", 200, "the refreshed token, with a new proof"),
 ]

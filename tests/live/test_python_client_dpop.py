@@ -18,6 +18,7 @@ import jwt
 import pytest
 import requests
 
+from auth.dpop import BOUND, NOT_BOUND, OTHER_KEY
 from clients.python.api_client import (
     ApiClient,
     ApiClientError,
@@ -49,6 +50,7 @@ server = client_tests.server
 username = client_tests.username
 
 ALGS = "ES256 ES384 EdDSA RS256 PS256"  # the server's, in its DPoP challenges
+REPLAYED = "This DPoP proof was used before: make a new one for every request."
 LOGIN_PATHS = ("/login", "/login/mfa", "/login/passkey")
 
 
@@ -169,16 +171,21 @@ def send_as(
     return requests.request(method, url, headers=headers, timeout=10)
 
 
-def assert_dpop_refusal(response: requests.Response, error: str) -> None:
-    """401 with the error envelope and a DPoP challenge naming `error` (RFC 9449
-    §7.1)."""
+def assert_dpop_refusal(
+    response: requests.Response, error: str, message: str | None = None
+) -> None:
+    """401 with the error envelope (and `message`, if given) and a DPoP challenge
+    naming `error` (RFC 9449 §7.1)."""
     assert response.status_code == 401, response.text
     body = response.json()
     assert (body["code"], body["status"], body["error"]) == (401, "Unauthorized", error)
     assert isinstance(body["message"], str) and body["message"]
+    if message is not None:
+        assert body["message"] == message
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith("DPoP "), challenge
     assert parse_challenge(challenge)["error"] == error
+    assert parse_challenge(challenge)["error_description"] == body["message"]
     assert parse_challenge(challenge)["algs"] == ALGS
 
 
@@ -337,15 +344,15 @@ def test_tokens_taken_out_of_the_client_are_refused_without_its_key(
     other = DpopKey()
 
     for method, path, token in (("GET", "/me", access), ("POST", "/refresh", refresh)):
+        as_bearer = send_as(server, method, path, token, scheme="Bearer")
+        assert_dpop_refusal(as_bearer, "invalid_token", BOUND)
         assert_dpop_refusal(
-            send_as(server, method, path, token, scheme="Bearer"), "invalid_token"
+            send_as(server, method, path, token), "invalid_token", BOUND
         )
-        assert_dpop_refusal(send_as(server, method, path, token), "invalid_token")
-        assert_dpop_refusal(
-            send_as(server, method, path, token, key=other), "invalid_token"
-        )
+        with_another_key = send_as(server, method, path, token, key=other)
+        assert_dpop_refusal(with_another_key, "invalid_token", OTHER_KEY)
     replayed = send_as(server, "GET", "/me", access, proof=used.headers["DPoP"])
-    assert_dpop_refusal(replayed, "invalid_dpop_proof")
+    assert_dpop_refusal(replayed, "invalid_dpop_proof", REPLAYED)
 
     # With the key they work: the refusals were the key's, and spent nothing.
     me = send_as(server, "GET", "/me", access, key=key)
@@ -424,9 +431,12 @@ def test_dpop_false_keeps_bearer_tokens(make_client, username, server):
     assert not [sent for sent in session.sent if "DPoP" in sent.headers]
     [sent] = session.sent_to("GET", "/me")
     assert sent.headers["Authorization"] == f"Bearer {client.access_token}"
-    # A Bearer token is a bearer token: anyone holding it is served.
+    # A Bearer token is a bearer token: anyone holding it is served; sent with the
+    # DPoP scheme and a proof it is refused (it is bound to no key).
     copied = send_as(server, "GET", "/me", client.access_token, scheme="Bearer")
     assert copied.status_code == 200
+    as_dpop = send_as(server, "GET", "/me", client.access_token, key=DpopKey())
+    assert_dpop_refusal(as_dpop, "invalid_token", NOT_BOUND)
     assert client.logout().status_code == 200
 
 
