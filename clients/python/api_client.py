@@ -930,7 +930,9 @@ class ApiClient:
         again. (The access token sent last, the answer.)"""
         refreshed = False
         while True:
-            used, key = self._held()
+            with self._lock:  # one pair, and its key, read together
+                used, refresh_token = self._access_token, self._refresh_token
+                key = self._dpop_key
             if used is None or self.uses_api_token:
                 raise LoginRequired(
                     "authorization_required", "No session to step up in: log in."
@@ -944,8 +946,6 @@ class ApiClient:
             if refreshed or not expired:
                 return used, response
             refreshed = True
-            with self._lock:
-                refresh_token = self._refresh_token
             outcome = self._refresh_now(used, refresh_token, key, False)
             if isinstance(outcome, requests.Response):
                 raise ApiClientError(*error_of(outcome), outcome)
