@@ -74,9 +74,6 @@ from auth.logins import (
 )
 from auth.oauth import FORM, form_body_doc, form_parameters, grant_tokens
 from auth.sessions import (
-    PASSWORD as PASSWORD_AMR,
-)
-from auth.sessions import (
     end_all_sessions,
     end_other_sessions,
     end_session,
@@ -86,6 +83,7 @@ from auth.sessions import (
     require_session,
     revoke_token,
     rotate_refresh_token,
+    session_like,
     start_session,
 )
 from auth.user_cache import init_user_cache
@@ -96,7 +94,6 @@ __all__ = [
     "init_dpop",
     "FORM",
     "Freshness",
-    "PASSWORD_AMR",
     "password_login",
     "passkey_login",
     "passkey_step_up",
@@ -152,6 +149,7 @@ __all__ = [
     "rotate_refresh_token",
     "sent_in_cookies",
     "signing_keys",
+    "session_like",
     "start_session",
     "token_answer",
     "token_required",
