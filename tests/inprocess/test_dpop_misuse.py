@@ -161,7 +161,7 @@ def case(make: Make, problem: str, name: str):
     return pytest.param(make, problem, id=name)
 
 
-# (how the proof is made, what the refusal's message says, what is wrong)
+# (how the proof is made, what the refusal's message says, the case's name)
 BAD_PROOFS = [
     case(lambda r: "garbage", NOT_A_JWT, "garbage"),
     case(lambda r: r.proof().rsplit(".", 1)[0], NOT_A_JWT, "two-segments"),
@@ -231,7 +231,7 @@ BAD_PROOFS = [
     case(
         lambda r: signed(r.header(alg="none"), r.claims(), "none", None),
         BAD_ALG,
-        "none",
+        "alg-none",
     ),
     case(
         lambda r: signed(r.header(alg="HS256"), r.claims(), "HS256", b"k" * 32),
