@@ -12,11 +12,11 @@ with every factor the account has; passkeys log in and step up alone), `delivery
 (body or cookies), `limits` (rate limits of the auth routes, the failed-login
 budgets), `devices` (device cookies: a known device's own budget), `oauth` (the
 token endpoint's grants, form-encoded requests), `keys` (the signing keys and their
-JWKS), `proofs` and `dpop` (DPoP proofs, RFC 9449, and the sessions bound to a
-client's key), `claims_cache` (tokens verified a moment ago), `user_cache` (the
-user check, answered from memory for up to 2 s), `schemas` (the token layer's
-request and response schemas, re-exported by schemas.py) and `commands` (`flask
-users ...`, `flask keys ...`).
+JWKS), `proofs`, `nonces` and `dpop` (DPoP, RFC 9449: proofs, the server's nonces,
+and the sessions bound to a client's key), `claims_cache` (tokens verified a moment
+ago), `user_cache` (the user check, answered from memory for up to 2 s), `schemas`
+(the token layer's request and response schemas, re-exported by schemas.py) and
+`commands` (`flask users ...`, `flask keys ...`).
 """
 
 from auth.accounts import (
