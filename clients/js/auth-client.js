@@ -536,13 +536,18 @@ export class AuthClient {
     if (this.mode === "header") {
       const refreshToken = this._refreshToken;
       const key = this._key; // a bound token is revoked with a proof of its key
-      this._forget(); // first: no request sends the dying tokens any more
-      if (!refreshToken) return null;
-      const body = new URLSearchParams({
-        token: refreshToken,
-        token_type_hint: "refresh_token",
-      });
-      return this._request("/revoke", { method: "POST", body }, { key });
+      // First: no request sends the dying tokens any more.
+      const keyDeleted = this._forget();
+      let response = null;
+      if (refreshToken) {
+        const body = new URLSearchParams({
+          token: refreshToken,
+          token_type_hint: "refresh_token",
+        });
+        response = await this._request("/revoke", { method: "POST", body }, { key });
+      }
+      await keyDeleted;
+      return response;
     }
     // fetch() refreshes only for a logged-in client; here the cookies are what
     // count, and they outlive this object (a page reload).
@@ -848,8 +853,9 @@ export class AuthClient {
     if (newSession) this._sessionEpoch += 1;
   }
 
+  /** Forget the session; resolves once its key is deleted. */
   _forget() {
-    this._dropKey();
+    const keyDeleted = this._dropKey();
     this._accessToken = null;
     this._refreshToken = null;
     this._cookieSession = false;
@@ -858,6 +864,7 @@ export class AuthClient {
     this._codeRequired = false;
     this._generation += 1;
     this._sessionEpoch += 1;
+    return keyDeleted;
   }
 
   /** A new key for a login that asks for bound tokens, or null (none asked). */
@@ -930,14 +937,15 @@ export class AuthClient {
     }).catch(() => {});
   }
 
-  /** The session ends: its key record, and its tokens in sessionStorage, go. */
+  /** The session ends: its key record, and its tokens in sessionStorage, go.
+   * Resolves once the record is deleted (or could not be). */
   _dropKey() {
     const key = this._key;
     this._key = null;
     this._tokenType = null;
-    if (!key?.stored) return;
+    if (!key?.stored) return Promise.resolve();
     forgetKept(this._storageKey, key.id);
-    keyRecords("readwrite", (store) => store.delete(key.id)).catch(() => {});
+    return keyRecords("readwrite", (store) => store.delete(key.id)).catch(() => {});
   }
 
   _credentials() {
