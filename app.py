@@ -9,6 +9,7 @@ from auth import (
     current_claims_cache,
     init_api_tokens,
     init_claims_cache,
+    init_dpop,
     init_secret_keys,
     init_signing_keys,
     init_token_headers,
@@ -80,6 +81,7 @@ def _register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, render_as_batch=True)
     jwt.init_app(app)
     init_signing_keys(app)
+    init_dpop(app)  # its nonces are keyed by the signing key
     api.init_app(app)
     limiter.init_app(app)
     passwords.init_app(app)

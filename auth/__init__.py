@@ -12,10 +12,11 @@ with every factor the account has; passkeys log in and step up alone), `delivery
 (body or cookies), `limits` (rate limits of the auth routes, the failed-login
 budgets), `devices` (device cookies: a known device's own budget), `oauth` (the
 token endpoint's grants, form-encoded requests), `keys` (the signing keys and their
-JWKS), `claims_cache` (tokens verified a moment ago), `user_cache` (the user check,
-answered from memory for up to 2 s), `schemas` (the token layer's request and
-response schemas, re-exported by schemas.py) and `commands` (`flask users ...`,
-`flask keys ...`).
+JWKS), `proofs` and `dpop` (DPoP proofs, RFC 9449, and the sessions bound to a
+client's key), `claims_cache` (tokens verified a moment ago), `user_cache` (the
+user check, answered from memory for up to 2 s), `schemas` (the token layer's
+request and response schemas, re-exported by schemas.py) and `commands` (`flask
+users ...`, `flask keys ...`).
 """
 
 from auth.accounts import (
@@ -44,6 +45,8 @@ from auth.decorators import (
     token_username,
 )
 from auth.delivery import NO_STORE, clear_token_cookies, sent_in_cookies, token_answer
+from auth.dpop import algorithms as dpop_algorithms
+from auth.dpop import check_revocable, init_dpop
 from auth.factors import passkeys, totp
 from auth.factors.encryption import init_secret_keys
 from auth.factors.mfa_tokens import waiting_username
@@ -88,6 +91,9 @@ from auth.sessions import (
 from auth.user_cache import init_user_cache
 
 __all__ = [
+    "check_revocable",
+    "dpop_algorithms",
+    "init_dpop",
     "FORM",
     "Freshness",
     "PASSWORD_AMR",

@@ -15,6 +15,7 @@ from flask_jwt_extended.exceptions import JWTDecodeError
 from auth.api_tokens import is_api_token, note_api_token_use
 from auth.challenges import www_authenticate
 from auth.claims import claims_problem
+from auth.dpop import check_presented_token
 from auth.freshness import not_fresh_response
 from auth.keys import (
     NO_KID,
@@ -125,7 +126,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     jwt.additional_headers_loader(lambda _identity: {"kid": signing_keys().current.kid})
 
     jwt.token_in_blocklist_loader(check_revocation)
-    jwt.token_verification_loader(user_exists)
+    jwt.token_verification_loader(verify_token)
 
 
 def missing_token(reason: str) -> Response:
@@ -167,6 +168,14 @@ def check_revocation(_header: dict, payload: dict) -> bool:
     return get_blocklist().is_token_revoked(
         payload, by_user_mark=not is_api_token(payload)
     )
+
+
+def verify_token(header: dict, payload: dict) -> bool:
+    """Every protected request, after the revocation check: the token's DPoP
+    binding (auth/dpop.py: a proof of its key, or none for an unbound token),
+    then its user."""
+    check_presented_token(payload)
+    return user_exists(header, payload)
 
 
 def user_exists(_header: dict, payload: dict) -> bool:

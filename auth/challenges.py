@@ -1,9 +1,12 @@
 """The `WWW-Authenticate` challenges of the token layer's 401 answers."""
 
 
-def www_authenticate(error: str | None = None, description: str | None = None) -> str:
-    """The RFC 6750 §3 challenge, with the error when a token was refused."""
-    value = 'Bearer realm="api"'
+def www_authenticate(
+    error: str | None = None, description: str | None = None, *, scheme: str = "Bearer"
+) -> str:
+    """The RFC 6750 §3 challenge, with the error when a token was refused (RFC 9449
+    §7.1 words the DPoP scheme's the same way)."""
+    value = f'{scheme} realm="api"'
     if error:
         # Quoted-string values may not carry quotes or backslashes (RFC 6750 §3).
         safe = (description or "").replace('"', "'").replace("\\", "/")

@@ -4,10 +4,10 @@ A token signed with our key is refused (401 `invalid_token`; `invalid_grant` at
 /token; nothing revoked at /revoke) when a claim is missing or is not what this
 server issues, before anything reads it: the revocation store keys on `jti` and
 `fam`, the database on `sub`, the verified-claims cache compares `exp`, the
-freshness check reads `fresh`. A claim not in the table is ignored (RFC 7519
-§4: unknown claims are not an error). `iss` and `aud` are PyJWT's to check (the
-app decodes with JWT_DECODE_ISSUER and JWT_DECODE_AUDIENCE), so a token of
-another audience, a device cookie's for one, is never accepted here.
+freshness check reads `fresh`, the DPoP check `cnf`. A claim not in the table is
+ignored (RFC 7519 §4: unknown claims are not an error). `iss` and `aud` are
+PyJWT's to check (the app decodes with JWT_DECODE_ISSUER and JWT_DECODE_AUDIENCE),
+so a token of another audience, a device cookie's for one, is never accepted here.
 
 `claims_problem` runs in Flask-JWT-Extended's decode-key callback, which every full
 decode calls (protected routes, /refresh, /token, /revoke); a token the cache
@@ -30,6 +30,8 @@ MAX_METHODS = 8
 # 9999-12-31T23:59:59Z: the last instant a datetime can hold, and so every database
 # and revocation store.
 MAX_NUMERIC_DATE = 253_402_300_799
+# An unpadded base64url SHA-256 digest: 32 bytes in 43 characters.
+JKT_LENGTH = 43
 
 
 def _numeric_date(value: Any) -> bool:
@@ -67,6 +69,18 @@ def _methods(value: Any) -> bool:
     )
 
 
+def _confirmation(value: Any) -> bool:
+    """RFC 7800 `cnf` as RFC 9449 §6.1 fills it: the key's SHA-256 thumbprint,
+    base64url (43 characters), and nothing else (this server binds no other way)."""
+    return (
+        type(value) is dict
+        and value.keys() == {"jkt"}
+        and type(value["jkt"]) is str
+        and len(value["jkt"]) == JKT_LENGTH
+        and value["jkt"].isascii()
+    )
+
+
 def _boolean(value: Any) -> bool:
     return value is True or value is False
 
@@ -86,6 +100,7 @@ CLAIM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amr": (_methods, f"a list of 1 to {MAX_METHODS} method names (RFC 8176)"),
     "is_admin": (_boolean, "true or false"),
     "token_use": (lambda value: value == "api", "'api'"),
+    "cnf": (_confirmation, "an object with one jkt: a key's thumbprint"),
     # Compared with hmac.compare_digest, which refuses non-ASCII strings.
     "csrf": (
         lambda value: isinstance(value, str) and value.isascii(),

@@ -9,11 +9,15 @@ A wrong password is refused the same way whatever factors the account has, so
 
 A passkey logs in or steps up alone (`amr` ["hwk", "user"] or ["swk", "user"]),
 TOTP or not: with user verification required, it is two factors already.
+
+Each login that issues tokens binds them to the key of the request's DPoP proof,
+when it has one (auth/dpop.py); the proof is checked before the credentials.
 """
 
 from collections.abc import Sequence
 
 from auth.accounts import authenticate, check_password, login_succeeded
+from auth.dpop import session_binding
 from auth.factors import passkeys, totp
 from auth.factors.mfa_tokens import (
     InvalidMfaToken,
@@ -35,6 +39,7 @@ PASSWORD_AND_OTP = ("pwd", "otp")
 def password_login(username: str, password: str, token_delivery: str) -> dict:
     """The tokens of a new session, or MfaRequired with an `mfa_token` for an
     account with a second factor (the password was right)."""
+    jkt = session_binding(token_delivery)
     user = authenticate(username, password)
     if user.totp_enabled:
         audit(
@@ -47,7 +52,7 @@ def password_login(username: str, password: str, token_delivery: str) -> dict:
             "POST /login/mfa.",
             issue_mfa_token(user, token_delivery),
         )
-    return start_session(user)
+    return start_session(user, jkt=jkt)
 
 
 def second_factor_login(
@@ -62,12 +67,13 @@ def second_factor_login(
         # The account went, or dropped its second factor, while this login waited.
         discard(mfa_token)
         raise InvalidMfaToken("The login is no longer pending: log in again.")
+    jkt = session_binding(token_delivery)
     # The attempt is counted first (side by side, attempts get the limit between
     # them), then the code is spent and the login ended in one transaction.
     take_attempt(mfa_token)
     complete(mfa_token, lambda: totp.check(user, code, recovery_code))
     login_succeeded(user)
-    return start_session(user, PASSWORD_AND_OTP), token_delivery
+    return start_session(user, PASSWORD_AND_OTP, jkt), token_delivery
 
 
 def step_up_factors(
@@ -87,8 +93,9 @@ def step_up_factors(
     return PASSWORD_AND_OTP
 
 
-def passkey_login(credential: dict) -> dict:
+def passkey_login(credential: dict, token_delivery: str) -> dict:
     """The tokens of a new session of the account a passkey assertion proves."""
+    jkt = session_binding(token_delivery)
     user, amr = passkeys.passkey_login(credential)
     login_succeeded(user)
-    return start_session(user, amr)
+    return start_session(user, amr, jkt)

@@ -18,6 +18,7 @@ from marshmallow import Schema, ValidationError
 from auth.accounts import InvalidCredentials, authenticate
 from auth.callbacks import USER_GONE, check_revocation, user_exists
 from auth.decorators import token_subject
+from auth.dpop import check_refresh_grant, session_binding
 from auth.sessions import (
     RefreshTokenReused,
     SessionExpired,
@@ -100,6 +101,7 @@ def grant_tokens(parameters: dict[str, Any]) -> dict:
     grant = parameters["grant_type"]
     if grant == "password":
         username, password = _required(parameters, "username", "password")
+        jkt = session_binding("body")  # RFC 9449 §5: a proof binds the tokens
         try:
             user = authenticate(username, password)
         except InvalidCredentials as exc:
@@ -112,10 +114,12 @@ def grant_tokens(parameters: dict[str, Any]) -> dict:
                 user_id=str(user.id),
             )
             raise InvalidGrant(SECOND_FACTOR_NEEDED)
-        return start_session(user)
+        return start_session(user, jkt=jkt)
     if grant == "refresh_token":
         (refresh_token,) = _required(parameters, "refresh_token")
         claims = _verified_refresh_token(refresh_token)
+        # RFC 9449 §5: a bound refresh token is traded with a proof of its key.
+        check_refresh_grant(claims)
         try:
             return rotate_refresh_token(token_subject(), claims)
         except (RefreshTokenReused, SessionExpired) as exc:

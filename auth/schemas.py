@@ -138,7 +138,14 @@ class TokenSchema(Schema):
     refresh_token = fields.String(
         metadata={"description": "Absent when the tokens were set as cookies"}
     )
-    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    token_type = fields.String(
+        required=True,
+        metadata={
+            "example": "Bearer",
+            "description": "DPoP when the login came with a DPoP proof (RFC 9449 "
+            "§5): the tokens are bound to its key",
+        },
+    )
     expires_in = fields.Integer(
         required=True, metadata={"description": "Access token lifetime in seconds"}
     )
@@ -301,4 +308,9 @@ class ServerMetadataSchema(Schema):
     token_endpoint_auth_methods_supported = fields.List(fields.String(), dump_only=True)
     revocation_endpoint_auth_methods_supported = fields.List(
         fields.String(), dump_only=True
+    )
+    dpop_signing_alg_values_supported = fields.List(
+        fields.String(),
+        dump_only=True,
+        metadata={"description": "RFC 9449 §5.1: DPOP_ALGORITHMS"},
     )

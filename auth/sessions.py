@@ -22,7 +22,7 @@ revoked (RFC 9700 §4.14.2).
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -34,6 +34,7 @@ from jwt import PyJWTError
 from auth.api_tokens import forget_api_token, is_api_token
 from auth.callbacks import REVOKED, token_user_id
 from auth.challenges import www_authenticate
+from auth.dpop import bound_key
 from blocklist import Rotation, get_blocklist, session_start
 from core import APIError, NotFound, audit
 from core.telemetry import REFRESHES
@@ -85,19 +86,24 @@ def require_session(claims: dict) -> None:
 
 class _Session(NamedTuple):
     """What every token of one session carries: its family and when it started
-    (`fam_iat`), unchanged; when its user last proved who they are (`auth_time`)
-    and how (`amr`, RFC 8176), which a re-authentication moves on."""
+    (`fam_iat`), and the key it is bound to (`cnf.jkt`, RFC 9449 §6.1), unchanged;
+    when its user last proved who they are (`auth_time`) and how (`amr`, RFC
+    8176), which a re-authentication moves on."""
 
     family: str
     started: float
     auth_time: int
     amr: tuple[str, ...]
+    jkt: str | None = None
 
 
-def start_session(user: TokenSubject, amr: Sequence[str] = PASSWORD) -> dict:
-    """Log in: a new session, a fresh access token and a refresh token."""
+def start_session(
+    user: TokenSubject, amr: Sequence[str] = PASSWORD, jkt: str | None = None
+) -> dict:
+    """Log in: a new session, a fresh access token and a refresh token (bound to
+    the key `jkt` names, when the login came with a DPoP proof)."""
     started = time.time()
-    session = _Session(uuid.uuid4().hex, started, int(started), tuple(amr))
+    session = _Session(uuid.uuid4().hex, started, int(started), tuple(amr), jkt)
     refresh_jti = str(uuid.uuid4())
     tokens, ends_at = _issue(user, session, fresh=True, refresh_jti=refresh_jti)
     SessionModel.start(session.family, user.id, ends_at, *_client(), refresh_jti)
@@ -115,7 +121,11 @@ def reauthenticate(user: TokenSubject, claims: dict, amr: Sequence[str]) -> dict
     chain goes on, never two.
     """
     session = _Session(
-        claims["fam"], session_start(claims), int(time.time()), tuple(amr)
+        claims["fam"],
+        session_start(claims),
+        int(time.time()),
+        tuple(amr),
+        bound_key(claims),
     )
     replacement = str(uuid.uuid4())
     _spend_newest_refresh_token(session, replacement)
@@ -161,6 +171,7 @@ def rotate_refresh_token(user: TokenSubject, claims: dict) -> dict:
         session_start(claims),
         int(claims.get("auth_time", claims["iat"])),
         tuple(claims.get("amr", PASSWORD)),
+        bound_key(claims),
     )
     if _session_end(session.started) <= time.time():
         # Inside the decode leeway a token past its cap still decodes: the session
@@ -260,17 +271,20 @@ def end_other_sessions(user_id: int, current: str | None) -> int:
     return len(others)
 
 
-def revoke_token(token: str) -> dict | None:
+def revoke_token(token: str, check: Callable[[dict], None]) -> dict | None:
     """RFC 7009 §2.1: end the session of any token of ours, access or refresh, that
     is presented; the claims of the token, or None for one that is not ours.
 
     Holding a token is the right to revoke it, so no other credential is asked
-    for. An expired token still names its session, which is ended all the same.
+    for; but `check` (the DPoP binding's) may refuse: a bound token is held by
+    whoever holds its key. An expired token still names its session, which is
+    ended all the same.
     """
     try:
         claims = decode_token(token, allow_expired=True)
     except (PyJWTError, JWTExtendedException):
         return None  # unknown, malformed or not signed by us: nothing to revoke
+    check(claims)
     end_session(claims)
     return claims
 
@@ -303,6 +317,8 @@ def _issue(
         "amr": list(session.amr),
         "iat": now,
     }
+    if session.jkt is not None:
+        claims["cnf"] = {"jkt": session.jkt}
     identity = str(user.id)
     tokens = {
         "access_token": create_access_token(
@@ -316,7 +332,8 @@ def _issue(
             additional_claims=dict(claims, jti=refresh_jti or str(uuid.uuid4())),
             expires_delta=timedelta(seconds=refresh),
         ),
-        "token_type": "Bearer",
+        # RFC 9449 §5: a bound token's type is DPoP.
+        "token_type": "Bearer" if session.jkt is None else "DPoP",
         "expires_in": int(access),
     }
     return tokens, datetime.fromtimestamp(ends, UTC)

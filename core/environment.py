@@ -16,6 +16,8 @@ from environs import Env, EnvValidationError
 
 # What may sign tokens (auth/keys.py): a secret, or an asymmetric key.
 SIGNING_ALGORITHMS = ("HS256", "EdDSA", "ES256", "RS256")
+# RFC 9449 §4.2: what DPoP proofs may be signed with here (auth/proofs.py).
+DPOP_ALGORITHMS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -123,6 +125,7 @@ def read_environment(env: Env, production: bool) -> dict[str, Any]:
         _passwords(),
         _second_factors(env),
         _passkeys(env),
+        _dpop(env),
         _metrics(env),
     ):
         values.update(group)
@@ -336,6 +339,19 @@ def _passkeys(env: Env) -> dict[str, Any]:
             "WEBAUTHN_CHALLENGE_EXPIRES", 300
         ),
         "WEBAUTHN_MAX_CREDENTIALS": env.whole_number("WEBAUTHN_MAX_CREDENTIALS", 20),
+    }
+
+
+def _dpop(env: Env) -> dict[str, Any]:
+    return {
+        # RFC 9449 (docs/dpop.md): the algorithms proofs may be signed with, how
+        # long a proof is good for, whether sessions in the Authorization header
+        # must be bound, and the server's nonces (how long each one is handed out).
+        "DPOP_ALGORITHMS": env.items("DPOP_ALGORITHMS", list(DPOP_ALGORITHMS)),
+        "DPOP_PROOF_MAX_AGE": env.whole_number("DPOP_PROOF_MAX_AGE", 60),
+        "DPOP_REQUIRED": env.switch("DPOP_REQUIRED", False),
+        "DPOP_NONCE_REQUIRED": env.switch("DPOP_NONCE_REQUIRED", False),
+        "DPOP_NONCE_LIFETIME": env.whole_number("DPOP_NONCE_LIFETIME", 300),
     }
 
 

@@ -49,13 +49,16 @@ def init_hardening(app: Flask) -> None:
                 "Content-Type",
                 "X-CSRF-TOKEN",
                 "X-Request-ID",
+                "DPoP",
             ],
-            # WWW-Authenticate: a page reads the RFC 9470 step-up challenge too.
+            # WWW-Authenticate: a page reads the RFC 9470 step-up challenge too;
+            # DPoP-Nonce: the RFC 9449 §8 nonce its next proofs carry.
             expose_headers=[
                 "X-Pagination",
                 "X-Request-ID",
                 "Retry-After",
                 "WWW-Authenticate",
+                "DPoP-Nonce",
             ],
             max_age=600,
         )

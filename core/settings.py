@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from limits import parse_many
 
 from core.environment import (
+    DPOP_ALGORITHMS,
     SIGNING_ALGORITHMS,
     ConfigError,
     environment,
@@ -28,6 +29,7 @@ from core.urls import host_of, is_host_name, public_url_problem
 __all__ = [
     "DEVELOPMENT_JWT_SECRET_KEY",
     "DEVELOPMENT_MFA_ENCRYPTION_KEY",
+    "DPOP_ALGORITHMS",
     "SIGNING_ALGORITHMS",
     "ConfigError",
     "Settings",
@@ -243,6 +245,21 @@ def validate(values: Mapping[str, Any]) -> None:
         raise ConfigError("LOG_FORMAT must be json or text.")
     _validate_second_factors(values)
     validate_relying_party(values)
+    _validate_dpop(values)
+
+
+def _validate_dpop(values: Mapping[str, Any]) -> None:
+    """RFC 9449's settings: asymmetric algorithms only (§4.2), a proof window and
+    a nonce lifetime of a second at least."""
+    unknown = [a for a in values["DPOP_ALGORITHMS"] if a not in DPOP_ALGORITHMS]
+    if unknown or not values["DPOP_ALGORITHMS"]:
+        raise ConfigError(
+            f"DPOP_ALGORITHMS must name some of {', '.join(DPOP_ALGORITHMS)}"
+            + (f"; {', '.join(unknown)} is not one." if unknown else ".")
+        )
+    for name in ("DPOP_PROOF_MAX_AGE", "DPOP_NONCE_LIFETIME"):
+        if values[name] < 1:
+            raise ConfigError(f"{name} must be at least one second.")
 
 
 def _validate_second_factors(values: Mapping[str, Any]) -> None:

@@ -4,7 +4,7 @@
 from flask import current_app
 from flask.views import MethodView
 
-from auth import public, signing_keys
+from auth import dpop_algorithms, public, signing_keys
 from core import Blueprint, external_url, host_headers
 from schemas import JwkSetSchema, ServerMetadataSchema
 
@@ -47,6 +47,8 @@ class ServerMetadata(MethodView):
                 # Public clients (RFC 6749 §2.1): no client authentication.
                 "token_endpoint_auth_methods_supported": ["none"],
                 "revocation_endpoint_auth_methods_supported": ["none"],
+                # RFC 9449 §5.1: tokens are bound to a key with proofs of these.
+                "dpop_signing_alg_values_supported": dpop_algorithms(),
             },
             200,
             # A cache in front must not hand one Host's URLs to another.

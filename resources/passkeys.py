@@ -140,7 +140,7 @@ class PasskeyLogin(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description=DATABASE_UNAVAILABLE)
     def post(self, login):
         """Log in with a passkey, no password: /login's answer, a fresh token."""
-        tokens = passkey_login(login["credential"])
+        tokens = passkey_login(login["credential"], login["token_delivery"])
         return token_answer(tokens, as_cookies=login["token_delivery"] == "cookie")
 
 

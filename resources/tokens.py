@@ -7,6 +7,7 @@ from marshmallow import Schema
 
 from auth import (
     FORM,
+    check_revocable,
     clear_token_cookies,
     end_all_sessions,
     end_session,
@@ -241,7 +242,7 @@ class TokenRevocation(MethodView):
     def post(self):
         """Revoke a token (RFC 7009): its whole session ends; no other credential."""
         parameters = form_parameters(REVOCATION)
-        claims = revoke_token(parameters["token"])
+        claims = revoke_token(parameters["token"], check_revocable)
         if claims is not None:
             audit(
                 "token_revocation",

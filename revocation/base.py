@@ -11,7 +11,8 @@ expired):
   refused (whenever the token itself was minted: a refresh in flight when the
   mark was set mints tokens of a session that has ended);
 - rotation marks: refresh token `jti` -> when it was rotated and which refresh
-  token replaced it, so a replay can be told from a retry.
+  token replaced it, so a replay can be told from a retry;
+- DPoP proofs seen (RFC 9449 §11.1), until the proof would be too old anyway.
 
 When a revocation store cannot be reached, every call raises
 `RevocationStoreUnavailable` (503): a protected request is refused, never silently
@@ -29,7 +30,7 @@ from core.telemetry import REVOCATION_STORE_ERRORS
 
 Clock = Callable[[], float]
 
-JTI, FAMILY, USER, ROTATION = "jti", "family", "user", "rotation"
+JTI, FAMILY, USER, ROTATION, PROOF = "jti", "family", "user", "rotation", "proof"
 
 
 class RevocationStoreUnavailable(APIError):
@@ -103,6 +104,14 @@ class Blocklist(ABC):
         """
         value = f"{rotation.rotated_at!r}|{rotation.replaced_by}"
         return self._put_new(ROTATION, jti, value, expires_at + self._margin)
+
+    def first_use_of_proof(self, key: str, expires_at: float) -> bool:
+        """Record a DPoP proof (`key`: a digest of its key and `jti`); False when
+        it was recorded before, a replay.
+
+        Atomic: of two requests with one proof, on any workers, exactly one wins.
+        """
+        return self._put_new(PROOF, key, "1", expires_at + self._margin)
 
     def get_rotation(self, jti: str) -> Rotation | None:
         """How refresh token `jti` was rotated, if it was."""

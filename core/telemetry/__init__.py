@@ -10,6 +10,7 @@ The rest of the app imports what it counts with and `audit` from here.
 
 from core.telemetry.audit import audit
 from core.telemetry.metrics import (
+    DPOP_PROOFS,
     LOGIN_BUDGET_REFUSALS,
     LOGINS,
     MFA_CHANGES,
@@ -21,6 +22,7 @@ from core.telemetry.metrics import (
 )
 
 __all__ = [
+    "DPOP_PROOFS",
     "LOGINS",
     "LOGIN_BUDGET_REFUSALS",
     "MFA_CHANGES",

@@ -82,6 +82,13 @@ REFRESHES = Counter(
     "reuse that revoked the session.",
     ["outcome"],
 )
+DPOP_PROOFS = Counter(
+    "auth_dpop_proofs",
+    "DPoP proofs checked (RFC 9449), by outcome: valid, invalid, replayed, "
+    "key_mismatch (a bound token with another key's proof), nonce (the server's "
+    "nonce was asked for).",
+    ["outcome"],
+)
 RATE_LIMIT_HITS = Counter(
     "rate_limit_hits", "Requests refused with a 429, by the limit.", ["limit"]
 )

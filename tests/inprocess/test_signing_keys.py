@@ -158,6 +158,13 @@ def test_the_server_metadata_names_the_endpoints(tmp_path):
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
+        "dpop_signing_alg_values_supported": [
+            "ES256",
+            "ES384",
+            "EdDSA",
+            "RS256",
+            "PS256",
+        ],
     }
 
 
