@@ -12,6 +12,7 @@ Playwright against a live gunicorn with 3-second access tokens.
 - Tokens read by an injected script (as an XSS would) and replayed from outside
   the browser, as Bearer or with another key's proof, are refused with
   `invalid_token`; the page's session goes on.
+- Behind a proxy under a path prefix, the proofs name the prefixed URL.
 - Cookie mode sends no DPoP header (and keeps no key).
 - AuthClient falls back to Bearer for a server that answers a login with
   `token_type: "Bearer"`, and keeps such a session in memory only.
@@ -246,13 +247,9 @@ def test_demo_header_mode_binds_the_session_and_refreshes_with_proofs(page, user
     # A logout revokes with a proof of the key (no token: no ath), and forgets.
     page.page.click("#logout-button")
     page.page.wait_for_selector("#status:has-text('Logged out.')")
-    [revoke] = sent.to("POST", "/revoke")
-    assert (
-        _thumbprint(
-            _check_proof(revoke, "POST", f"{server}/revoke", None)["header"]["jwk"]
-        )
-        == jkt
-    )
+    [revoke_headers] = sent.to("POST", "/revoke")
+    revoke = _check_proof(revoke_headers, "POST", f"{server}/revoke", None)
+    assert _thumbprint(revoke["header"]["jwk"]) == jkt
     assert page.calls[-1] == ("POST", "/revoke", 200)
     assert page.page.evaluate(KEPT) is None
     assert page.page.evaluate(KEY_RECORDS) == []
@@ -343,6 +340,23 @@ def test_stolen_tokens_are_refused_outside_the_browser(page, user):
     _silent_refresh(page)
     assert page.refreshes == [200]
     assert _bound_tokens(page)[1] == jkt
+
+
+def test_proofs_name_the_url_under_a_path_prefix(prefixed_page):
+    """Behind nginx under /api, `htu` is the URL the browser sent (with the
+    prefix), which the server rebuilds from the forwarded prefix."""
+    page = prefixed_page
+    user = create_user_with_an_item(page.server)
+    sent = Sent(page)
+    _log_in(page, user)  # at /api/demo
+    login, jkt = _bound_tokens(page)
+    [login_headers] = sent.to("POST", "/login")
+    _check_proof(login_headers, "POST", f"{page.server}/login", None)
+    _silent_refresh(page)
+    [refresh_headers] = sent.to("POST", "/refresh")
+    url = f"{page.server}/refresh"
+    _check_proof(refresh_headers, "POST", url, login["refresh_token"])
+    assert page.refreshes == [200] and _bound_tokens(page)[1] == jkt
 
 
 def test_cookie_mode_sends_no_dpop_header(page, user):
@@ -454,7 +468,8 @@ async ({ base }) => {
   const seen = [];
   const fetchImpl = async (url, init = {}) => {
     const response = await fetch(url, init);
-    seen.push([new URL(url).pathname, response.status]);
+    const { error } = response.ok ? {} : await response.clone().json();
+    seen.push([new URL(url).pathname, response.status, error ?? null]);
     return response;
   };
   const client = new AuthClient({ baseUrl: base, fetchImpl });
@@ -486,8 +501,10 @@ def test_nonces_are_fetched_and_retried(nonce_page):
     result = page.page.evaluate(NONCE_SCRIPT, {"base": page.server})
     assert result["resumed"] is True
     assert result["created"][0] == 201 and result["created"][1].startswith("nonce-")
-    assert result["seen"] == [["/store", 401], ["/store", 201]]
-    assert sent.refusals[-1] == ("POST", "/store", 401, "use_dpop_nonce")
+    assert result["seen"] == [
+        ["/store", 401, "use_dpop_nonce"],
+        ["/store", 201, None],
+    ]
     # Nothing else was refused but for a nonce or an expired access token.
     assert {refusal[3] for refusal in sent.refusals} <= {
         "use_dpop_nonce",
