@@ -22,16 +22,17 @@ tokens travel in the Authorization header (API tokens and cookies are exempt).
 """
 
 import hashlib
-import hmac
 import logging
 import time
 from typing import Any, NamedTuple
 
+from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, after_this_request, current_app, request
 
 from auth.challenges import www_authenticate
 from auth.keys import signing_keys
-from auth.proofs import Expected, InvalidProof, Proof, b64url, check_proof
+from auth.nonces import Nonces
+from auth.proofs import Expected, InvalidProof, Proof, check_proof
 from blocklist import get_blocklist
 from core import APIError, audit, decode_leeway_seconds
 from core.telemetry import DPOP_PROOFS
@@ -54,6 +55,11 @@ NOT_BOUND = (
 BOUND = (
     "This token is DPoP-bound: send it as 'Authorization: DPoP <token>' with a "
     "DPoP proof of its key (RFC 9449 §7.1)."
+)
+# At /token and /revoke the token is a form parameter (§5).
+BOUND_PARAMETER = (
+    "This token is DPoP-bound: send a DPoP proof of its key with it, without ath "
+    "(RFC 9449 §5)."
 )
 OTHER_KEY = (
     "The DPoP proof is signed by another key than the one the token is bound to."
@@ -83,40 +89,6 @@ class DpopRefused(APIError):
 
     def extra_fields(self) -> dict[str, Any]:
         return {"error_description": self.message} if self.status_code == 400 else {}
-
-
-class Nonces:
-    """§8 nonces, made and checked without a store, by every worker and instance
-    alike: a time window's number and its HMAC under a key derived from the
-    signing key (which every instance holds). A nonce is good in its window and
-    the next one, so it rotates every `lifetime` seconds and lives at most two."""
-
-    LABEL = b"stores-api dpop nonce"
-
-    def __init__(self, secret: bytes, lifetime: int) -> None:
-        self._key = hmac.digest(secret, self.LABEL, "sha256")
-        self._lifetime = lifetime
-
-    def _window(self) -> int:
-        return int(time.time() // self._lifetime)
-
-    def _nonce(self, window: int) -> str:
-        number = window.to_bytes(8, "big")
-        return b64url(number + hmac.digest(self._key, number, "sha256")[:16])
-
-    def current(self) -> str:
-        return self._nonce(self._window())
-
-    def check(self, nonce: str | None) -> bool | None:
-        """True for the current nonce, False for the previous window's (good; a
-        new one is due), None for anything else."""
-        if nonce is None:
-            return None
-        window = self._window()
-        for candidate, current in ((window, True), (window - 1, False)):
-            if hmac.compare_digest(nonce.encode(), self._nonce(candidate).encode()):
-                return current
-        return None
 
 
 class DpopSettings(NamedTuple):
@@ -151,8 +123,6 @@ def _secret_of(key: Any) -> bytes:
     signing = key.signing_key
     if isinstance(signing, str | bytes):
         return signing.encode() if isinstance(signing, str) else signing
-    from cryptography.hazmat.primitives import serialization
-
     return signing.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
@@ -257,7 +227,7 @@ def _check_token_parameter(
             raise DpopRefused(DPOP_ONLY, INVALID_PROOF, issuing=True)
         return
     if value is None:
-        raise DpopRefused(BOUND, INVALID_PROOF, issuing=True)
+        raise DpopRefused(BOUND_PARAMETER, INVALID_PROOF, issuing=True)
     proof = _verified(value, None, issuing=True)
     if proof.jkt != jkt:
         _key_mismatch(claims, proof.jkt, mismatch_error, issuing=True)

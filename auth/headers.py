@@ -26,6 +26,8 @@ from auth.dpop import TOKEN_ENVIRON, dpop_challenges
 BEARER_SCHEME = re.compile(r"(^|,)(\s*)bearer(?=\s|,|$)", re.IGNORECASE)
 # RFC 9449 §7.1: "DPoP" 1*SP token68, in any case.
 DPOP_CREDENTIALS = re.compile(r"\s*dpop +([^\s,]+)\s*", re.IGNORECASE)
+# The DPoP scheme with anything else after it (no token, two, a list).
+DPOP_SCHEME = re.compile(r"\s*dpop(?:\s|,|$)", re.IGNORECASE)
 TOKEN_HEADERS_EXTENSION = "token_headers"
 
 
@@ -60,6 +62,9 @@ def normalize_token_headers() -> None:
         )
         if dpop is None:
             environ[authorization] = BEARER_SCHEME.sub(r"\1\2Bearer", value)
+            if DPOP_SCHEME.match(value):
+                # Refused as a header of another shape, challenged as DPoP.
+                after_this_request(dpop_challenges)
         else:
             environ[TOKEN_ENVIRON] = dpop[1]
             environ[authorization] = "Bearer " + dpop[1]

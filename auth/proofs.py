@@ -170,21 +170,23 @@ def _check_htu(htu: Any, expected: str) -> None:
 def normalized_url(url: str) -> str | None:
     """`url` as RFC 3986 §6.2.2-6.2.3 normalise it: scheme and host in lower case,
     no default port, "/" for an empty path, percent-encodings in upper case and
-    none of an unreserved character. None when it is not an http(s) URL."""
+    none of an unreserved character, no "." or ".." segments. None when it is not
+    an http(s) URL, or names a user (RFC 9110 §4.2.4: never in an http(s) URI)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return None
     host = parts.hostname  # lower case already
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal
     if port is not None and port != DEFAULT_PORTS[scheme]:
         host += f":{port}"
-    return f"{scheme}://{host}{_normalized_path(parts.path) or '/'}"
+    path = _without_dot_segments(_normalized_path(parts.path))
+    return f"{scheme}://{host}{path or '/'}"
 
 
 def _normalized_path(path: str) -> str:
@@ -203,6 +205,23 @@ def _normalized_path(path: str) -> str:
         else:
             out.append("%" + code.upper() + piece[2:])
     return "".join(out)
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4: "." and ".." segments resolved, as a client resolving the
+    URL would (after percent-decoding, so "%2E" is a dot too)."""
+    output: list[str] = []
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment in (".", ".."):
+            if segment == ".." and len(output) > 1:
+                output.pop()
+            if last:
+                output.append("")  # "/a/." is the folder "/a/"
+        else:
+            output.append(segment)
+    return "/".join(output)
 
 
 def token_hash(token: str) -> str:
