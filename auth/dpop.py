@@ -25,12 +25,13 @@ import hashlib
 import logging
 import time
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, after_this_request, current_app, request
 
 from auth.challenges import www_authenticate
-from auth.keys import signing_keys
+from auth.keys import SYMMETRIC, KeyRing, signing_keys
 from auth.nonces import Nonces
 from auth.proofs import Expected, InvalidProof, Proof, check_proof
 from blocklist import get_blocklist
@@ -49,6 +50,8 @@ INVALID_PROOF, INVALID_TOKEN, USE_NONCE = (
     "use_dpop_nonce",
 )
 NONCE_HEADER = "DPoP-Nonce"
+# RFC 3986 §3.3: what a path holds as it is, beside the unreserved characters.
+PATH_CHARACTERS = "/:@!$&'()*+,;="
 NOT_BOUND = (
     "This token is not DPoP-bound: send it as 'Bearer <token>', without a DPoP header."
 )
@@ -107,7 +110,7 @@ def init_dpop(app: Flask) -> None:
     if config["DPOP_NONCE_REQUIRED"]:
         with app.app_context():
             nonces = Nonces(
-                _secret_of(signing_keys().current), config["DPOP_NONCE_LIFETIME"]
+                _nonce_secrets(signing_keys()), config["DPOP_NONCE_LIFETIME"]
             )
     app.extensions[EXTENSION] = DpopSettings(
         tuple(config["DPOP_ALGORITHMS"]),
@@ -118,16 +121,24 @@ def init_dpop(app: Flask) -> None:
     )
 
 
-def _secret_of(key: Any) -> bytes:
-    """What the nonce key is derived from: the signing secret, or the private key."""
-    signing = key.signing_key
-    if isinstance(signing, str | bytes):
-        return signing.encode() if isinstance(signing, str) else signing
-    return signing.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def _nonce_secrets(ring: KeyRing) -> list[bytes]:
+    """What nonce keys are derived from: every key of the ring with secret
+    material, the current one first. HS256 fallbacks are secrets, so while a new
+    secret rolls out instance by instance each accepts the others' nonces; an
+    asymmetric fallback is public, and derives none."""
+    secrets = []
+    for key in ring.keys():
+        if key.algorithm == SYMMETRIC:
+            secrets.append(key.verifying_key)
+        elif key.signing_key is not None:
+            secrets.append(
+                key.signing_key.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+    return secrets
 
 
 def _settings() -> DpopSettings:
@@ -252,11 +263,14 @@ def _proof_header(*, issuing: bool) -> str | None:
 def request_url() -> str:
     """This request's URL as the client sent it, without the query (§4.3 check 9):
     under PUBLIC_URL when it is set, else at the (trusted) host, scheme and mount
-    path the proxies forwarded."""
+    path the proxies forwarded. WSGI hands the path over decoded: it is encoded
+    again (RFC 3986 §2.1), and compared after normalisation (auth/proofs.py)."""
+    path = quote(request.path, safe=PATH_CHARACTERS)
     public_url = current_app.config["PUBLIC_URL"]
     if public_url is not None:
-        return public_base(public_url) + request.path
-    return request.base_url
+        return public_base(public_url) + path
+    root = quote(request.script_root, safe=PATH_CHARACTERS)
+    return f"{request.scheme}://{request.host}{root}{path}"
 
 
 def _verified(value: str, token: str | None, *, issuing: bool) -> Proof:

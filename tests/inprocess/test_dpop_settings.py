@@ -322,3 +322,47 @@ def test_an_unreachable_redis_refuses_a_proof_with_503(app_config, key):
     )
     with app.app_context():
         db.engine.dispose()
+
+
+OLD_SECRET = "old-signing-secret-0123456789abcdefghij"
+NEW_SECRET = "new-signing-secret-0123456789abcdefghij"
+
+
+def test_nonces_cross_a_signing_key_rotation(app_config, key):
+    """Mid-rotation (docs/keys.md), one instance signs with the new secret and the
+    other with the old, each holding the other's as a fallback: each accepts the
+    other's nonce, and hands out its own for the next proof."""
+    rolled = create_app(
+        {
+            **app_config,
+            **NONCES,
+            "JWT_SECRET_KEY": NEW_SECRET,
+            "JWT_SECRET_KEY_FALLBACKS": [OLD_SECRET],
+        }
+    )
+    behind = create_app(
+        {
+            **app_config,
+            **NONCES,
+            "JWT_SECRET_KEY": OLD_SECRET,
+            "JWT_SECRET_KEY_FALLBACKS": [NEW_SECRET],
+        }
+    )
+    with rolled.app_context():
+        db.create_all()
+    new, old = rolled.test_client(), behind.test_client()
+    new.post("/register", json={"username": "alice", "password": PASSWORD})
+    nonce = assert_nonce_asked(login_with(new, key), 400)
+    response = login_with(old, key, nonce)
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["DPoP-Nonce"] != nonce  # its own, for the next proof
+    assert login_with(new, key, response.headers["DPoP-Nonce"]).status_code == 200
+
+
+def test_a_percent_encoded_path_is_named_as_the_client_sent_it(auth, client, key):
+    """WSGI decodes the path; the proof names it encoded (RFC 3986 §2.1)."""
+    auth.register()
+    token = bound_login(client, key).get_json()["access_token"]
+    for path in ("/me/sessions/caf%C3%A9", "/me/sessions/a%20b", "/me/sessions/%7Eu"):
+        response = client.delete(path, headers=key.headers("DELETE", path, token))
+        assert_error(response, 404, "not_found", "Session not found.")
