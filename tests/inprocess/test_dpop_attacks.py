@@ -43,12 +43,6 @@ def app_config(request, app_config, backend) -> dict:
 
 
 @pytest.fixture
-def key() -> ProofKey:
-    """The owner's key."""
-    return ProofKey()
-
-
-@pytest.fixture
 def thief() -> ProofKey:
     """The thief's own key: his proofs are sound, of another key."""
     return ProofKey()

@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import get_default_algorithms
 
-from tests.dpop import BASE, DROP, ProofKey, ath, b64url, bound_login
+from tests.dpop import BASE, DROP, ProofKey, ath, b64url
 from tests.helpers import PASSWORD, assert_error, bearer, config
 
 SESSIONS = "/me/sessions"
@@ -45,20 +45,6 @@ def app_config(request, app_config) -> dict:
     a replay afterwards, which `assert_unchanged` would see."""
     grace = {"REFRESH_REUSE_GRACE_SECONDS": 0}
     return {**app_config, **grace, **getattr(request, "param", {})}
-
-
-@pytest.fixture
-def key() -> ProofKey:
-    return ProofKey()
-
-
-@pytest.fixture
-def bound(auth, client, key) -> dict:
-    """alice's one session, bound to `key`."""
-    auth.register()
-    response = bound_login(client, key)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from tests.dpop import ProofKey, bound_login
+from tests.dpop import ProofKey
 from tests.helpers import PASSWORD, RACE_ROUNDS, records
 from tests.inprocess.test_dpop import SESSIONS, get_sessions, refresh
 
@@ -30,20 +30,6 @@ THIEF_REFUSALS = {(401, "invalid_token"), (400, "invalid_grant")}
 @pytest.fixture
 def app_config(app_config, backend) -> dict:
     return {**app_config, **backend}
-
-
-@pytest.fixture
-def key() -> ProofKey:
-    return ProofKey()
-
-
-@pytest.fixture
-def bound(auth, client, key) -> dict:
-    """alice's session, bound to `key`."""
-    auth.register()
-    response = bound_login(client, key)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
 
 
 def race(app: Flask, method: str, path: str, **kwargs) -> list[tuple[int, dict]]:

@@ -23,11 +23,6 @@ def app_config(request, app_config) -> dict:
     return {**app_config, **getattr(request, "param", {})}
 
 
-@pytest.fixture
-def key() -> ProofKey:
-    return ProofKey()
-
-
 def login_with(client, key: ProofKey, nonce: str | None = None, **body):
     return client.post(
         "/login",
