@@ -56,19 +56,15 @@ def normalize_token_headers() -> None:
     authorization, csrf_headers = current_app.extensions[TOKEN_HEADERS_EXTENSION]
     environ = request.environ
     value = environ.get(authorization)
-    if value:
-        dpop = (
-            DPOP_CREDENTIALS.fullmatch(value) if value[:4].lower() == "dpop" else None
-        )
-        if dpop is None:
-            environ[authorization] = BEARER_SCHEME.sub(r"\1\2Bearer", value)
-            if DPOP_SCHEME.match(value):
-                # Refused as a header of another shape, challenged as DPoP.
-                after_this_request(dpop_challenges)
-        else:
+    if value and DPOP_SCHEME.match(value):
+        # RFC 9449 §7.1; any other shape is refused as such, challenged as DPoP.
+        after_this_request(dpop_challenges)
+        dpop = DPOP_CREDENTIALS.fullmatch(value)
+        if dpop is not None:
             environ[TOKEN_ENVIRON] = dpop[1]
             environ[authorization] = "Bearer " + dpop[1]
-            after_this_request(dpop_challenges)
+    elif value:
+        environ[authorization] = BEARER_SCHEME.sub(r"\1\2Bearer", value)
     for key in csrf_headers:
         if not environ.get(key, "").isascii():
             del environ[key]

@@ -158,6 +158,12 @@ BAD_PROOFS = [
     case(lambda r: r.proof(pad="x" * 8200), NOT_A_JWT, "over-8-KiB"),
     case(lambda r: r.es256(r.header(), b"[1]"), "not a JSON object", "claims-array"),
     case(lambda r: r.es256(r.header(), b"{oops"), "not a JSON object", "claims-bad"),
+    case(lambda r: r.es256(b"[" * 5000, r.claims()), NOT_A_JWT, "header-nested-deep"),
+    case(
+        lambda r: r.es256(r.header(), b"[" * 5000),
+        "not a JSON object",
+        "claims-nested-deep",
+    ),
     case(lambda r: r.proof(header={"jwk": "key"}), "as a jwk", "jwk-a-string"),
     case(lambda r: r.proof(header={"jwk": [r.key.jwk]}), "as a jwk", "jwk-a-list"),
     case(lambda r: r.proof(header={"jwk": DROP}), "as a jwk", "jwk-missing"),
