@@ -12,11 +12,11 @@ with every factor the account has; passkeys log in and step up alone), `delivery
 (body or cookies), `limits` (rate limits of the auth routes, the failed-login
 budgets), `devices` (device cookies: a known device's own budget), `oauth` (the
 token endpoint's grants, form-encoded requests), `keys` (the signing keys and their
-JWKS), `proofs` and `dpop` (DPoP proofs, RFC 9449, and the sessions bound to a
-client's key), `claims_cache` (tokens verified a moment ago), `user_cache` (the
-user check, answered from memory for up to 2 s), `schemas` (the token layer's
-request and response schemas, re-exported by schemas.py) and `commands` (`flask
-users ...`, `flask keys ...`).
+JWKS), `proofs`, `nonces` and `dpop` (DPoP, RFC 9449: proofs, the server's nonces,
+and the sessions bound to a client's key), `claims_cache` (tokens verified a moment
+ago), `user_cache` (the user check, answered from memory for up to 2 s), `schemas`
+(the token layer's request and response schemas, re-exported by schemas.py) and
+`commands` (`flask users ...`, `flask keys ...`).
 """
 
 from auth.accounts import (
@@ -74,9 +74,6 @@ from auth.logins import (
 )
 from auth.oauth import FORM, form_body_doc, form_parameters, grant_tokens
 from auth.sessions import (
-    PASSWORD as PASSWORD_AMR,
-)
-from auth.sessions import (
     end_all_sessions,
     end_other_sessions,
     end_session,
@@ -86,6 +83,7 @@ from auth.sessions import (
     require_session,
     revoke_token,
     rotate_refresh_token,
+    session_like,
     start_session,
 )
 from auth.user_cache import init_user_cache
@@ -96,7 +94,6 @@ __all__ = [
     "init_dpop",
     "FORM",
     "Freshness",
-    "PASSWORD_AMR",
     "password_login",
     "passkey_login",
     "passkey_step_up",
@@ -152,6 +149,7 @@ __all__ = [
     "rotate_refresh_token",
     "sent_in_cookies",
     "signing_keys",
+    "session_like",
     "start_session",
     "token_answer",
     "token_required",

@@ -58,7 +58,10 @@ MALFORMED_TOKEN_REASONS = (
 
 # Flask-JWT-Extended's reason for an Authorization header of another shape.
 BAD_HEADER_REASON = "Bad Authorization header"
-BAD_HEADER = "The Authorization header must be 'Bearer <token>'."
+BAD_HEADER = (
+    "The Authorization header must be 'Bearer <token>', or 'DPoP <token>' with a "
+    "DPoP proof."
+)
 REVOKED = "The token has been revoked."
 USER_GONE = "The user of this token no longer exists."
 

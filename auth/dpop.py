@@ -22,16 +22,18 @@ tokens travel in the Authorization header (API tokens and cookies are exempt).
 """
 
 import hashlib
-import hmac
 import logging
 import time
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
+from cryptography.hazmat.primitives import serialization
 from flask import Flask, Response, after_this_request, current_app, request
 
 from auth.challenges import www_authenticate
-from auth.keys import signing_keys
-from auth.proofs import Expected, InvalidProof, Proof, b64url, check_proof
+from auth.keys import SYMMETRIC, KeyRing, signing_keys
+from auth.nonces import Nonces
+from auth.proofs import Expected, InvalidProof, Proof, check_proof
 from blocklist import get_blocklist
 from core import APIError, audit, decode_leeway_seconds
 from core.telemetry import DPOP_PROOFS
@@ -48,12 +50,19 @@ INVALID_PROOF, INVALID_TOKEN, USE_NONCE = (
     "use_dpop_nonce",
 )
 NONCE_HEADER = "DPoP-Nonce"
+# RFC 3986 §3.3: what a path holds as it is, beside the unreserved characters.
+PATH_CHARACTERS = "/:@!$&'()*+,;="
 NOT_BOUND = (
     "This token is not DPoP-bound: send it as 'Bearer <token>', without a DPoP header."
 )
 BOUND = (
     "This token is DPoP-bound: send it as 'Authorization: DPoP <token>' with a "
     "DPoP proof of its key (RFC 9449 §7.1)."
+)
+# At /token and /revoke the token is a form parameter (§5).
+BOUND_PARAMETER = (
+    "This token is DPoP-bound: send a DPoP proof of its key with it, without ath "
+    "(RFC 9449 §5)."
 )
 OTHER_KEY = (
     "The DPoP proof is signed by another key than the one the token is bound to."
@@ -85,40 +94,6 @@ class DpopRefused(APIError):
         return {"error_description": self.message} if self.status_code == 400 else {}
 
 
-class Nonces:
-    """§8 nonces, made and checked without a store, by every worker and instance
-    alike: a time window's number and its HMAC under a key derived from the
-    signing key (which every instance holds). A nonce is good in its window and
-    the next one, so it rotates every `lifetime` seconds and lives at most two."""
-
-    LABEL = b"stores-api dpop nonce"
-
-    def __init__(self, secret: bytes, lifetime: int) -> None:
-        self._key = hmac.digest(secret, self.LABEL, "sha256")
-        self._lifetime = lifetime
-
-    def _window(self) -> int:
-        return int(time.time() // self._lifetime)
-
-    def _nonce(self, window: int) -> str:
-        number = window.to_bytes(8, "big")
-        return b64url(number + hmac.digest(self._key, number, "sha256")[:16])
-
-    def current(self) -> str:
-        return self._nonce(self._window())
-
-    def check(self, nonce: str | None) -> bool | None:
-        """True for the current nonce, False for the previous window's (good; a
-        new one is due), None for anything else."""
-        if nonce is None:
-            return None
-        window = self._window()
-        for candidate, current in ((window, True), (window - 1, False)):
-            if hmac.compare_digest(nonce.encode(), self._nonce(candidate).encode()):
-                return current
-        return None
-
-
 class DpopSettings(NamedTuple):
     algorithms: tuple[str, ...]
     max_age: float
@@ -135,7 +110,7 @@ def init_dpop(app: Flask) -> None:
     if config["DPOP_NONCE_REQUIRED"]:
         with app.app_context():
             nonces = Nonces(
-                _secret_of(signing_keys().current), config["DPOP_NONCE_LIFETIME"]
+                _nonce_secrets(signing_keys()), config["DPOP_NONCE_LIFETIME"]
             )
     app.extensions[EXTENSION] = DpopSettings(
         tuple(config["DPOP_ALGORITHMS"]),
@@ -146,18 +121,24 @@ def init_dpop(app: Flask) -> None:
     )
 
 
-def _secret_of(key: Any) -> bytes:
-    """What the nonce key is derived from: the signing secret, or the private key."""
-    signing = key.signing_key
-    if isinstance(signing, str | bytes):
-        return signing.encode() if isinstance(signing, str) else signing
-    from cryptography.hazmat.primitives import serialization
-
-    return signing.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def _nonce_secrets(ring: KeyRing) -> list[bytes]:
+    """What nonce keys are derived from: every key of the ring with secret
+    material, the current one first. HS256 fallbacks are secrets, so while a new
+    secret rolls out instance by instance each accepts the others' nonces; an
+    asymmetric fallback is public, and derives none."""
+    secrets = []
+    for key in ring.keys():
+        if key.algorithm == SYMMETRIC:
+            secrets.append(key.verifying_key)
+        elif key.signing_key is not None:
+            secrets.append(
+                key.signing_key.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+    return secrets
 
 
 def _settings() -> DpopSettings:
@@ -257,7 +238,7 @@ def _check_token_parameter(
             raise DpopRefused(DPOP_ONLY, INVALID_PROOF, issuing=True)
         return
     if value is None:
-        raise DpopRefused(BOUND, INVALID_PROOF, issuing=True)
+        raise DpopRefused(BOUND_PARAMETER, INVALID_PROOF, issuing=True)
     proof = _verified(value, None, issuing=True)
     if proof.jkt != jkt:
         _key_mismatch(claims, proof.jkt, mismatch_error, issuing=True)
@@ -282,11 +263,14 @@ def _proof_header(*, issuing: bool) -> str | None:
 def request_url() -> str:
     """This request's URL as the client sent it, without the query (§4.3 check 9):
     under PUBLIC_URL when it is set, else at the (trusted) host, scheme and mount
-    path the proxies forwarded."""
+    path the proxies forwarded. WSGI hands the path over decoded: it is encoded
+    again (RFC 3986 §2.1), and compared after normalisation (auth/proofs.py)."""
+    path = quote(request.path, safe=PATH_CHARACTERS)
     public_url = current_app.config["PUBLIC_URL"]
     if public_url is not None:
-        return public_base(public_url) + request.path
-    return request.base_url
+        return public_base(public_url) + path
+    root = quote(request.script_root, safe=PATH_CHARACTERS)
+    return f"{request.scheme}://{request.host}{root}{path}"
 
 
 def _verified(value: str, token: str | None, *, issuing: bool) -> Proof:

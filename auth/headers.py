@@ -26,6 +26,8 @@ from auth.dpop import TOKEN_ENVIRON, dpop_challenges
 BEARER_SCHEME = re.compile(r"(^|,)(\s*)bearer(?=\s|,|$)", re.IGNORECASE)
 # RFC 9449 §7.1: "DPoP" 1*SP token68, in any case.
 DPOP_CREDENTIALS = re.compile(r"\s*dpop +([^\s,]+)\s*", re.IGNORECASE)
+# The DPoP scheme with anything else after it (no token, two, a list).
+DPOP_SCHEME = re.compile(r"\s*dpop(?:\s|,|$)", re.IGNORECASE)
 TOKEN_HEADERS_EXTENSION = "token_headers"
 
 
@@ -54,16 +56,15 @@ def normalize_token_headers() -> None:
     authorization, csrf_headers = current_app.extensions[TOKEN_HEADERS_EXTENSION]
     environ = request.environ
     value = environ.get(authorization)
-    if value:
-        dpop = (
-            DPOP_CREDENTIALS.fullmatch(value) if value[:4].lower() == "dpop" else None
-        )
-        if dpop is None:
-            environ[authorization] = BEARER_SCHEME.sub(r"\1\2Bearer", value)
-        else:
+    if value and DPOP_SCHEME.match(value):
+        # RFC 9449 §7.1; any other shape is refused as such, challenged as DPoP.
+        after_this_request(dpop_challenges)
+        dpop = DPOP_CREDENTIALS.fullmatch(value)
+        if dpop is not None:
             environ[TOKEN_ENVIRON] = dpop[1]
             environ[authorization] = "Bearer " + dpop[1]
-            after_this_request(dpop_challenges)
+    elif value:
+        environ[authorization] = BEARER_SCHEME.sub(r"\1\2Bearer", value)
     for key in csrf_headers:
         if not environ.get(key, "").isascii():
             del environ[key]

@@ -84,6 +84,10 @@ class KeyRing:
         public = (key.public_jwk() for key in self._by_kid.values())
         self._public = [jwk for jwk in public if jwk is not None]
 
+    def keys(self) -> list[SigningKey]:
+        """Every key of the ring, the current one first."""
+        return list(self._by_kid.values())
+
     def get(self, kid: Any) -> SigningKey | None:
         """The key this `kid` names, if it is configured."""
         return self._by_kid.get(kid) if isinstance(kid, str) else None

@@ -12,6 +12,7 @@ the members the key is built from, so one thumbprint is one key.
 """
 
 import base64
+import binascii
 import hashlib
 import json
 import threading
@@ -22,8 +23,9 @@ from urllib.parse import urlsplit
 
 from cachetools import LRUCache
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt import PyJWS, PyJWTError
+from jwt import PyJWTError, get_algorithm_by_name
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.utils import base64url_decode
 
 from auth.keys import THUMBPRINT_MEMBERS
 
@@ -57,7 +59,8 @@ _KEY_BUILDERS: dict[str, Any] = {
     "OKP": OKPAlgorithm,
     "RSA": RSAAlgorithm,
 }
-_JWS = PyJWS()
+# Each algorithm's verifier (PyJWT's: EC signatures are r||s, RFC 7518 §3.4).
+_VERIFIERS = {name: get_algorithm_by_name(name) for name in KEY_TYPES}
 
 
 class InvalidProof(Exception):
@@ -92,32 +95,53 @@ class Expected:
 def check_proof(value: str, expected: Expected) -> Proof:
     """The proof's key and claims, after §4.3's checks 2 to 9 and 11 to 12:
     a JWS with `typ` dpop+jwt, an allowed asymmetric `alg`, a public `jwk` that
-    verifies the signature, and claims of this request, made within the window."""
-    if len(value) > MAX_PROOF_LENGTH or not value.isascii():
-        raise InvalidProof("The DPoP proof is not a JWT.")
-    try:
-        header = _JWS.get_unverified_header(value)
-    except PyJWTError:
-        raise InvalidProof("The DPoP proof is not a JWT.") from None
+    verifies the signature, and claims of this request, made within the window.
+
+    The JWS is taken apart once here and its signature checked by PyJWT's
+    algorithm (its decode would parse the whole proof a second time)."""
+    header, claims, signing_input, signature = _parts(value)
     if header.get("typ") != TYPE:
         raise InvalidProof(f"The DPoP proof's typ must be '{TYPE}'.")
+    if "crit" in header:
+        # RFC 7515 §4.1.11: no extension is understood here.
+        raise InvalidProof("The DPoP proof's header may not have crit.")
     algorithm = header.get("alg")
     if algorithm not in expected.algorithms:
         raise InvalidProof(
             "The DPoP proof's alg must be one of " + ", ".join(expected.algorithms)
         )
     jkt, key = public_key(header.get("jwk"), algorithm)
-    try:
-        payload = _JWS.decode(value, key, algorithms=[algorithm])
-    except PyJWTError:
-        raise InvalidProof("The DPoP proof's signature is invalid.") from None
-    try:
-        claims = json.loads(payload)
-    except ValueError:
-        raise InvalidProof("The DPoP proof's claims are not a JSON object.") from None
-    if not isinstance(claims, dict):
-        raise InvalidProof("The DPoP proof's claims are not a JSON object.")
+    if not _VERIFIERS[algorithm].verify(signing_input, key, signature):
+        raise InvalidProof("The DPoP proof's signature is invalid.")
     return _checked_claims(claims, jkt, expected)
+
+
+def _parts(value: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """A compact JWS (RFC 7515 §7.1): its header and claims, each a JSON object,
+    what was signed, and the signature."""
+    segments = value.split(".")
+    if len(value) > MAX_PROOF_LENGTH or not value.isascii() or len(segments) != 3:
+        raise InvalidProof("The DPoP proof is not a JWT.")
+    header = _json_object(segments[0], "The DPoP proof is not a JWT.")
+    claims = _json_object(segments[1], "The DPoP proof's claims are not a JSON object.")
+    try:
+        signature = base64url_decode(segments[2])
+    except (ValueError, binascii.Error):
+        raise InvalidProof("The DPoP proof is not a JWT.") from None
+    signing_input = f"{segments[0]}.{segments[1]}".encode()
+    return header, claims, signing_input, signature
+
+
+def _json_object(segment: str, problem: str) -> dict[str, Any]:
+    """A base64url segment holding a JSON object. RecursionError: JSON nested a
+    few thousand deep, which Python's parser refuses that way."""
+    try:
+        value = json.loads(base64url_decode(segment))
+    except (ValueError, binascii.Error, RecursionError):
+        raise InvalidProof(problem) from None
+    if not isinstance(value, dict):
+        raise InvalidProof(problem)
+    return value
 
 
 def _checked_claims(claims: dict[str, Any], jkt: str, expected: Expected) -> Proof:
@@ -170,21 +194,23 @@ def _check_htu(htu: Any, expected: str) -> None:
 def normalized_url(url: str) -> str | None:
     """`url` as RFC 3986 §6.2.2-6.2.3 normalise it: scheme and host in lower case,
     no default port, "/" for an empty path, percent-encodings in upper case and
-    none of an unreserved character. None when it is not an http(s) URL."""
+    none of an unreserved character, no "." or ".." segments. None when it is not
+    an http(s) URL, or names a user (RFC 9110 §4.2.4: never in an http(s) URI)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
         return None
     host = parts.hostname  # lower case already
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal
     if port is not None and port != DEFAULT_PORTS[scheme]:
         host += f":{port}"
-    return f"{scheme}://{host}{_normalized_path(parts.path) or '/'}"
+    path = _without_dot_segments(_normalized_path(parts.path))
+    return f"{scheme}://{host}{path or '/'}"
 
 
 def _normalized_path(path: str) -> str:
@@ -203,6 +229,23 @@ def _normalized_path(path: str) -> str:
         else:
             out.append("%" + code.upper() + piece[2:])
     return "".join(out)
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4: "." and ".." segments resolved, as a client resolving the
+    URL would (after percent-decoding, so "%2E" is a dot too)."""
+    output: list[str] = []
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment in (".", ".."):
+            if segment == ".." and len(output) > 1:
+                output.pop()
+            if last:
+                output.append("")  # "/a/." is the folder "/a/"
+        else:
+            output.append(segment)
+    return "/".join(output)
 
 
 def token_hash(token: str) -> str:

@@ -110,6 +110,12 @@ def start_session(
     return tokens
 
 
+def session_like(user: TokenSubject, claims: dict) -> dict:
+    """A new session proved as the token of `claims` was (its `amr`), and bound to
+    the same key (its `cnf.jkt`): a password change's, whose request showed both."""
+    return start_session(user, claims.get("amr", PASSWORD), bound_key(claims))
+
+
 def reauthenticate(user: TokenSubject, claims: dict, amr: Sequence[str]) -> dict:
     """Step up inside the session of an access token whose user has just proved
     who they are: a fresh access token of the same session (same `fam`, same

@@ -2,22 +2,28 @@
 document that lists the errors every request can meet."""
 
 import flask_smorest
-from apispec import BasePlugin
+from apispec import APISpec, BasePlugin
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as BaseResponse
 
 from core.errors import ErrorSchema, error_response, error_response_doc
+from core.openapi import DPOP_PARAMETER
 
 
 class RequestErrorsPlugin(BasePlugin):
-    """Document, on every operation, the errors that come from the request's shape.
+    """Document, on every operation, the errors that come from the request's shape,
+    and the DPoP proof header (RFC 9449) where a token is taken or issued.
 
     Every request with a body over MAX_CONTENT_LENGTH is refused (413) before any
     view runs, and an operation that reads a JSON body answers 400 to one that is
     not JSON. Errors that depend on what an operation does (401, 403, 404, 409,
     422, 429, 503) are documented by its decorators.
     """
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        spec.components.parameter("DPoP", "header", DPOP_PARAMETER)
 
     def operation_helper(self, path=None, operations=None, **kwargs) -> None:
         for operation in (operations or {}).values():
@@ -31,6 +37,16 @@ class RequestErrorsPlugin(BasePlugin):
                 responses["413"] = error_response_doc(
                     "The request body is over the size limit (1 MiB)."
                 )
+            if operation.get("security") != [] or path in DPOP_ISSUERS:
+                # Every operation that takes a token (or issues one) reads it.
+                operation.setdefault("parameters", []).append(DPOP_REFERENCE)
+
+
+# The public operations that bind the tokens they issue, or revoke, to a proof's key.
+DPOP_ISSUERS = frozenset(
+    {"/login", "/login/mfa", "/login/passkey", "/token", "/revoke"}
+)
+DPOP_REFERENCE = "DPoP"  # the component (apispec writes the $ref)
 
 
 def _documents(responses: dict, status: int) -> bool:

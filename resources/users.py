@@ -4,7 +4,6 @@ from flask.views import MethodView
 from flask_jwt_extended import get_jwt
 
 from auth import (
-    PASSWORD_AMR,
     Freshness,
     change_password,
     clear_token_cookies,
@@ -17,7 +16,7 @@ from auth import (
     require_self_or_admin,
     revoke_api_tokens,
     sent_in_cookies,
-    start_session,
+    session_like,
     token_answer,
     token_required,
     token_user,
@@ -89,8 +88,9 @@ class UserPassword(MethodView):
         revoke_api_tokens(user.id)
         audit("password_change", "Password changed; sessions, API tokens revoked")
         # The new session was proved as the fresh token's was (its `amr`: the
-        # password, and a code for an account with TOTP) and the new password.
-        tokens = start_session(user, get_jwt().get("amr", PASSWORD_AMR))
+        # password, and a code for an account with TOTP) and the new password,
+        # and is bound to the same DPoP key as the request was.
+        tokens = session_like(user, get_jwt())
         return token_answer(tokens, as_cookies=sent_in_cookies())
 
 

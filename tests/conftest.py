@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.app_reuse import AppReuse, make_schema
+from tests.dpop import ProofKey, bound_login
 from tests.helpers import TEST_SETTINGS, AuthActions, bearer, create_store
 from tests.services import postgres_database, redis_namespace
 
@@ -148,3 +149,18 @@ def admin_headers(auth) -> dict:
 def store(client, headers) -> dict:
     """One store, as POST /store answered."""
     return create_store(client, headers, "Corner shop")
+
+
+@pytest.fixture
+def key() -> ProofKey:
+    """A client's DPoP key (ES256; RFC 9449)."""
+    return ProofKey()
+
+
+@pytest.fixture
+def bound(auth, client, key) -> dict:
+    """alice's one session, bound to `key` (a login with its proof): the answer."""
+    auth.register()
+    response = bound_login(client, key)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()

@@ -24,6 +24,12 @@
 # a step-up that needs a code with the password (a recovery code here), and TOTP
 # turned off. The codes are RFC 6238's, computed by python3 from the secret, as an
 # authenticator app would.
+# Then DPoP (RFC 9449): a login with a proof binds the session to this run's key
+# (token_type DPoP, cnf.jkt its thumbprint); the token works with a proof of that
+# key (Authorization: DPoP), not as a Bearer token (401 invalid_token) nor with a
+# proof used before (401 invalid_dpop_proof), and /refresh takes the refresh token
+# with a proof. The proofs come from clients/curl/dpop-proof.py (ES256, the key in
+# a temporary file); a server with DPOP_NONCE_REQUIRED=true is not shown.
 # Each step prints one numbered line: the request, the status, the relevant part of
 # the body, OK or FAIL. Tokens are shortened, never printed whole.
 #
@@ -33,7 +39,7 @@
 # That is practical only against a server with a short access-token lifetime, e.g.
 #     JWT_ACCESS_TOKEN_EXPIRES=3 ./scripts/serve.sh
 # When expires_in is longer than DEMO_MAX_WAIT the script says so and stops (exit 3).
-# (A run registers once, logs in five times, completes one login with a code and
+# (A run registers once, logs in six times, completes one login with a code and
 # re-authenticates three times: these share the login flood limit, RATELIMIT_LOGIN
 # "10 per minute" by default, which allows about one run a minute from one address.)
 #
@@ -45,7 +51,8 @@
 # (expected and actual are printed) or the server did not answer; 2 usage error or a
 # missing tool; 3 the access-token lifetime is too long to wait for.
 #
-# Needs only bash, curl and python3 (for JSON and the JWT payloads; no jq).
+# Needs only bash, curl and python3 (for JSON and the JWT payloads; no jq) with the
+# cryptography package (for the DPoP proofs).
 
 set -euo pipefail
 
@@ -83,6 +90,12 @@ for tool in curl python3; do
     exit 2
   fi
 done
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+  printf '%s: python3 needs the cryptography package for the DPoP proofs\n' "$PROG" >&2
+  printf '(pip install cryptography)\n' >&2
+  exit 2
+fi
+DPOP_PROOF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/dpop-proof.py
 
 MAX_WAIT=${DEMO_MAX_WAIT:-30}
 LEEWAY=${DEMO_LEEWAY:-5}
@@ -269,6 +282,31 @@ send() {
   transmit "$method" "$path" "$method $path${token:+ [$(short "$token")]}" "${args[@]}"
 }
 
+# dpop_proof METHOD PATH [TOKEN]: a new DPoP proof (RFC 9449 §4) of this run's key
+# for METHOD BASE_URL/PATH, with the hash of TOKEN (ath) when one goes with it in
+# Authorization: DPoP; sets PROOF. The key file is made at the first proof.
+dpop_proof() {
+  if ! PROOF=$(python3 "$DPOP_PROOF" "$DPOP_KEY" "$1" "$BASE_URL$2" "${3:-}"); then
+    printf '%s: dpop-proof.py failed (see above)\n' "$PROG" >&2
+    exit 2
+  fi
+}
+
+# send_dpop METHOD PATH TOKEN [JSON] [WHICH]: PROOF in the DPoP header, TOKEN (if
+# any) as Authorization: DPoP, JSON as the body; WHICH names the proof (shown).
+send_dpop() {
+  local method=$1 path=$2 token=$3 data=${4:-} which=${5:-proof}
+  local args=(-H "DPoP: $PROOF")
+  if [[ -n $token ]]; then
+    args+=(-H "Authorization: DPoP $token")
+  fi
+  if [[ -n $data ]]; then
+    args+=(-H 'Content-Type: application/json' --data-binary "$data")
+  fi
+  transmit "$method" "$path" \
+    "$method $path ${token:+DPoP [$(short "$token")] }+ $which" "${args[@]}"
+}
+
 # revoke TOKEN HINT: POST /revoke as RFC 7009 has it, the token (and its type, HINT)
 # form-encoded and no Authorization header: holding a token is the right to revoke it.
 revoke() {
@@ -312,6 +350,18 @@ expect_token_error() {
   fi
 }
 
+# expect_dpop_error ERROR: 401 with that `error` and a DPoP challenge naming it
+# (RFC 9449 §7.1).
+expect_dpop_error() {
+  local challenge
+  expect_status 401
+  expect_field error "$1"
+  challenge=$(field @www-authenticate)
+  if [[ $challenge != "DPoP "*"error=\"$1\""* ]]; then
+    fail "WWW-Authenticate" "DPoP error=\"$1\", ..." "${challenge:-(missing)}"
+  fi
+}
+
 # expect_step_up: 401 fresh_token_required with the RFC 9470 challenge; sets
 # MAX_AGE (quoted or bare in the header) and CHALLENGE.
 expect_step_up() {
@@ -331,8 +381,9 @@ expect_step_up() {
   fi
 }
 
-# expect_tokens FRESH: a token answer (both tokens, token_type Bearer, expires_in in
-# whole seconds) whose access token's `fresh` claim is FRESH (true or false).
+# expect_tokens FRESH [TYPE]: a token answer (both tokens, token_type TYPE, Bearer
+# unless said, expires_in in whole seconds) whose access token's `fresh` claim is
+# FRESH (true or false).
 expect_tokens() {
   local name
   expect_status 200
@@ -341,7 +392,7 @@ expect_tokens() {
       fail "$name" "a token" "(missing)"
     fi
   done
-  expect_field token_type Bearer
+  expect_field token_type "${2:-Bearer}"
   expect_number expires_in
   expect_field access_token:type access
   expect_field access_token:fresh "$1"
@@ -597,5 +648,51 @@ expect_status 200
 expect_field totp false
 expect_field recovery_codes_left 0
 ok "totp=false recovery_codes_left=0: the password alone logs in again"
+
+# -- DPoP (RFC 9449): a session bound to a key ---------------------------------------
+# Each request of the session carries a new proof signed with the key; the tokens
+# name the key (cnf.jkt, its RFC 7638 thumbprint), so a copied token is useless.
+DPOP_KEY=$TMP_DIR/dpop-key.pem
+dpop_proof POST /login # makes the key
+JKT=$(python3 "$DPOP_PROOF" "$DPOP_KEY" --jkt)
+BOUND_TO=$(printf '{"jkt": "%s"}' "$JKT") # the `cnf` claim of a bound token
+
+send_dpop POST /login "" "$CREDENTIALS"
+expect_tokens true DPoP
+expect_field access_token:cnf "$BOUND_TO"
+expect_field refresh_token:cnf "$BOUND_TO"
+BOUND=$(field access_token)
+BOUND_REFRESH=$(field refresh_token)
+ok "token_type=DPoP cnf.jkt=$(short "$JKT") (this key's thumbprint: both tokens)"
+
+dpop_proof GET /me "$BOUND"
+send_dpop GET /me "$BOUND"
+expect_status 200
+expect_field username "$USERNAME"
+ok "username=$(field username): the token with a proof of its key"
+
+transmit GET /me "GET /me Bearer [$(short "$BOUND")]" -H "Authorization: Bearer $BOUND"
+expect_dpop_error invalid_token
+ok "$(answer): not a bearer token"
+
+send_dpop GET /me "$BOUND" "" "the same proof"
+expect_dpop_error invalid_dpop_proof
+ok "$(answer): a proof is good once"
+
+dpop_proof POST /refresh "$BOUND_REFRESH"
+send_dpop POST /refresh "$BOUND_REFRESH"
+expect_tokens false DPoP
+expect_field access_token:cnf "$BOUND_TO"
+if [[ $(field refresh_token) == "$BOUND_REFRESH" ]]; then
+  fail "refresh_token" "a new refresh token (rotation)" "the one that was sent"
+fi
+BOUND=$(field access_token)
+ok "access=$(short "$BOUND") (fresh: false) cnf.jkt=$(short "$JKT") (the same key)"
+
+dpop_proof GET /me "$BOUND"
+send_dpop GET /me "$BOUND"
+expect_status 200
+expect_field username "$USERNAME"
+ok "username=$(field username): the refreshed token, with a new proof"
 
 printf '\nAll %d steps passed.\n' "$STEP"

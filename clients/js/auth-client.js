@@ -16,11 +16,44 @@
 //      ends that session first, so none is left behind.
 //
 // Two modes:
-//   - "header" (default): tokens live in this object's memory only (never in
-//     localStorage, where any injected script could read them) and travel in the
-//     Authorization header;
+//   - "header" (default): tokens travel in the Authorization header, bound to a
+//     key of this browser (DPoP, below) where it can; never in localStorage;
 //   - "cookie": the server keeps them in HttpOnly cookies that page JavaScript
 //     cannot read; state-changing requests carry the CSRF double-submit header.
+//     Cookie mode is never bound: it sends no DPoP header at all.
+//
+// DPoP (RFC 9449), header mode, on by default (`dpop: false` turns it off) where
+// the browser has WebCrypto (a secure context: https, or http on localhost) and
+// IndexedDB. Each login makes a new ECDSA P-256 key pair whose private key is
+// NOT extractable: page JavaScript can sign with it, never read it. Every login
+// (/login, /login/mfa, /login/passkey), every request that sends a token
+// (`Authorization: DPoP <token>`: the access token, the refresh token at
+// /refresh) and /revoke carry a proof (the `DPoP` header: an ES256 JWS over the
+// method and URL, with the sent token's hash `ath`), and the server binds the
+// tokens to the key (`cnf.jkt`): a stolen token is useless without the key. A
+// server that answers a login with `token_type: "Bearer"` (it predates DPoP)
+// gets Bearer tokens and no proofs for that session. When the server wants a
+// nonce (`use_dpop_nonce`, RFC 9449 §8), the request is sent once more with a
+// new proof carrying its `DPoP-Nonce`; the latest nonce goes into every proof.
+//
+// Where things are kept:
+//   - the key pair: IndexedDB (database "auth-client-dpop", store "keys"), one
+//     record per login, deleted at the logout or the next login; structured clone
+//     keeps the private key usable and still unreadable;
+//   - a BOUND session's tokens: sessionStorage (this tab only, gone with it),
+//     under `storageKey` (default "auth-client " + the API's base URL), so that
+//     restore() resumes the session after a page reload. An injected script can
+//     read them there (as it could from this object), but replayed anywhere else
+//     they are refused: the key never leaves this browser. (While such a script
+//     runs in the page it can use the session, bound or not: DPoP stops the
+//     theft of tokens, not the script.)
+//   - an unbound session's tokens (`dpop: false`, no WebCrypto, a Bearer
+//     server): this object's memory only, as before: a reload ends the session.
+// `storageKey: null` keeps a bound session in memory too. The app calls
+// restore() once, at start: a client that does not never picks a session up,
+// so two clients of one page share none by surprise. A key record no session
+// names any more (its tab was closed without a logout) is deleted at a login,
+// once unused for 30 days.
 //
 // Logging out ends the server's session whatever state the access token is in
 // (see logout()), and sessions(), endSession(id) and endOtherSessions() wrap the
@@ -53,6 +86,11 @@
 //   const result = await api.login("alice", "correct horse battery");
 //   if (result.mfaRequired) await api.completeMfa(await askForCode());
 //   const response = await api.fetch("/item?page=1");
+//
+//   // Header mode (bound where the browser can): a reload keeps the session.
+//   const tab = new AuthClient({ onLoginRequired: askForLogin });
+//   if (!(await tab.restore())) await tab.login("alice", "correct horse battery");
+//   tab.tokenType; // "DPoP" (bound: tab.dpopThumbprint is the key's) or "Bearer"
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 // RFC 9470 §3: the user must authenticate again (recently enough), in the session.
@@ -74,6 +112,16 @@ const STEP_UP_REFUSALS = new Set([
   "invalid_credential",
   "challenge_expired",
 ]);
+
+// DPoP (RFC 9449): the proofs' key and signature (ES256, RFC 7518 §3.4: WebCrypto's
+// ECDSA signature is already r || s, as JWS has it), and where the keys are kept.
+const DPOP_KEY = { name: "ECDSA", namedCurve: "P-256" };
+const DPOP_SIGNATURE = { name: "ECDSA", hash: "SHA-256" };
+const KEY_DATABASE = "auth-client-dpop";
+const KEY_STORE = "keys";
+// A key record unused this long belongs to no live session: the server's refresh
+// tokens live 14 days by default (JWT_REFRESH_TOKEN_EXPIRES).
+const KEY_IDLE_MS = 30 * 24 * 3600 * 1000;
 
 export class LoginRequiredError extends Error {
   constructor(code, message) {
@@ -107,19 +155,37 @@ export function stepUpOf(response, body) {
 }
 
 /**
- * The parameters of a Bearer challenge (RFC 6750 §3): `{error, max_age, ...}`,
- * quoted values ("300") and bare ones (300) alike; {} for none.
+ * The parameters of the first Bearer (RFC 6750 §3) or DPoP (RFC 9449 §7.1)
+ * challenge of a WWW-Authenticate header: `{error, max_age, ...}`, quoted values
+ * ("300") and bare ones (300) alike; {} for none. A bound session's refusals
+ * come with a DPoP challenge, an unbound one's with a Bearer challenge.
  */
 export function parseChallenge(header) {
   const params = {};
-  const match = /^\s*Bearer\b(.*)$/i.exec(header || "");
-  if (!match) return params;
-  const param = /([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
-  for (const [, name, quoted, bare] of match[1].matchAll(param)) {
-    params[name.toLowerCase()] =
-      quoted === undefined ? bare : quoted.replace(/\\(.)/g, "$1");
+  let inside = false; // reading the parameters of the challenge wanted
+  // A scheme is a token alone; a parameter, a token and "=" with its value.
+  const item = /([^\s,=]+)(?:\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))?/g;
+  for (const [, name, quoted, bare] of (header || "").matchAll(item)) {
+    if (quoted === undefined && bare === undefined) {
+      if (inside) break; // the next challenge
+      inside = /^(Bearer|DPoP)$/i.test(name);
+    } else if (inside) {
+      params[name.toLowerCase()] =
+        quoted === undefined ? bare : quoted.replace(/\\(.)/g, "$1");
+    }
   }
   return params;
+}
+
+/**
+ * Whether this browser can hold a DPoP key: WebCrypto (only in a secure
+ * context: https, or http on localhost) and IndexedDB.
+ */
+export function dpopSupported() {
+  return (
+    typeof globalThis.crypto?.subtle?.generateKey === "function" &&
+    typeof globalThis.indexedDB?.open === "function"
+  );
 }
 
 /** Whether this browser runs passkey ceremonies (WebAuthn) at all. */
@@ -141,12 +207,19 @@ export class AuthClient {
     onRefresh = null,
     fetchImpl = null,
     credentialsImpl = null,
+    dpop = true,
+    storageKey,
   } = {}) {
     if (mode !== "header" && mode !== "cookie") {
       throw new Error(`mode must be "header" or "cookie", not ${mode}`);
     }
     this.baseUrl = baseUrl.replace(/\/+$/, "");
     this.mode = mode;
+    // Whether header-mode logins ask for bound tokens (the server may still
+    // answer Bearer: see tokenType).
+    this.dpop = mode === "header" && dpop !== false && dpopSupported();
+    this._storageKey =
+      storageKey === undefined ? `auth-client ${absoluteUrl(this._url("/"))}` : storageKey;
     this.onLoginRequired = onLoginRequired;
     this.onReauthenticate = onReauthenticate;
     this.onMfaRequired = onMfaRequired;
@@ -168,7 +241,54 @@ export class AuthClient {
     this._mfaAnswer = null; // what completeMfa() resolved to, for login()
     this._codeRequired = false; // this session's user has a second factor
     this._loggingOut = false;
+    this._key = null; // the bound session's key: {id, keyPair, jwk, jkt, stored}
+    this._loginKey = null; // the key of a login waiting for its second factor
+    this._tokenType = null; // the session's: "DPoP" (bound) or "Bearer"
+    this._nonce = null; // the server's latest DPoP-Nonce
     this.refreshCount = 0;
+  }
+
+  /**
+   * The held session's token type: "DPoP" (bound to this browser's key),
+   * "Bearer" (unbound), or null (none held, or cookie mode).
+   */
+  get tokenType() {
+    return this.mode === "header" && this._accessToken !== null ? this._tokenType : null;
+  }
+
+  /** The RFC 7638 thumbprint of the bound session's key (its tokens' `cnf.jkt`). */
+  get dpopThumbprint() {
+    return this.tokenType === "DPoP" ? this._key.jkt : null;
+  }
+
+  /**
+   * Resume the bound session this tab kept in sessionStorage (header mode, DPoP,
+   * a `storageKey`): its tokens, and its key from IndexedDB. Call it once, when
+   * the app starts. Resolves to whether a session is held now; a kept session
+   * whose key is gone is forgotten.
+   */
+  async restore() {
+    if (!this.dpop || !this._storageKey || this.loggedIn) return this.loggedIn;
+    const kept = readKept(this._storageKey);
+    if (!kept) return false;
+    let key = null;
+    try {
+      const record = await keyRecords("readonly", (store) => store.get(kept.keyId));
+      if (record) key = { ...(await describeKey(record.keyPair)), id: record.id };
+    } catch {
+      // IndexedDB refused (a private window...): as if the key were gone.
+    }
+    if (this.loggedIn) return true; // logged in meanwhile: that session wins
+    if (!key) {
+      forgetKept(this._storageKey, kept.keyId);
+      return false;
+    }
+    this._key = { ...key, stored: true };
+    this._tokenType = "DPoP";
+    this._codeRequired = kept.codeRequired === true;
+    const tokens = { access_token: kept.accessToken, refresh_token: kept.refreshToken };
+    this._store(tokens, { fresh: false, newSession: true });
+    return true;
   }
 
   /** Whether a login happened (the tokens themselves may have expired since). */
@@ -207,21 +327,18 @@ export class AuthClient {
     await this._endHeldSession();
     const body = { username, password };
     if (this.mode === "cookie") body.token_delivery = "cookie";
-    const response = await this._fetch(this._url("/login"), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      credentials: this._credentials(),
-      body: JSON.stringify(body),
-    });
+    const key = await this._newKey();
+    const response = await this._postJson("/login", body, key);
     const data = await readJson(response);
     if (response.status === 401 && data.error === "mfa_required" && data.mfa_token) {
+      this._loginKey = key; // the tokens of /login/mfa are bound to it
       return this._waitForSecondFactor(data.mfa_token);
     }
     if (!response.ok) {
       throw new LoginRequiredError(data.error || "invalid_credentials", data.message);
     }
     this._codeRequired = false;
-    this._store(data, { fresh: true, newSession: true });
+    await this._begin(data, key);
     return data;
   }
 
@@ -242,22 +359,23 @@ export class AuthClient {
     if (mfaToken === null) {
       throw new LoginRequiredError("invalid_mfa_token", "No login waits for a code.");
     }
-    const response = await this._fetch(this._url("/login/mfa"), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      credentials: this._credentials(),
-      body: JSON.stringify({ mfa_token: mfaToken, ...codeFields(second) }),
-    });
+    const key = this._loginKey;
+    const body = { mfa_token: mfaToken, ...codeFields(second) };
+    const response = await this._postJson("/login/mfa", body, key);
     const data = await readJson(response);
     if (response.ok) {
       this._mfaToken = null;
+      this._loginKey = null;
       this._codeRequired = true;
-      this._store(data, { fresh: true, newSession: true });
+      await this._begin(data, key);
       this._mfaAnswer = data;
       return data;
     }
     if (data.error === "invalid_mfa_token") {
-      if (this._mfaToken === mfaToken) this._mfaToken = null;
+      if (this._mfaToken === mfaToken) {
+        this._mfaToken = null;
+        this._loginKey = null;
+      }
       throw new LoginRequiredError(data.error, data.message);
     }
     throw apiError(response, data);
@@ -281,12 +399,12 @@ export class AuthClient {
    * cancelled or timed out).
    */
   async loginWithPasskey({ username } = {}) {
-    const asked = await this._fetch(this._url("/login/passkey/options"), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      credentials: this._credentials(),
-      body: JSON.stringify(username ? { username } : {}),
-    });
+    // (The options issue no token: no proof.)
+    const asked = await this._postJson(
+      "/login/passkey/options",
+      username ? { username } : {},
+      null,
+    );
     const options = await readJson(asked);
     if (!asked.ok) throw apiError(asked, options);
     const credential = await this._container().get({
@@ -295,19 +413,15 @@ export class AuthClient {
     await this._endHeldSession();
     const body = { credential: credentialJson(credential) };
     if (this.mode === "cookie") body.token_delivery = "cookie";
-    const response = await this._fetch(this._url("/login/passkey"), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      credentials: this._credentials(),
-      body: JSON.stringify(body),
-    });
+    const key = await this._newKey();
+    const response = await this._postJson("/login/passkey", body, key);
     const data = await readJson(response);
     if (!response.ok) {
       throw new LoginRequiredError(data.error || "invalid_credential", data.message);
     }
     // What a password step-up of this account needs is learnt at its first refusal.
     this._codeRequired = false;
-    this._store(data, { fresh: true, newSession: true });
+    await this._begin(data, key);
     return data;
   }
 
@@ -408,7 +522,8 @@ export class AuthClient {
    * End the server's session, then forget it here (whatever the server said, and
    * even if the request failed). The access token's state does not matter:
    *   - header mode: POST /revoke (RFC 7009) with the refresh token, form-encoded;
-   *     it needs no access token and ends the whole session. Resolves to that
+   *     it needs no access token and ends the whole session (a bound one's with a
+   *     proof of its key, no `ath`; the key is deleted). Resolves to that
    *     response, or null when no refresh token is held (nothing to end).
    *   - cookie mode: the refresh cookie is HttpOnly and sent to /refresh only, so
    *     it cannot be handed to /revoke. POST /logout goes through the usual path
@@ -420,16 +535,19 @@ export class AuthClient {
   async logout() {
     if (this.mode === "header") {
       const refreshToken = this._refreshToken;
-      this._forget(); // first: no request sends the dying tokens any more
-      if (!refreshToken) return null;
-      return this._fetch(this._url("/revoke"), {
-        method: "POST",
-        body: new URLSearchParams({
+      const key = this._key; // a bound token is revoked with a proof of its key
+      // First: no request sends the dying tokens any more.
+      const keyDeleted = this._forget();
+      let response = null;
+      if (refreshToken) {
+        const body = new URLSearchParams({
           token: refreshToken,
           token_type_hint: "refresh_token",
-        }),
-        credentials: this._credentials(),
-      });
+        });
+        response = await this._request("/revoke", { method: "POST", body }, { key });
+      }
+      await keyDeleted;
+      return response;
     }
     // fetch() refreshes only for a logged-in client; here the cookies are what
     // count, and they outlive this object (a page reload).
@@ -523,6 +641,10 @@ export class AuthClient {
    * refreshes but never asks the user (no step-up, no login).
    */
   async fetch(path, options = {}, { retry = true, relogin = true } = {}) {
+    // A stream is read once: buffered, the request can be sent again.
+    if (options.body instanceof ReadableStream) {
+      options = { ...options, body: await new Response(options.body).blob() };
+    }
     let refreshed = false;
     let steppedUp = false;
     let loggedInAgain = false;
@@ -569,19 +691,61 @@ export class AuthClient {
     if (options.body && !headers.has("Content-Type")) {
       headers.set("Content-Type", "application/json");
     }
-    if (this.mode === "header" && this._accessToken) {
-      headers.set("Authorization", `Bearer ${this._accessToken}`);
-    }
     if (this.mode === "cookie" && STATE_CHANGING.has(method)) {
       const csrf = readCookie("csrf_access_token");
       if (csrf) headers.set("X-CSRF-TOKEN", csrf);
     }
-    return this._fetch(this._url(path), {
-      ...options,
-      method,
-      headers,
-      credentials: this._credentials(),
-    });
+    const token = this.mode === "header" ? this._accessToken : null;
+    return this._request(path, { ...options, method, headers }, { token });
+  }
+
+  /**
+   * fetch() of `path` with `token` in the Authorization header and, with a `key`
+   * (the bound session's by default), a DPoP proof (RFC 9449 §4): `DPoP <token>`
+   * and the token's `ath` then, `Bearer <token>` without a key. A refusal that
+   * asks for a nonce (`use_dpop_nonce`, 400 or 401, RFC 9449 §8) is sent once
+   * more, with a new proof carrying the nonce: `init.body` must be re-sendable (a
+   * string, URLSearchParams, a Blob..., not a stream).
+   */
+  async _request(path, init, { token = null, key = this._key } = {}) {
+    const url = this._url(path);
+    const method = (init.method || "GET").toUpperCase();
+    for (let again = false; ; again = true) {
+      const headers = new Headers(init.headers || {});
+      if (key) headers.set("DPoP", await this._proof(key, method, url, token));
+      if (token) headers.set("Authorization", `${key ? "DPoP" : "Bearer"} ${token}`);
+      const response = await this._fetch(url, {
+        ...init,
+        method,
+        headers,
+        credentials: this._credentials(),
+      });
+      const nonce = key ? response.headers.get("DPoP-Nonce") : null;
+      if (nonce) this._nonce = nonce;
+      if (again || !nonce || !(await asksForNonce(response))) return response;
+    }
+  }
+
+  /** A DPoP proof (RFC 9449 §4.2) of `method` at `url`, signed with `key`: `ath`
+   * when a token is sent, the server's latest nonce if it gave one. */
+  async _proof(key, method, url, token) {
+    const claims = {
+      jti: randomBase64url(16),
+      htm: method,
+      htu: absoluteUrl(url, { bare: true }), // §4.2: without query and fragment
+      iat: Math.floor(Date.now() / 1000),
+    };
+    if (token) claims.ath = await sha256Base64url(token);
+    if (this._nonce) claims.nonce = this._nonce;
+    return signJws({ typ: "dpop+jwt", alg: "ES256", jwk: key.jwk }, claims, key.keyPair);
+  }
+
+  /** POST `body` as JSON to a route that issues no token or (with `key`) starts a
+   * session: a proof without `ath`. */
+  _postJson(path, body, key) {
+    const headers = { "Content-Type": "application/json" };
+    const init = { method: "POST", headers, body: JSON.stringify(body) };
+    return this._request(path, init, { key });
   }
 
   /** One refresh for all who ask while it runs: null, or the refusal's code. */
@@ -597,18 +761,14 @@ export class AuthClient {
   async _refresh() {
     const generation = this._generation;
     const headers = {};
-    if (this.mode === "header") {
-      if (!this._refreshToken) return "authorization_required";
-      headers.Authorization = `Bearer ${this._refreshToken}`;
-    } else {
+    const token = this.mode === "header" ? this._refreshToken : null;
+    if (this.mode === "header" && !token) return "authorization_required";
+    if (this.mode === "cookie") {
       const csrf = readCookie("csrf_refresh_token");
       if (csrf) headers["X-CSRF-TOKEN"] = csrf;
     }
-    const response = await this._fetch(this._url("/refresh"), {
-      method: "POST",
-      headers,
-      credentials: this._credentials(),
-    });
+    // Bound: `DPoP <refresh token>`, the proof's `ath` that of the refresh token.
+    const response = await this._request("/refresh", { method: "POST", headers }, { token });
     const data = await readJson(response);
     if (!response.ok) {
       if (generation === this._generation) this._refusedGeneration = generation;
@@ -617,6 +777,7 @@ export class AuthClient {
     // A logout or login while this refresh was on its way wins: its answer is stale.
     if (generation !== this._generation) return null;
     this._store(data, { fresh: false });
+    this._touchKey();
     this.refreshCount += 1;
     if (this.onRefresh) this.onRefresh(this.refreshCount);
     return null;
@@ -656,7 +817,6 @@ export class AuthClient {
     return this[slot];
   }
 
-  /** Whether a session may be alive on the server that this client would end. */
   /** A login starts anew: end the session held, and forget a waiting login. */
   async _endHeldSession() {
     if (this._holdsSession()) {
@@ -666,10 +826,12 @@ export class AuthClient {
         // Unreachable or refused: it ends by itself at its idle timeout.
       }
     }
+    this._forget(); // a refused session too: its key goes
     this._mfaToken = null;
     this._mfaAnswer = null;
   }
 
+  /** Whether a session may be alive on the server that this client would end. */
   _holdsSession() {
     if (this._refusedGeneration === this._generation) return false; // refused: over
     if (this.mode === "header") return this._refreshToken !== null;
@@ -682,6 +844,7 @@ export class AuthClient {
     if (this.mode === "header") {
       this._accessToken = data.access_token;
       this._refreshToken = data.refresh_token;
+      this._keep();
     } else {
       this._cookieSession = true;
     }
@@ -690,14 +853,99 @@ export class AuthClient {
     if (newSession) this._sessionEpoch += 1;
   }
 
+  /** Forget the session; resolves once its key is deleted. */
   _forget() {
+    const keyDeleted = this._dropKey();
     this._accessToken = null;
     this._refreshToken = null;
     this._cookieSession = false;
     this._mfaToken = null;
+    this._loginKey = null;
     this._codeRequired = false;
     this._generation += 1;
     this._sessionEpoch += 1;
+    return keyDeleted;
+  }
+
+  /** A new key for a login that asks for bound tokens, or null (none asked). */
+  async _newKey() {
+    if (!this.dpop) return null;
+    const keyPair = await crypto.subtle.generateKey(DPOP_KEY, false, ["sign", "verify"]);
+    return { ...(await describeKey(keyPair)), id: randomBase64url(16), stored: false };
+  }
+
+  /**
+   * A login's answer `data`, whose proof was made with `key` (or null): a new
+   * session, bound if the server says `token_type` DPoP (else Bearer: no proofs
+   * for it). A bound session's key goes to IndexedDB, then its tokens to
+   * sessionStorage.
+   */
+  async _begin(data, key) {
+    const bound = key !== null && /^DPoP$/i.test(data.token_type || "");
+    this._key = bound ? key : null;
+    this._tokenType = bound ? "DPoP" : "Bearer";
+    this._store(data, { fresh: true, newSession: true });
+    if (!bound || !this._storageKey) return;
+    const now = Date.now();
+    const record = { id: key.id, keyPair: key.keyPair, created: now, used: now };
+    const kept = readKept(this._storageKey);
+    try {
+      await keyRecords("readwrite", (store) => {
+        store.put(record);
+        // The tab's session lost to a reload without restore(), and idle records.
+        if (kept && kept.keyId !== key.id) store.delete(kept.keyId);
+        deleteIdle(store, now - KEY_IDLE_MS);
+      });
+    } catch {
+      return; // no IndexedDB: the key (and the session) stay in memory only
+    }
+    if (this._key !== key) {
+      // A logout or another login while it was stored: it is not used any more.
+      keyRecords("readwrite", (store) => store.delete(key.id)).catch(() => {});
+      return;
+    }
+    key.stored = true;
+    this._keep();
+  }
+
+  /** A bound session whose key is in IndexedDB: its tokens to sessionStorage. */
+  _keep() {
+    if (!this._key?.stored || !this._storageKey) return;
+    const kept = {
+      keyId: this._key.id,
+      accessToken: this._accessToken,
+      refreshToken: this._refreshToken,
+      codeRequired: this._codeRequired,
+    };
+    try {
+      sessionStorage.setItem(this._storageKey, JSON.stringify(kept));
+    } catch {
+      // Full or refused: the session lives on in memory.
+    }
+  }
+
+  /** The session's key was used (a refresh): its record is not idle. */
+  _touchKey() {
+    const key = this._key;
+    if (!key?.stored) return;
+    const record = { id: key.id, keyPair: key.keyPair, used: Date.now() };
+    keyRecords("readwrite", (store) => {
+      const created = store.get(key.id);
+      created.onsuccess = () => {
+        if (created.result) store.put({ ...created.result, ...record });
+      };
+    }).catch(() => {});
+  }
+
+  /** The session ends: its key record, and its tokens in sessionStorage, go.
+   * Resolves once the record is deleted (or could not be). */
+  _dropKey() {
+    const key = this._key;
+    this._key = null;
+    this._tokenType = null;
+    if (!key?.stored) return Promise.resolve();
+    forgetKept(this._storageKey, key.id);
+    return keyRecords("readwrite", (store) => store.delete(key.id)).catch(() => {});
   }
 
   _credentials() {
@@ -714,6 +962,127 @@ export class AuthClient {
   _url(path) {
     return this.baseUrl + (path.startsWith("/") ? path : `/${path}`);
   }
+}
+
+// -- DPoP (RFC 9449) ------------------------------------------------------------------
+
+/** `url` resolved as fetch() resolves it (against the document's base URL);
+ * `bare`: without its query and fragment. */
+function absoluteUrl(url, { bare = false } = {}) {
+  const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+  const absolute = new URL(url, base);
+  if (bare) {
+    absolute.search = "";
+    absolute.hash = "";
+  }
+  return absolute.href;
+}
+
+/** `size` random bytes (crypto.getRandomValues) as unpadded base64url. */
+function randomBase64url(size) {
+  return bufferToBase64url(crypto.getRandomValues(new Uint8Array(size)));
+}
+
+/** The unpadded base64url SHA-256 of `text`'s UTF-8 (a token's: its `ath`). */
+async function sha256Base64url(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return bufferToBase64url(digest);
+}
+
+function base64urlJson(value) {
+  return bufferToBase64url(new TextEncoder().encode(JSON.stringify(value)));
+}
+
+/** A compact JWS (RFC 7515 §7.1) of `claims`, signed ES256 with `keyPair`. */
+async function signJws(header, claims, keyPair) {
+  const input = `${base64urlJson(header)}.${base64urlJson(claims)}`;
+  const signature = await crypto.subtle.sign(
+    DPOP_SIGNATURE,
+    keyPair.privateKey,
+    new TextEncoder().encode(input),
+  );
+  return `${input}.${bufferToBase64url(signature)}`;
+}
+
+/**
+ * A key pair's public JWK (its members only: a proof's header carries no more)
+ * and its RFC 7638 thumbprint `jkt` (SHA-256 of the required members, in
+ * lexicographic order, no white space).
+ */
+async function describeKey(keyPair) {
+  const { crv, kty, x, y } = await crypto.subtle.exportKey("jwk", keyPair.publicKey);
+  const jkt = await sha256Base64url(JSON.stringify({ crv, kty, x, y }));
+  return { keyPair, jwk: { kty, crv, x, y }, jkt };
+}
+
+/** Whether a refusal asks for a DPoP nonce (RFC 9449 §8: 401 with the
+ * challenge's error; §8.1: 400 with the body's, at a login). */
+async function asksForNonce(response) {
+  if (response.status !== 400 && response.status !== 401) return false;
+  const challenge = parseChallenge(response.headers.get("WWW-Authenticate"));
+  if (challenge.error === "use_dpop_nonce") return true;
+  return (await readJson(response.clone())).error === "use_dpop_nonce";
+}
+
+/** What `work(store)` did in one transaction of the key store; resolves to the
+ * result of the request it returns (if any) once the transaction is done. */
+function keyRecords(mode, work) {
+  return new Promise((resolve, reject) => {
+    const opening = indexedDB.open(KEY_DATABASE, 1);
+    opening.onupgradeneeded = () => {
+      opening.result.createObjectStore(KEY_STORE, { keyPath: "id" });
+    };
+    opening.onerror = () => reject(opening.error);
+    opening.onsuccess = () => {
+      const database = opening.result;
+      let request;
+      let transaction;
+      try {
+        transaction = database.transaction(KEY_STORE, mode);
+        request = work(transaction.objectStore(KEY_STORE));
+      } catch (error) {
+        database.close();
+        reject(error);
+        return;
+      }
+      transaction.oncomplete = () => {
+        database.close();
+        resolve(request?.result);
+      };
+      transaction.onerror = transaction.onabort = () => {
+        database.close();
+        reject(transaction.error);
+      };
+    };
+  });
+}
+
+/** Delete the records of `store` unused since `before` (ms). */
+function deleteIdle(store, before) {
+  const walking = store.openCursor();
+  walking.onsuccess = () => {
+    const cursor = walking.result;
+    if (!cursor) return;
+    if (!(cursor.value.used >= before)) cursor.delete();
+    cursor.continue();
+  };
+}
+
+/** The bound session kept in sessionStorage under `name`, or null. */
+function readKept(name) {
+  if (!name) return null;
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(name) || "null");
+    return kept && typeof kept.keyId === "string" ? kept : null;
+  } catch {
+    return null; // no sessionStorage, or not ours
+  }
+}
+
+/** Remove the session kept under `name` if it is the one of key `keyId` (another
+ * client of the tab may have kept its own there since). */
+function forgetKept(name, keyId) {
+  if (readKept(name)?.keyId === keyId) sessionStorage.removeItem(name);
 }
 
 async function readJson(response) {

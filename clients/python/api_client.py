@@ -82,7 +82,18 @@ unchanged, 401s included (``token_expired``: the token's day has come;
 ``token_revoked``; ``fresh_token_required``: no API token is fresh): there is
 nothing to refresh, and no login to ask for.
 
-Depends only on ``requests``. One client may be shared by many threads.
+Sessions are bound to a key (DPoP, RFC 9449) unless ``dpop=False``:
+each login makes a new ECDSA P-256 key (:class:`~clients.python.dpop.DpopKey`)
+and sends a proof with it; the server binds both tokens to the key
+(``token_type`` "DPoP", ``cnf.jkt``), and every request of the session sends
+``Authorization: DPoP <token>`` with a new proof of the same key, so a token
+copied out of the client is refused anywhere else. The server's ``DPoP-Nonce``
+is kept and a ``use_dpop_nonce`` refusal is repeated once with it (§8). A server
+that answers ``token_type`` "Bearer" (one without DPoP) gets Bearer tokens for
+that session; an API token is never bound.
+
+Depends on ``requests``, and for DPoP on ``cryptography`` and ``PyJWT``
+(clients/python/dpop.py). One client may be shared by many threads.
 """
 
 import re
@@ -94,11 +105,14 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .dpop import DpopKey
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ApiClient",
     "ApiClientError",
     "Ceremony",
+    "DpopKey",
     "LoginFailed",
     "LoginRequired",
     "MfaRequired",
@@ -122,6 +136,14 @@ Ceremony = Callable[[dict[str, Any]], dict[str, Any]]
 
 # RFC 9470 §3: the user must authenticate again (recently enough), in the session.
 STEP_UP_ERROR = "insufficient_user_authentication"
+# RFC 9449 §8 (a login, 400) and §9 (a protected route, 401): the proof lacks the
+# server's current nonce, sent along in the DPoP-Nonce header.
+NONCE_ERROR = "use_dpop_nonce"
+# The token_type of a token answer bound to the proof's key (RFC 9449 §5).
+DPOP_TOKEN_TYPE = "DPoP"
+# 401s for the DPoP proof, not the token (RFC 9449 §7.1, §9): the session is
+# alive (a clock far off, a URL rewritten on the way...), so it is kept.
+_PROOF_REFUSALS = frozenset({"invalid_dpop_proof", NONCE_ERROR})
 # A step-up refused with the session as it was: the user may try again.
 _STEP_UP_REFUSALS = frozenset(
     {
@@ -130,6 +152,7 @@ _STEP_UP_REFUSALS = frozenset(
         "invalid_code",
         "invalid_credential",  # a passkey's assertion
         "challenge_expired",  # a passkey's challenge: used, expired or another's
+        *_PROOF_REFUSALS,
     }
 )
 # A Bearer challenge's parameters: name=value, the value quoted or bare.
@@ -220,10 +243,11 @@ class StepUp:
 
 
 def parse_challenge(header: str | None) -> dict[str, str]:
-    """The parameters of a Bearer challenge (RFC 6750 §3), names in lower case:
-    ``{"error": ..., "max_age": ...}``; quoted values and bare ones alike."""
+    """The parameters of a Bearer challenge (RFC 6750 §3), or of a DPoP one (the
+    same syntax, RFC 9449 §7.1), names in lower case: ``{"error": ...,
+    "max_age": ...}``; quoted values and bare ones alike."""
     scheme, _, rest = (header or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() not in ("bearer", "dpop"):
         return {}
     return {
         name.lower(): re.sub(r"\\(.)", r"\1", quoted) if quoted else bare
@@ -282,7 +306,8 @@ class ApiClient:
     with ``client.step_up`` None (the session is over) ``client.login(...)`` or
     ``client.login_with_passkey(get)``; or raise. ``session``: a
     ``requests.Session`` to use (one is created, and closed by :meth:`close`,
-    otherwise).
+    otherwise). ``dpop``: bind each login's tokens to a new key of its own
+    (RFC 9449; the default), or keep Bearer tokens (False).
 
     Thread safety: a lock guards the token pair; a second (re-entrant) lock lets
     one thread at a time refresh or call ``reauthenticate``, and a thread that
@@ -304,6 +329,7 @@ class ApiClient:
         timeout: float = DEFAULT_TIMEOUT,
         reauthenticate: Reauthenticate | None = None,
         session: requests.Session | None = None,
+        dpop: bool = True,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -315,14 +341,18 @@ class ApiClient:
         self.reauthenticate_callback = reauthenticate
         self._owns_session = session is None
         self.session = session if session is not None else requests.Session()
-        self._lock = threading.Lock()  # guards the four fields below
+        self.dpop = dpop
+        self._lock = threading.Lock()  # guards the fields below
         self._access_token: str | None = None
         self._refresh_token: str | None = None
+        self._dpop_key: DpopKey | None = None  # the key the pair is bound to
         self._fresh = False
         self._refused: _Refused | None = None
         self._api_token = False  # the access token held is an API token
         self._mfa_token: str | None = None  # a login waiting for its second factor
+        self._mfa_key: DpopKey | None = None  # the key of that login
         self._code_required = False  # this session's user has a second factor
+        self._dpop_nonce: str | None = None  # the server's latest (RFC 9449 §8)
         # One refresh, step-up or re-login at a time. Re-entrant, so a
         # reauthenticate callback may itself use the client.
         self._recovery = threading.RLock()
@@ -345,7 +375,7 @@ class ApiClient:
         """
         if not isinstance(token, str) or not token.strip():
             raise ValueError("token must be a non-empty API token.")
-        client = cls(base_url, timeout=timeout, session=session)
+        client = cls(base_url, timeout=timeout, session=session, dpop=False)
         with client._lock:
             client._access_token = token.strip()
             client._api_token = True
@@ -364,6 +394,29 @@ class ApiClient:
         """The refresh token held now; it changes at every refresh (rotation)."""
         with self._lock:
             return self._refresh_token
+
+    @property
+    def dpop_key(self) -> DpopKey | None:
+        """The key the tokens held are bound to (their ``cnf.jkt`` is its
+        ``thumbprint``); None for Bearer tokens, or when logged out."""
+        with self._lock:
+            return self._dpop_key
+
+    @property
+    def token_type(self) -> str | None:
+        """How the access token held is sent: ``"DPoP"`` (bound to
+        :attr:`dpop_key`) or ``"Bearer"``; None when logged out."""
+        with self._lock:
+            if self._access_token is None:
+                return None
+            return "Bearer" if self._dpop_key is None else DPOP_TOKEN_TYPE
+
+    @property
+    def dpop_nonce(self) -> str | None:
+        """The latest ``DPoP-Nonce`` the server sent (RFC 9449 §8), put in the
+        next proofs; None until it sends one."""
+        with self._lock:
+            return self._dpop_nonce
 
     @property
     def logged_in(self) -> bool:
@@ -435,20 +488,23 @@ class ApiClient:
         ended all the same).
         """
         self._end_held_session()
-        response = self.session.post(
+        key = self._new_key()
+        response = self._send(
+            "POST",
             self.url("/login"),
+            key,
             json={"username": username, "password": password},
             timeout=self.timeout,
         )
         waiting = _mfa_required(response)
         if waiting is not None:
             with self._lock:
-                self._mfa_token = waiting.mfa_token
+                self._mfa_token, self._mfa_key = waiting.mfa_token, key
             return waiting
         if response.status_code != 200:
             raise LoginFailed(*error_of(response), response)
         data = self._token_body(response)
-        self._store(data, fresh=True, code_required=False)
+        self._store(data, key=key, fresh=True, code_required=False)
         return data
 
     def complete_mfa(
@@ -465,18 +521,20 @@ class ApiClient:
         then only :meth:`login` helps.
         """
         with self._lock:
-            mfa_token = self._mfa_token
+            mfa_token, key = self._mfa_token, self._mfa_key
         if mfa_token is None:
             raise LoginRequired("invalid_mfa_token", "No login waits for a code.")
-        response = self.session.post(
+        response = self._send(
+            "POST",
             self.url("/login/mfa"),
+            key,  # the login's: one login, one key
             json={"mfa_token": mfa_token, **_second_factor(code, recovery_code)},
             timeout=self.timeout,
         )
         if response.status_code == 200:
             data = self._token_body(response)
             self._drop_mfa_token(mfa_token)
-            self._store(data, fresh=True, code_required=True)
+            self._store(data, key=key, fresh=True, code_required=True)
             return data
         error, message = error_of(response)
         if error == "invalid_mfa_token":
@@ -500,22 +558,29 @@ class ApiClient:
         ``challenge_expired`` (a used or expired challenge: try again), 429...
         """
         asked = {} if username is None else {"username": username}
-        response = self.session.post(
-            self.url("/login/passkey/options"), json=asked, timeout=self.timeout
+        response = self._send(
+            "POST",
+            self.url("/login/passkey/options"),
+            None,
+            json=asked,
+            timeout=self.timeout,
         )
         if response.status_code != 200:
             raise LoginFailed(*error_of(response), response)
         credential = get(self._object_body(response))
         self._end_held_session()
-        response = self.session.post(
+        key = self._new_key()
+        response = self._send(
+            "POST",
             self.url("/login/passkey"),
+            key,
             json={"credential": credential},
             timeout=self.timeout,
         )
         if response.status_code != 200:
             raise LoginFailed(*error_of(response), response)
         data = self._token_body(response)
-        self._store(data, fresh=True, code_required=False)
+        self._store(data, key=key, fresh=True, code_required=False)
         return data
 
     def reauthenticate(
@@ -592,7 +657,8 @@ class ApiClient:
         """End this login's session on the server and forget the tokens.
 
         Sends ``POST /revoke`` (RFC 7009) with the refresh token, form-encoded and
-        without an ``Authorization`` header: it ends the whole session (every
+        without an ``Authorization`` header (a bound one with a proof of its
+        key): it ends the whole session (every
         access and refresh token of this login) whatever state the access token
         is in, expired included, and needs no refresh first. The tokens are
         forgotten locally before the request is sent, whatever happens next, so
@@ -606,11 +672,15 @@ class ApiClient:
         all the same. Returns None, without a request, when no refresh token is
         held (not logged in, or logged out by another thread meanwhile).
         """
-        refresh_token = self._forget()
+        refresh_token, key = self._forget()
         if refresh_token is None:
             return None
-        return self.session.post(
+        # A bound token is revoked with a proof of its key (no ath: the token
+        # goes in the body, not in Authorization).
+        return self._send(
+            "POST",
             self.url("/revoke"),
+            key,
             data={"token": refresh_token, "token_type_hint": "refresh_token"},
             timeout=self.timeout,
         )
@@ -731,12 +801,8 @@ class ApiClient:
 
         refreshed = reauthenticated = False
         while True:
-            used = self.access_token
-            if used is not None:
-                headers["Authorization"] = f"Bearer {used}"
-            else:
-                headers.pop("Authorization", None)
-            response = self.session.request(method, url, headers=headers, **kwargs)
+            used, key = self._held()
+            response = self._send(method, url, key, used, headers=headers, **kwargs)
             if response.status_code != 401 or used is None or self.uses_api_token:
                 return response  # an API token has nothing to recover with
             code = error_of(response)[0]
@@ -775,7 +841,7 @@ class ApiClient:
         with self._recovery:
             with self._lock:
                 current, refresh_token = self._access_token, self._refresh_token
-                fresh, refused = self._fresh, self._refused
+                fresh, refused, key = self._fresh, self._refused, self._dpop_key
             if current is None:
                 if refused is not None and refused.access_token == used:
                     # Another thread's refresh for this token was refused.
@@ -796,27 +862,31 @@ class ApiClient:
                     may_reauthenticate,
                     step_up=code,
                 )
-            return self._refresh_now(used, refresh_token, may_reauthenticate)
+            return self._refresh_now(used, refresh_token, key, may_reauthenticate)
 
     def _refresh_now(
-        self, used: str, refresh_token: str | None, may_reauthenticate: bool
+        self,
+        used: str,
+        refresh_token: str | None,
+        key: DpopKey | None,
+        may_reauthenticate: bool,
     ) -> str | requests.Response:
-        """The one ``POST /refresh`` for ``used`` (the recovery lock is held)."""
+        """The one ``POST /refresh`` for ``used`` (the recovery lock is held); a
+        bound refresh token goes with a proof of its key (``ath`` of the refresh
+        token), and the new pair is bound to the same key."""
         if refresh_token is None:
             return self._login_required(
                 "authorization_required", "No refresh token.", None, may_reauthenticate
             )
-        reply = self.session.post(
-            self.url("/refresh"),
-            headers={"Authorization": f"Bearer {refresh_token}"},
-            timeout=self.timeout,
+        reply = self._send(
+            "POST", self.url("/refresh"), key, refresh_token, timeout=self.timeout
         )
         if reply.status_code == 200:
             # Rotation: the refresh token just sent is spent; keep the new one.
             self._store(self._token_body(reply), fresh=False, replacing=used)
             return _REFRESHED
-        if reply.status_code != 401:
-            return reply  # 429, 5xx...: returned to the caller as it is
+        if reply.status_code != 401 or error_of(reply)[0] in _PROOF_REFUSALS:
+            return reply  # 429, 5xx, a proof refused: returned as it is
         code, message = error_of(reply)
         self._session_over(used, code, message, reply)
         return self._login_required(code, message, reply, may_reauthenticate)
@@ -829,6 +899,7 @@ class ApiClient:
         with self._lock:
             if self._access_token == used:
                 self._access_token = self._refresh_token = None
+                self._dpop_key = None
                 self._fresh = False
                 self._refused = _Refused(used, code, message, reply)
 
@@ -859,16 +930,15 @@ class ApiClient:
         again. (The access token sent last, the answer.)"""
         refreshed = False
         while True:
-            used = self.access_token
+            with self._lock:  # one pair, and its key, read together
+                used, refresh_token = self._access_token, self._refresh_token
+                key = self._dpop_key
             if used is None or self.uses_api_token:
                 raise LoginRequired(
                     "authorization_required", "No session to step up in: log in."
                 )
-            response = self.session.post(
-                self.url(path),
-                json=body,
-                headers={"Authorization": f"Bearer {used}"},
-                timeout=self.timeout,
+            response = self._send(
+                "POST", self.url(path), key, used, json=body, timeout=self.timeout
             )
             expired = response.status_code == 401 and (
                 error_of(response)[0] == "token_expired"
@@ -876,7 +946,7 @@ class ApiClient:
             if refreshed or not expired:
                 return used, response
             refreshed = True
-            outcome = self._refresh_now(used, self.refresh_token, False)
+            outcome = self._refresh_now(used, refresh_token, key, False)
             if isinstance(outcome, requests.Response):
                 raise ApiClientError(*error_of(outcome), outcome)
 
@@ -940,16 +1010,24 @@ class ApiClient:
         data: dict[str, Any],
         *,
         fresh: bool,
+        key: DpopKey | None = None,
         replacing: str | None = None,
         code_required: bool | None = None,
     ) -> None:
         """Keep a new pair; with ``replacing``, only if nobody changed the pair
         since (a login or logout that happened meanwhile wins over a refresh).
-        ``code_required``: what the answer told of a second factor (None: nothing).
+        ``key``: the key a login's proof was signed with (a refresh or step-up,
+        ``replacing``, keeps the session's). The pair is bound to it when the
+        answer says ``token_type`` DPoP; a server without DPoP answers Bearer,
+        and the session is then sent as Bearer. ``code_required``: what the
+        answer told of a second factor (None: nothing).
         """
         with self._lock:
-            if replacing is not None and self._access_token != replacing:
-                return
+            if replacing is not None:
+                if self._access_token != replacing:
+                    return
+                key = self._dpop_key
+            self._dpop_key = key if _bound(data) else None
             self._access_token = data["access_token"]
             self._refresh_token = data["refresh_token"]
             self._fresh = fresh
@@ -958,25 +1036,72 @@ class ApiClient:
             if code_required is not None:
                 self._code_required = code_required
 
+    def _new_key(self) -> DpopKey | None:
+        """A login's key: a new one for each login (RFC 9449 §2: a key per
+        session limits what one leaked key opens), or None without DPoP."""
+        return DpopKey() if self.dpop else None
+
+    def _held(self) -> tuple[str | None, DpopKey | None]:
+        """The access token held and the key it is bound to, read together."""
+        with self._lock:
+            return self._access_token, self._dpop_key
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        key: DpopKey | None,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One request with a session's credentials: ``token`` in
+        ``Authorization`` (the ``DPoP`` scheme when ``key`` binds it, RFC 9449
+        §7.1; else ``Bearer``) and, with a ``key``, a new proof (§4.2: ``ath``
+        of ``token``, and the server's latest nonce). Every ``DPoP-Nonce`` the
+        server sends is kept; a ``use_dpop_nonce`` refusal is sent again once,
+        with a new proof carrying the new nonce (§8, §9)."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            scheme = "Bearer" if key is None else DPOP_TOKEN_TYPE
+            headers["Authorization"] = f"{scheme} {token}"
+        htu = _sent_url(url) if key is not None else url
+
+        def send() -> requests.Response:
+            if key is not None:
+                headers["DPoP"] = key.proof(method, htu, token, self.dpop_nonce)
+            response = self.session.request(method, url, headers=headers, **kwargs)
+            nonce = response.headers.get("DPoP-Nonce")
+            if nonce:
+                with self._lock:
+                    self._dpop_nonce = nonce
+            return response
+
+        response = send()
+        if key is not None and _asks_for_nonce(response):
+            response.close()  # replaced by the one sent with the nonce
+            response = send()
+        return response
+
     def _drop_mfa_token(self, mfa_token: str) -> None:
         """The waiting login of ``mfa_token`` is over (unless a new login
         replaced it meanwhile)."""
         with self._lock:
             if self._mfa_token == mfa_token:
-                self._mfa_token = None
+                self._mfa_token = self._mfa_key = None
 
-    def _forget(self) -> str | None:
+    def _forget(self) -> tuple[str | None, DpopKey | None]:
         """Drop the token pair; the refresh token that was held, if any (one
-        caller gets it, however many forget at the same time)."""
+        caller gets it, however many forget at the same time), and its key."""
         with self._lock:
-            refresh_token = self._refresh_token
+            refresh_token, key = self._refresh_token, self._dpop_key
             self._access_token = self._refresh_token = None
+            self._dpop_key = None
             self._fresh = False
             self._refused = None
             self._api_token = False
-            self._mfa_token = None
+            self._mfa_token = self._mfa_key = None
             self._code_required = False
-        return refresh_token
+        return refresh_token, key
 
 
 def _mfa_required(response: requests.Response) -> MfaRequired | None:
@@ -992,6 +1117,31 @@ def _mfa_required(response: requests.Response) -> MfaRequired | None:
     if code != "mfa_required" or not isinstance(mfa_token, str) or not mfa_token:
         return None
     return MfaRequired(message, mfa_token)
+
+
+def _bound(data: dict[str, Any]) -> bool:
+    """Whether a token answer's pair is bound to the proof's key (RFC 9449 §5:
+    ``token_type`` DPoP, case-insensitive as RFC 6749 §5.1 has it)."""
+    token_type = data.get("token_type")
+    return isinstance(token_type, str) and token_type.lower() == "dpop"
+
+
+def _asks_for_nonce(response: requests.Response) -> bool:
+    """Whether the server refused a proof for want of its nonce, and sent one:
+    ``use_dpop_nonce`` in the body (400 at a login, 401 elsewhere) or in the
+    DPoP challenge (RFC 9449 §8, §9), with a ``DPoP-Nonce`` header."""
+    if response.status_code not in (400, 401) or not response.headers.get("DPoP-Nonce"):
+        return False
+    challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+    return NONCE_ERROR in (error_of(response)[0], challenge.get("error"))
+
+
+def _sent_url(url: str) -> str:
+    """``url`` as ``requests`` sends it (an IDNA host, a percent-encoded path):
+    what the server sees, so what a proof's ``htu`` must say (RFC 9449 §4.3)."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.url or url
 
 
 def _second_factor(code: str | None, recovery_code: str | None) -> dict[str, str]:

@@ -38,6 +38,9 @@ TOKEN_REJECTIONS = frozenset(
         "token_revoked",
         "invalid_token",
         "fresh_token_required",
+        # RFC 9449: a DPoP proof refused, or the server's nonce asked for.
+        "invalid_dpop_proof",
+        "use_dpop_nonce",
     }
 )
 

@@ -132,3 +132,24 @@ def test_cors_exposes_pagination_and_request_id_on_actual_requests(client, auth)
     response = client.get("/store", headers={"Origin": ALLOWED_ORIGIN})
     assert_error(response, 401, "authorization_required")
     assert response.headers.get("Access-Control-Allow-Origin") == ALLOWED_ORIGIN
+
+
+@config(**CORS)
+def test_a_browser_may_send_dpop_proofs_and_read_the_nonce(client):
+    """RFC 9449: a page on another origin sends the DPoP header, and reads the
+    server's DPoP-Nonce (§8) and the DPoP challenge of a 401."""
+    response = client.options(
+        "/refresh",
+        headers={
+            "Origin": ALLOWED_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, DPoP",
+        },
+    )
+    assert response.status_code == 204
+    allowed = header_tokens(response.headers.get("Access-Control-Allow-Headers", ""))
+    assert {"authorization", "dpop"} <= allowed
+    answer = client.get("/store", headers={"Origin": ALLOWED_ORIGIN})
+    assert_error(answer, 401, "authorization_required")
+    exposed = header_tokens(answer.headers.get("Access-Control-Expose-Headers", ""))
+    assert {"dpop-nonce", "www-authenticate"} <= exposed

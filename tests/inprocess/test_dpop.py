@@ -15,20 +15,6 @@ def app_config(app_config, backend) -> dict:
     return {**app_config, **backend}
 
 
-@pytest.fixture
-def key() -> ProofKey:
-    return ProofKey()
-
-
-@pytest.fixture
-def bound(auth, client, key) -> dict:
-    """alice's session, bound to `key`."""
-    auth.register()
-    response = bound_login(client, key)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
 def get_sessions(client, key: ProofKey, token: str, **kwargs):
     return client.get(SESSIONS, headers=key.headers("GET", SESSIONS, token, **kwargs))
 

@@ -99,8 +99,31 @@ def test_every_operation_has_a_summary_and_the_right_security(spec):
             assert operation["security"] == [
                 {"bearerAuth": []},
                 {"oauth2": []},
+                {"dpop": []},
             ], (method, path)
             assert "401" in operation["responses"], (method, path)
+
+
+def test_the_dpop_scheme_and_its_proof_header_are_described(spec):
+    """RFC 9449 §7.1's scheme, and the proof header (§4.1) on every operation that
+    takes a token or issues one; never on another public one."""
+    scheme = spec["components"]["securitySchemes"]["dpop"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "DPoP")
+    assert "DPoP proof" in scheme["description"]
+    parameter = spec["components"]["parameters"]["DPoP"]
+    assert (parameter["in"], parameter["required"]) == ("header", False)
+    assert "RFC 9449" in parameter["description"]
+    reference = {"$ref": "#/components/parameters/DPoP"}
+    issuers = {("post", path) for path in ("/login", "/login/mfa", "/token")}
+    issuers |= {("post", "/login/passkey"), ("post", "/revoke")}
+    for method, path, operation in _operations(spec):
+        reads_proofs = (method, path) not in PUBLIC_OPERATIONS or (
+            (method, path) in issuers
+        )
+        assert (reference in operation.get("parameters", [])) == reads_proofs, (
+            method,
+            path,
+        )
 
 
 def test_error_responses_use_the_envelope_schema(spec):
@@ -124,7 +147,7 @@ def test_error_responses_use_the_envelope_schema(spec):
 def test_lists_document_pagination(spec):
     for path in ("/store", "/item", "/store/{store_id}/tag"):
         get = spec["paths"][path]["get"]
-        names = {p["name"] for p in get["parameters"]}
+        names = {p["name"] for p in get["parameters"] if "name" in p}
         assert {"page", "page_size"} <= names, path
         assert "X-Pagination" in get["responses"]["200"]["headers"], path
 

@@ -7,7 +7,10 @@ import pytest
 
 from tests.helpers import PASSWORD, assert_error
 
-BAD_HEADER = "The Authorization header must be 'Bearer <token>'."
+BAD_HEADER = (
+    "The Authorization header must be 'Bearer <token>', or 'DPoP <token>' with a "
+    "DPoP proof."
+)
 CHALLENGE = 'Bearer realm="api"'
 
 

@@ -19,7 +19,10 @@ NO_TOKEN_CHALLENGE = 'Bearer realm="api"'
 TOKEN_CHALLENGE = 'Bearer realm="api", error="invalid_token", error_description="'
 ITEM = {"name": "x", "price": 1, "store_id": 1}
 
-HEADER_FORMAT = "The Authorization header must be 'Bearer <token>'."
+HEADER_FORMAT = (
+    "The Authorization header must be 'Bearer <token>', or 'DPoP <token>' with a "
+    "DPoP proof."
+)
 MALFORMED = "The token is malformed."
 BAD_SIGNATURE = "The token's signature is invalid."
 BAD_ALGORITHM = "The token is signed with an algorithm this API does not accept."

@@ -1,6 +1,8 @@
 """A stub of the API for tests/live/test_curl_demo.py: it answers clients/curl/demo.sh
 as the API does (each login a session of its own, ended by /logout and /revoke;
-TOTP with codes checked as RFC 6238 has them), but breaks the contract where told.
+TOTP with codes checked as RFC 6238 has them; a login with a DPoP proof bound to
+its key, RFC 9449, the proofs checked with PyJWT), but breaks the contract where
+told.
 """
 
 import base64
@@ -13,8 +15,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+import jwt
 import pyotp
 
+from auth.dpop import BOUND, OTHER_KEY
+from clients.python.dpop import access_token_hash, jwk_thumbprint
 from tests.servers import HOST
 
 STOP_TIMEOUT = 15.0
@@ -41,13 +46,16 @@ def token_pair(
     expires_in: int = 0,
     refresh_jti: str = "r1",
     amr: tuple[str, ...] = ("pwd",),
+    jkt: str | None = None,
 ) -> dict:
+    """A token answer; with `jkt`, both tokens bound to that key (RFC 9449 §6)."""
+    bound = {} if jkt is None else {"cnf": {"jkt": jkt}}
+    access = {"type": "access", "fresh": fresh, "jti": secrets.token_hex(4)}
+    refresh = {"type": "refresh", "jti": refresh_jti}
     return {
-        "access_token": fake_jwt(
-            type="access", fresh=fresh, fam=family, jti=secrets.token_hex(4), amr=amr
-        ),
-        "refresh_token": fake_jwt(type="refresh", fam=family, jti=refresh_jti, amr=amr),
-        "token_type": "Bearer",
+        "access_token": fake_jwt(**access, fam=family, amr=amr, **bound),
+        "refresh_token": fake_jwt(**refresh, fam=family, amr=amr, **bound),
+        "token_type": "Bearer" if jkt is None else "DPoP",
         "expires_in": expires_in,
     }
 
@@ -77,6 +85,32 @@ MFA_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 MFA_REQUIRED = token_error("mfa_required", "A second factor is required.")
 INVALID_CODE = token_error("invalid_code", "The code is not valid.")
 BOTH_FACTORS = ("pwd", "otp")
+DPOP_ALGS = "ES256 ES384 EdDSA RS256 PS256"
+# The stub tells a replayed proof from a bad one no more than the demo asks.
+REPLAYED_OR_INVALID = (
+    "This DPoP proof was used before: make a new one for every request."
+)
+
+
+def dpop_refusal(error: str, message: str) -> tuple:
+    """A protected route's refusal of a bound token (RFC 9449 §7.1)."""
+    challenge = f'DPoP error="{error}", error_description="{message}", '
+    return (
+        401,
+        token_error(error, message),
+        {"WWW-Authenticate": challenge + f'algs="{DPOP_ALGS}"'},
+    )
+
+
+def verified_proof(proof: str) -> tuple[dict, dict]:
+    """(header, claims) of a proof whose signature checks out against its own
+    JWK (RFC 9449 §4.3); jwt.PyJWTError for anything else."""
+    header = jwt.get_unverified_header(proof)
+    if header.get("typ") != "dpop+jwt" or not isinstance(header.get("jwk"), dict):
+        raise jwt.InvalidTokenError("not a DPoP proof")
+    public_key = jwt.PyJWK(header["jwk"], algorithm=header.get("alg")).key
+    claims = jwt.decode(proof, public_key, algorithms=[header["alg"]])
+    return header, claims
 
 
 class StubAPI:
@@ -99,6 +133,7 @@ class StubAPI:
         self.last_step = -1  # the newest step whose code was used
         self.recovery_codes: set[str] = set()
         self.mfa_tokens: set[str] = set()  # logins waiting for a code
+        self.jtis: set[str] = set()  # the DPoP proofs taken (each is good once)
 
     def _new_session(self) -> str:
         with self.lock:
@@ -157,13 +192,60 @@ class StubAPI:
             return 200, token_pair(fresh=True, family=self._new_session(), amr=amr), {}
         return None
 
-    def answer(self, method: str, path: str, token: str, body: dict) -> tuple:
+    def proof_key(self, method: str, proof: str, token: str = "") -> str | None:
+        """The thumbprint of a good proof's key (signed by it, for `method`, with
+        `token`'s ath if one, never seen before); None for a bad proof."""
+        try:
+            header, claims = verified_proof(proof)
+        except jwt.PyJWTError:
+            return None
+        ath = access_token_hash(token) if token else None
+        with self.lock:
+            replayed = claims.get("jti") in self.jtis
+            self.jtis.add(claims.get("jti"))
+        if replayed and self.broken != "dpop_replay_accepted":
+            return None
+        if claims.get("htm") != method or claims.get("ath") != ath:
+            return None
+        return jwk_thumbprint(header["jwk"])
+
+    def dpop_refused(self, method: str, scheme: str, token: str, proof: str):
+        """The refusal of a bound token without a good proof of its key, or
+        None (an unbound token, or a good proof)."""
+        jkt = claims_of(token).get("cnf", {}).get("jkt")
+        if jkt is None:
+            return None
+        if scheme != "DPoP" or not proof:
+            if self.broken == "dpop_bearer_accepted":
+                return None
+            return dpop_refusal("invalid_token", BOUND)
+        proved = self.proof_key(method, proof, token)
+        if proved is None:
+            return dpop_refusal("invalid_dpop_proof", REPLAYED_OR_INVALID)
+        if proved != jkt:
+            return dpop_refusal("invalid_token", OTHER_KEY)
+        return None
+
+    def answer(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: dict,
+        *,
+        scheme: str = "Bearer",
+        proof: str = "",
+    ) -> tuple:
         """(status, JSON body, extra headers) for one request; `token` is the
-        bearer token sent, `body` the JSON or form parameters."""
+        token sent with `scheme`, `body` the JSON or form parameters, `proof`
+        the DPoP header."""
         family = claims_of(token).get("fam")
         with self.lock:
             if family is not None and family in self.ended and path != "/revoke":
                 return 401, REVOKED, CHALLENGE
+        refused = self.dpop_refused(method, scheme, token, proof)
+        if refused is not None:
+            return refused
         if (method, path) == ("POST", "/register"):
             if self.broken == "register_500":
                 return 500, {"code": 500, "error": "internal_error"}, {}
@@ -178,9 +260,15 @@ class StubAPI:
                 mfa_token = secrets.token_urlsafe(32)
                 self.mfa_tokens.add(mfa_token)
                 return 401, {**MFA_REQUIRED, "mfa_token": mfa_token}, MFA_CHALLENGE
+            jkt = None
+            if proof and self.broken != "dpop_ignored":
+                jkt = self.proof_key(method, proof)
+                if jkt is None:
+                    error = {"error": "invalid_dpop_proof", "code": 400}
+                    return 400, {**error, "status": "Bad Request"}, {}
             family = self._new_session()
             expires_in = 900 if self.broken == "long_lifetime" else 0
-            pair = token_pair(fresh=True, family=family, expires_in=expires_in)
+            pair = token_pair(fresh=True, family=family, expires_in=expires_in, jkt=jkt)
             self.refresh_token = pair["refresh_token"]
             return 200, pair, {}
         if (method, path) == ("GET", "/me"):
@@ -192,7 +280,10 @@ class StubAPI:
             return 200, {"id": 1, "username": self.username, "is_admin": False}, {}
         if (method, path) == ("POST", "/refresh"):
             pair = token_pair(
-                fresh=self.broken == "refresh_fresh", family=family, refresh_jti="r2"
+                fresh=self.broken == "refresh_fresh",
+                family=family,
+                refresh_jti="r2",
+                jkt=claims_of(token).get("cnf", {}).get("jkt"),
             )
             if self.broken == "refresh_not_rotated":
                 pair["refresh_token"] = self.refresh_token
@@ -262,9 +353,15 @@ def stub_server(broken: str) -> Iterator[int]:
                 body = dict(parse_qsl(raw.decode()))
             else:
                 body = json.loads(raw) if raw else {}
-            authorization = self.headers.get("Authorization", "")
-            token = authorization.removeprefix("Bearer ")
-            status, payload, headers = api.answer(self.command, self.path, token, body)
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            status, payload, headers = api.answer(
+                self.command,
+                self.path,
+                token,
+                body,
+                scheme=scheme,
+                proof=self.headers.get("DPoP", ""),
+            )
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -1,7 +1,9 @@
 """clients/curl/demo.sh: the README's three-step client flow, with curl, its
 step-up variant (the RFC 9470 challenge, POST /reauthenticate, the request
-repeated, still one session) and a second factor (TOTP turned on, a login
-completed with a code at /login/mfa, a step-up with a code); and
+repeated, still one session), a second factor (TOTP turned on, a login
+completed with a code at /login/mfa, a step-up with a code) and a session bound
+to a key (DPoP, RFC 9449: proofs from clients/curl/dpop-proof.py, the token
+refused as Bearer and with a used proof, a refresh with a proof); and
 clients/curl/api-token.sh, a script calling the API with an API token.
 
 The script runs against a live server (gunicorn, two workers, the database
@@ -30,7 +32,7 @@ from tests.servers import BIN, HOST, REPO, free_port
 SCRIPT = REPO / "clients" / "curl" / "demo.sh"
 API_TOKEN_SCRIPT = REPO / "clients" / "curl" / "api-token.sh"
 DEMO_TIMEOUT = 30.0  # the live run takes about 12 s, 8 of them waiting
-STEP_COUNT = 30
+STEP_COUNT = 36
 
 # The live run, step by step: (request, status, what the line must show).
 LIVE_STEPS = [
@@ -64,7 +66,15 @@ LIVE_STEPS = [
     ("POST /reauthenticate", 401, "error=mfa_required: the password alone"),
     ("POST /reauthenticate", 200, "(fresh, same session; a recovery code, once)"),
     ("DELETE /me/mfa/totp", 200, "totp=false recovery_codes_left=0"),
+    ("POST /login + proof", 200, "token_type=DPoP cnf.jkt="),
+    ("GET /me DPoP", 200, "the token with a proof of its key"),
+    ("GET /me Bearer", 401, 'error=invalid_token "This token is DPoP-bound: '),
+    ("GET /me DPoP", 401, 'error=invalid_dpop_proof "This DPoP proof was used before'),
+    ("POST /refresh DPoP", 200, "(fresh: false) cnf.jkt="),
+    ("GET /me DPoP", 200, "the refreshed token, with a new proof"),
 ]
+# The lines of the DPoP steps that show a proof, and which one.
+PROOFS = {31: "+ proof", 32: "+ proof", 34: "+ the same proof", 35: "+ proof"}
 
 
 @pytest.fixture(autouse=True)
@@ -137,12 +147,19 @@ def test_demo_walks_the_flow_against_a_live_server(tmp_path):
     for number, (line, (request, status, shows)) in enumerate(
         zip(lines, LIVE_STEPS, strict=True), start=1
     ):
-        assert re.match(rf"^ ?{number}\. {request}\b", line), line
+        assert re.match(rf"^ ?{number}\. {re.escape(request)}\b", line), line
+        if number in PROOFS:
+            assert PROOFS[number] in line, line
         assert f"-> {status} " in line, line
         assert shows in line, line
         assert line.endswith("  OK"), line
     for marker in ("token_expired", "fresh_token_required", "token_revoked"):
         assert marker in output
+    # DPoP: the session's key is the one both tokens name, before and after the
+    # refresh (the thumbprint, shortened, is shown on both lines).
+    [jkt] = set(re.findall(r"cnf\.jkt=(\S+)", output))
+    assert f"cnf.jkt={jkt} (this key's thumbprint: both tokens)" in lines[30]
+    assert f"cnf.jkt={jkt} (the same key)" in lines[34]
     # The step-up: the challenge shown whole, under its step's line.
     assert (
         'error=fresh_token_required "The token is not fresh." max_age=900 -> step up'
@@ -290,6 +307,16 @@ def test_the_api_token_script_fails_when_nothing_answers(tmp_path):
             'actual   access_token:amr: ["pwd"]',
         ),
         ("step_up_without_code", 28, "expected status: 401", "actual   status: 200"),
+        # DPoP: a login that binds nothing, a bound token taken as a bearer
+        # token, a proof taken twice.
+        (
+            "dpop_ignored",
+            31,
+            "expected token_type: DPoP",
+            "actual   token_type: Bearer",
+        ),
+        ("dpop_bearer_accepted", 33, "expected status: 401", "actual   status: 200"),
+        ("dpop_replay_accepted", 34, "expected status: 401", "actual   status: 200"),
     ],
 )
 def test_demo_fails_where_the_contract_is_broken(

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -47,10 +48,10 @@ class Server:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    """A live server with short-lived access tokens; always stopped."""
-    tmp = tmp_path_factory.mktemp("python-client")
+@contextmanager
+def client_server(tmp: Path, **settings: str) -> Iterator[Server]:
+    """A live server with short-lived access tokens and `settings` on top;
+    always stopped."""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -68,10 +69,18 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "REFRESH_REUSE_GRACE_SECONDS": "10",
         "RATELIMIT_ENABLED": "false",
         "BLOCKLIST_BACKEND": "database",
+        **settings,
     }
     log = tmp / "gunicorn.log"
     with servers.live_server(env, log, workers=WORKERS) as base_url:
         yield Server(base_url, log)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """The module's live server (client_server's defaults)."""
+    with client_server(tmp_path_factory.mktemp("python-client")) as started:
+        yield started
 
 
 class CountingSession(requests.Session):

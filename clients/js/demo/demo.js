@@ -40,6 +40,13 @@ $("switch-mode").href = mode === "cookie" ? "?mode=header" : "?mode=cookie";
 $("passkey-login-button").hidden = !withPasskeys;
 $("passkey-login-hint").hidden = !withPasskeys;
 
+// A bound session of this tab survives a reload (header mode: its key in
+// IndexedDB, its tokens in sessionStorage); an unbound one does not.
+api
+  .restore()
+  .then((restored) => restored && showApp())
+  .catch((error) => status(error.message, true));
+
 function status(text, isError = false) {
   $("status").textContent = text;
   $("status").classList.toggle("error", isError);
@@ -151,6 +158,7 @@ async function askToLogInAgain(code) {
       if (result.mfaRequired && !(await askForLoginCode())) return false;
     }
     status("Logged in again.");
+    showBinding(); // a new key
     showSessions(); // a login is a new session
     return true;
   } catch (error) {
@@ -234,7 +242,19 @@ async function askToStepUp({ maxAge, codeRequired }) {
   }
 }
 
+// The session's tokens: DPoP-bound (and the key's thumbprint) or Bearer; nothing
+// in cookie mode, whose cookies are never bound.
+function showBinding() {
+  const tokenType = api.tokenType || "";
+  $("binding").dataset.tokenType = tokenType;
+  $("binding").hidden = !tokenType;
+  $("token-type").textContent = tokenType;
+  $("binding-key").hidden = !api.dpopThumbprint;
+  $("dpop-jkt").textContent = api.dpopThumbprint || "";
+}
+
 async function showApp() {
+  showBinding();
   const me = await json(await api.fetch("/me"));
   username = me.username; // a passkey login typed none
   $("whoami").textContent = me.username;
@@ -247,6 +267,7 @@ async function showApp() {
 }
 
 function showLogin(text) {
+  showBinding();
   $("app-section").hidden = true;
   $("login-section").hidden = false;
   showLoginStep("password");
