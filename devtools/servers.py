@@ -97,17 +97,21 @@ def request(
         connection.request(
             method, url.path.rstrip("/") + path, body=data, headers=headers
         )
-        response = connection.getresponse()
-        raw = response.read()
-        status = response.status
-        reply_headers = {k.lower(): v for k, v in response.getheaders()}
+        return reply_of(connection.getresponse())
     finally:
         connection.close()
+
+
+def reply_of(response: http.client.HTTPResponse) -> Reply:
+    """A response read whole: the body parsed as JSON (None when empty,
+    {"unparsed": ...} when not JSON), the headers keyed in lower case."""
+    raw = response.read()
+    reply_headers = {k.lower(): v for k, v in response.getheaders()}
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
         parsed = {"unparsed": raw[:200].decode(errors="replace")}
-    return Reply(status, parsed, reply_headers)
+    return Reply(response.status, parsed, reply_headers)
 
 
 def register(base: str, username: str, password: str) -> dict:

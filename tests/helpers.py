@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import jwt
 import pytest
@@ -57,6 +59,30 @@ TEST_SETTINGS = {
     # The rate-limit tests switch it on; other tests log in as often as they like.
     "RATELIMIT_ENABLED": False,
 }
+
+
+T = TypeVar("T")
+
+
+def at_once(sends: Sequence[Callable[[], T]], timeout: float = 60) -> list[T]:
+    """Each call in a thread of its own, all released together (a barrier): their
+    results, in order. A thread still running after `timeout` fails the test."""
+    barrier = threading.Barrier(len(sends))
+    results: list = [None] * len(sends)
+
+    def run(index: int) -> None:
+        barrier.wait(10)
+        results[index] = sends[index]()
+
+    threads = [
+        threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(sends))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
 
 
 def run_python(code: str, env: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -12,12 +12,13 @@ overlap (as in test_mfa_races.race).
 
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from flask import Flask
 
 from tests.dpop import ProofKey
-from tests.helpers import PASSWORD, RACE_ROUNDS, records
+from tests.helpers import PASSWORD, RACE_ROUNDS, at_once, records
 from tests.inprocess.test_dpop import SESSIONS, get_sessions, refresh
 
 ROUNDS = RACE_ROUNDS
@@ -35,24 +36,13 @@ def app_config(app_config, backend) -> dict:
 def race(app: Flask, method: str, path: str, **kwargs) -> list[tuple[int, dict]]:
     """One request (`kwargs`: its headers, body) sent by THREADS threads at once,
     one test client each: the (status, body) answers."""
-    barrier = threading.Barrier(THREADS)
-    answers: list = [None] * THREADS
 
-    def run(index: int) -> None:
-        client = app.test_client()
-        barrier.wait(10)
+    def send(client) -> tuple[int, dict]:
         response = client.open(path, method=method, **kwargs)
-        answers[index] = (response.status_code, response.get_json())
+        return response.status_code, response.get_json()
 
-    threads = [
-        threading.Thread(target=run, args=(i,), daemon=True) for i in range(THREADS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
-    return answers
+    clients = [app.test_client() for _ in range(THREADS)]
+    return at_once([partial(send, client) for client in clients], timeout=30)
 
 
 def served_once(answers: list[tuple[int, dict]], status: int, label: str) -> dict:

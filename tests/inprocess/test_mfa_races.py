@@ -10,14 +10,14 @@ forgotten in the database (as a new account's), so this step's code and the
 previous one are both unused, without waiting 30 seconds per round.
 """
 
-import threading
+from functools import partial
 
 import pytest
 from flask import Flask
 
 from core import db
 from models import TotpFactorModel
-from tests.helpers import RACE_ROUNDS, assert_error, bearer
+from tests.helpers import RACE_ROUNDS, assert_error, at_once, bearer
 from tests.mfa import code, mfa_token, totp_account, wrong_code
 
 ROUNDS = RACE_ROUNDS
@@ -43,25 +43,13 @@ def race(
 ) -> list[tuple[int, dict]]:
     """POST `path` with each body at once (and `kwargs`, e.g. headers), one
     thread and client each: the (status, body) answers, in the order of `bodies`."""
-    barrier = threading.Barrier(len(bodies))
-    answers: list = [None] * len(bodies)
 
-    def send(index: int, body: dict | None) -> None:
-        client = app.test_client()
-        barrier.wait(10)
+    def send(client, body: dict | None) -> tuple[int, dict]:
         response = client.post(path, json=body, **kwargs)
-        answers[index] = (response.status_code, response.get_json())
+        return response.status_code, response.get_json()
 
-    threads = [
-        threading.Thread(target=send, args=(i, body), daemon=True)
-        for i, body in enumerate(bodies)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads)
-    return answers
+    sends = [partial(send, app.test_client(), body) for body in bodies]
+    return at_once(sends, timeout=30)
 
 
 def forget_used_steps(app: Flask, user_id: int) -> None:

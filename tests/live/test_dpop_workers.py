@@ -18,7 +18,6 @@ worker (401 invalid_token, §7.1) and the owner's session goes on.
 import http.client
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,8 +29,9 @@ from urllib.parse import urlsplit
 import jwt
 import pytest
 
+from devtools.servers import reply_of
 from tests.dpop import ProofKey
-from tests.helpers import PASSWORD, RACE_ROUNDS, TOKEN_KEYS
+from tests.helpers import PASSWORD, RACE_ROUNDS, TOKEN_KEYS, at_once
 from tests.live.test_mfa_workers import WORKERS, Server, workers_on_postgresql
 from tests.servers import (
     REQUEST_TIMEOUT,
@@ -85,36 +85,9 @@ def call(
             connection.putheader(name, value)
         connection.putheader("Content-Length", str(len(data or b"")))
         connection.endheaders(data)
-        response = connection.getresponse()
-        raw = response.read()
-        reply_headers = {k.lower(): v for k, v in response.getheaders()}
+        return reply_of(connection.getresponse())
     finally:
         connection.close()
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = {"unparsed": raw[:200].decode(errors="replace")}
-    return Reply(response.status, parsed, reply_headers)
-
-
-def at_once(sends: list[Callable[[], Reply]]) -> list[Reply]:
-    """Each send in a thread of its own, released together (a barrier)."""
-    barrier = threading.Barrier(len(sends))
-    replies: list = [None] * len(sends)
-
-    def run(index: int) -> None:
-        barrier.wait(10)
-        replies[index] = sends[index]()
-
-    threads = [
-        threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(sends))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads)
-    return replies
 
 
 def claims_of(token: str) -> dict:

@@ -11,16 +11,16 @@ than MFA_TOKEN_MAX_FAILURES.
 """
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import RACE_ROUNDS
+from tests.helpers import RACE_ROUNDS, at_once
 from tests.mfa import code, wrong_code
 from tests.servers import (
     NO_CONTROL_SOCKET,
@@ -136,23 +136,7 @@ def side_by_side(
     base: str, bodies: list[dict], path: str = "/login/mfa"
 ) -> list[Reply]:
     """POST `path` with each body at once, a thread and a connection each."""
-    barrier = threading.Barrier(len(bodies))
-    replies: list = [None] * len(bodies)
-
-    def send(index: int, body: dict) -> None:
-        barrier.wait(10)
-        replies[index] = post(base, path, body)
-
-    threads = [
-        threading.Thread(target=send, args=(i, body), daemon=True)
-        for i, body in enumerate(bodies)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads)
-    return replies
+    return at_once([partial(post, base, path, body) for body in bodies])
 
 
 def one_login(replies: list[Reply], label: str) -> dict:
