@@ -93,8 +93,11 @@ class ProofIgnoringSession(RecordingSession):
 
 
 class ProofSpoilingSession(RecordingSession):
-    """Spoils the proofs of the paths in `spoil` (their signature's last
-    character changed): what a proxy that mangles headers would do."""
+    """Spoils the proofs of the paths in `spoil` (their signature's first
+    character changed): what a proxy that mangles headers would do.
+
+    Not the last character: its low bits are base64url padding, which a decoder
+    ignores, so 'A' for 'B' there can leave the signature as it was."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +106,9 @@ class ProofSpoilingSession(RecordingSession):
     def send(self, request, **kwargs):
         proof = request.headers.get("DPoP")
         if proof and request.path_url in self.spoil:
-            request.headers["DPoP"] = proof[:-1] + ("A" if proof[-1] != "A" else "B")
+            signed, _, signature = proof.rpartition(".")
+            first = "A" if signature[0] != "A" else "B"
+            request.headers["DPoP"] = f"{signed}.{first}{signature[1:]}"
         return super().send(request, **kwargs)
 
 
