@@ -227,6 +227,15 @@ class SessionSchema(Schema):
             "the latest POST /reauthenticate"
         },
     )
+    dpop_jkt = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "The RFC 7638 thumbprint of the key its tokens are bound "
+            "to (their cnf.jkt, RFC 9449); null for a bearer session",
+            "example": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+        },
+    )
     current = fields.Boolean(
         dump_only=True, metadata={"description": "The session of the calling token"}
     )

@@ -106,7 +106,9 @@ def start_session(
     session = _Session(uuid.uuid4().hex, started, int(started), tuple(amr), jkt)
     refresh_jti = str(uuid.uuid4())
     tokens, ends_at = _issue(user, session, fresh=True, refresh_jti=refresh_jti)
-    SessionModel.start(session.family, user.id, ends_at, *_client(), refresh_jti)
+    SessionModel.start(
+        session.family, user.id, ends_at, *_client(), refresh_jti, session.jkt
+    )
     return tokens
 
 
@@ -257,6 +259,7 @@ def list_sessions(user_id: int, current: str | None) -> list[dict]:
             "user_agent": row.user_agent,
             "ip_address": row.ip_address,
             "authenticated_at": row.authenticated_at or row.created_at,
+            "dpop_jkt": row.dpop_jkt,
             "current": row.id == current,
         }
         for row in SessionModel.of_user(user_id)

@@ -48,6 +48,9 @@ class SessionModel(Model):
     authenticated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The newest refresh token's jti, which a re-authentication spends.
     refresh_jti: Mapped[str | None] = mapped_column(String(64))
+    # The RFC 7638 thumbprint (SHA-256, 43 characters) of the key its tokens are
+    # bound to (their `cnf.jkt`, RFC 9449 §6.1); none for a bearer session.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(43))
 
     def __repr__(self) -> str:
         return f"<SessionModel {self.id} user {self.user_id}>"
@@ -61,8 +64,10 @@ class SessionModel(Model):
         user_agent: str | None,
         ip_address: str | None,
         refresh_jti: str,
+        dpop_jkt: str | None = None,
     ) -> None:
-        """Record a new session (a login); committed at once."""
+        """Record a new session (a login), bound to the key `dpop_jkt` names if
+        any; committed at once."""
         now = utcnow()
         db.session.add(
             cls(
@@ -75,6 +80,7 @@ class SessionModel(Model):
                 ip_address=ip_address,
                 authenticated_at=now,
                 refresh_jti=refresh_jti,
+                dpop_jkt=dpop_jkt,
             )
         )
         db.session.commit()

@@ -218,6 +218,9 @@ def test_demo_header_mode_binds_the_session_and_refreshes_with_proofs(page, user
     _log_in(page, user)
     login, jkt = _bound_tokens(page)
     server = page.server
+    # The list of sessions marks this one as bound, by the key's thumbprint.
+    bound = page.page.wait_for_selector("#sessions li.current .key-bound")
+    assert bound.get_attribute("data-jkt") == jkt
 
     [login_headers] = sent.to("POST", "/login")
     proof = _check_proof(login_headers, "POST", f"{server}/login", None)
@@ -362,6 +365,9 @@ def test_proofs_name_the_url_under_a_path_prefix(prefixed_page):
 def test_cookie_mode_sends_no_dpop_header(page, user):
     sent = Sent(page)
     _log_in(page, user, mode="cookie")
+    # Listed, as a session of its own, and not as bound.
+    page.page.wait_for_selector("#sessions li.current")
+    assert page.page.locator("#sessions .key-bound").count() == 0
     _silent_refresh(page)
     page.page.click("#logout-button")
     page.page.wait_for_selector("#status:has-text('Logged out.')")

@@ -13,6 +13,7 @@ from sqlalchemy import event
 
 from core import db
 from models import SessionModel
+from tests.dpop import ProofKey, bound_login
 from tests.helpers import NEW_PASSWORD, PASSWORD, assert_error, bearer
 from tests.inprocess.test_sessions import assert_revoked, works
 
@@ -22,6 +23,7 @@ FIELDS = {
     "last_used_at",
     "expires_at",
     "authenticated_at",
+    "dpop_jkt",
     "user_agent",
     "ip_address",
     "current",
@@ -80,6 +82,7 @@ def test_the_list_shows_each_login_newest_first(app, auth, client):
     assert (newest["user_agent"], newest["ip_address"]) == ("Laptop/2.0", "10.0.0.8")
     assert (oldest["user_agent"], oldest["ip_address"]) == ("Phone/1.0", "10.0.0.7")
     assert [s["current"] for s in listed] == [True, False]
+    assert [s["dpop_jkt"] for s in listed] == [None, None]  # bearer sessions
     assert [s["current"] for s in sessions(client, phone)] == [False, True]
     for entry in listed:
         created, ends = moment(entry["created_at"]), moment(entry["expires_at"])
@@ -311,6 +314,48 @@ def test_a_password_change_leaves_only_the_new_session(auth, client):
     assert response.status_code == 200
     listed = sessions(client, response.get_json())
     assert [s["current"] for s in listed] == [True]
+
+
+def bound_sessions(
+    client, key: ProofKey, access_token: str
+) -> list[tuple[bool, str | None]]:
+    """(current, dpop_jkt) of each session, as a bound token of `key` lists them."""
+    headers = key.headers("GET", "/me/sessions", access_token)
+    response = client.get("/me/sessions", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return [(s["current"], s["dpop_jkt"]) for s in response.get_json()]
+
+
+def test_a_bound_session_is_listed_with_its_keys_thumbprint(auth, client, key):
+    """RFC 9449: a session whose tokens are bound to a key shows that key's
+    thumbprint (their cnf.jkt), through its refreshes and into the new session of
+    a password change; a bearer session shows null."""
+    auth.register("alice")
+    script = login_from(client, "Script/1.0")
+    response = bound_login(client, key)
+    assert response.status_code == 200, response.get_json()
+    bound = response.get_json()
+
+    assert bound_sessions(client, key, bound["access_token"]) == [
+        (True, key.jkt),
+        (False, None),
+    ]
+    assert [s["dpop_jkt"] for s in sessions(client, script)] == [key.jkt, None]
+
+    passwords = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    headers = key.headers("PUT", "/user/password", bound["access_token"])
+    changed = client.put("/user/password", json=passwords, headers=headers)
+    assert changed.status_code == 200, changed.get_json()
+    assert bound_sessions(client, key, changed.get_json()["access_token"]) == [
+        (True, key.jkt)
+    ]
+
+    headers = key.headers("POST", "/refresh", changed.get_json()["refresh_token"])
+    refreshed = client.post("/refresh", headers=headers)
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert bound_sessions(client, key, refreshed.get_json()["access_token"]) == [
+        (True, key.jkt)
+    ]
 
 
 def test_deleting_the_account_deletes_its_sessions(app, auth, client):

@@ -350,6 +350,15 @@ function sessionItem(session) {
   }
   const address = session.ip_address || "unknown address";
   li.append(" · last used ", used, " · identity confirmed ", authenticated);
+  if (session.dpop_jkt) {
+    // Its tokens work only with proofs of this key (RFC 9449): named by thumbprint.
+    const bound = document.createElement("span");
+    bound.className = "key-bound";
+    bound.dataset.jkt = session.dpop_jkt;
+    bound.title = `DPoP key ${session.dpop_jkt}`;
+    bound.textContent = "bound to a key";
+    li.append(" · ", bound);
+  }
   li.append(` · ${address} `, button);
   return li;
 }
