@@ -106,9 +106,7 @@ def start_session(
     session = _Session(uuid.uuid4().hex, started, int(started), tuple(amr), jkt)
     refresh_jti = str(uuid.uuid4())
     tokens, ends_at = _issue(user, session, fresh=True, refresh_jti=refresh_jti)
-    SessionModel.start(
-        session.family, user.id, ends_at, *_client(), refresh_jti, session.jkt
-    )
+    SessionModel.start(session.family, user.id, ends_at, *_client(), refresh_jti, jkt)
     return tokens
 
 
