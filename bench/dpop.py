@@ -64,16 +64,10 @@ def proof_lines(
 
 def bound_login(base: str, key: ProofKey, username: str, password: str) -> dict:
     """POST /login with a proof of `key`: a session bound to it (the token pair)."""
-    reply = servers.request(
-        base,
-        "POST",
-        "/login",
-        body={"username": username, "password": password},
-        headers={"DPoP": key.proof("POST", base + "/login")},
-    )
-    assert reply.status == 200, f"POST /login (DPoP): {reply.status} {reply.body}"
-    assert reply.body["token_type"] == "DPoP", reply.body
-    return reply.body
+    proof = {"DPoP": key.proof("POST", base + "/login")}
+    tokens = servers.login(base, username, password, headers=proof)
+    assert tokens["token_type"] == "DPoP", tokens
+    return tokens
 
 
 def bound_cases(

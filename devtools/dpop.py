@@ -94,3 +94,11 @@ class ProofKey:
         return jwt.encode(
             payload, self.private_key, algorithm=self.algorithm, headers=fields
         )
+
+    def headers(
+        self, method: str, url: str, token: str | None = None, **kwargs: Any
+    ) -> dict[str, str]:
+        """The request headers of a bound request at `url` (as `proof` takes it):
+        `Authorization: DPoP` (with a token) and the proof."""
+        proof = {"DPoP": self.proof(method, url, token=token, **kwargs)}
+        return proof if token is None else {"Authorization": f"DPoP {token}", **proof}

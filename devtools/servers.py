@@ -79,11 +79,8 @@ def request(
 ) -> Reply:
     """One request to `base` (http://host:port, and any path prefix) + `path` on
     its own connection (Connection: close, no keep-alive), with `token` as the
-    bearer token, `body` sent as JSON and `headers` besides.
-
-    The body is parsed as JSON (None when empty, {"unparsed": ...} when not JSON);
-    the headers are keyed in lower case.
-    """
+    bearer token, `body` sent as JSON and `headers` besides; the answer read by
+    reply_of."""
     headers = {"Connection": "close", "Accept": "application/json", **(headers or {})}
     data = None
     if token is not None:
@@ -122,10 +119,13 @@ def register(base: str, username: str, password: str) -> dict:
     return reply.body
 
 
-def login(base: str, username: str, password: str) -> dict:
-    """POST /login, asserting 200; the token pair."""
+def login(
+    base: str, username: str, password: str, headers: dict[str, str] | None = None
+) -> dict:
+    """POST /login (with `headers` besides: a DPoP proof), asserting 200; the
+    token pair."""
     body = {"username": username, "password": password}
-    reply = request(base, "POST", "/login", body=body)
+    reply = request(base, "POST", "/login", body=body, headers=headers)
     assert reply.status == 200, f"POST /login: {reply.status} {reply.body}"
     return reply.body
 

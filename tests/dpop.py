@@ -24,14 +24,6 @@ class ProofKey(dpop.ProofKey):
         url = path_or_url if "://" in path_or_url else BASE + path_or_url
         return super().proof(method, url, **kwargs)
 
-    def headers(
-        self, method: str, path: str, token: str | None = None, **kwargs: Any
-    ) -> dict[str, str]:
-        """The request headers of a bound request: `Authorization: DPoP` (with a
-        token) and the proof."""
-        proof = {"DPoP": self.proof(method, path, token=token, **kwargs)}
-        return proof if token is None else {"Authorization": f"DPoP {token}", **proof}
-
 
 def bound_login(client, key: ProofKey, username: str = "alice", **body: Any):
     """POST /login with a proof of `key`: the response."""

@@ -23,15 +23,12 @@ The browser, the server and the page are tests/browser/conftest.py's.
 """
 
 import base64
-import hashlib
 import json
-import secrets
 import time
 
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from tests.browser.pages import (
@@ -41,6 +38,7 @@ from tests.browser.pages import (
     live_server,
     open_page,
 )
+from tests.dpop import ProofKey, ath, thumbprint
 from tests.helpers import PASSWORD
 from tests.servers import REQUEST_TIMEOUT
 
@@ -89,41 +87,14 @@ def _unbase64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _base64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _claims(token: str) -> dict:
     """A JWT's payload, not verified (the server checks the signature)."""
     return json.loads(_unbase64url(token.split(".")[1]))
 
 
-def _ath(token: str) -> str:
-    """RFC 9449 §4.2: base64url of the SHA-256 of the token's ASCII."""
-    return _base64url(hashlib.sha256(token.encode("ascii")).digest())
-
-
-def _thumbprint(jwk: dict) -> str:
-    """RFC 7638: SHA-256 of the required members, sorted, no white space."""
-    members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _base64url(hashlib.sha256(canonical.encode()).digest())
-
-
 def _other_proof(method: str, url: str, token: str | None = None) -> str:
     """A valid proof, made by a key that is not the page's (an attacker's)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    claims = {
-        "jti": secrets.token_urlsafe(16),
-        "htm": method,
-        "htu": url,
-        "iat": int(time.time()),
-    }
-    if token is not None:
-        claims["ath"] = _ath(token)
-    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    headers = {"typ": "dpop+jwt", "jwk": jwk}
-    return jwt.encode(claims, key, algorithm="ES256", headers=headers)
+    return ProofKey().proof(method, url, token=token)
 
 
 class Sent:
@@ -174,7 +145,7 @@ def _check_proof(headers: dict, method: str, url: str, token: str | None) -> dic
         assert "authorization" not in headers and "ath" not in claims
     else:
         assert headers["authorization"] == f"DPoP {token}"
-        assert claims["ath"] == _ath(token)
+        assert claims["ath"] == ath(token)
     return {"header": header, "claims": claims}
 
 
@@ -224,7 +195,7 @@ def test_demo_header_mode_binds_the_session_and_refreshes_with_proofs(page, user
 
     [login_headers] = sent.to("POST", "/login")
     proof = _check_proof(login_headers, "POST", f"{server}/login", None)
-    assert _thumbprint(proof["header"]["jwk"]) == jkt
+    assert thumbprint(proof["header"]["jwk"]) == jkt
     first_items = sent.to("GET", "/item")[0]
     _check_proof(first_items, "GET", f"{server}/item?page=1", login["access_token"])
 
@@ -234,7 +205,7 @@ def test_demo_header_mode_binds_the_session_and_refreshes_with_proofs(page, user
     refresh = _check_proof(
         refresh_headers, "POST", f"{server}/refresh", login["refresh_token"]
     )
-    assert _thumbprint(refresh["header"]["jwk"]) == jkt
+    assert thumbprint(refresh["header"]["jwk"]) == jkt
     refreshed, same = _bound_tokens(page)
     assert same == jkt and refreshed["access_token"] != login["access_token"]
     # The requests repeated after the refresh: the new token, a new proof.
@@ -252,7 +223,7 @@ def test_demo_header_mode_binds_the_session_and_refreshes_with_proofs(page, user
     page.page.wait_for_selector("#status:has-text('Logged out.')")
     [revoke_headers] = sent.to("POST", "/revoke")
     revoke = _check_proof(revoke_headers, "POST", f"{server}/revoke", None)
-    assert _thumbprint(revoke["header"]["jwk"]) == jkt
+    assert thumbprint(revoke["header"]["jwk"]) == jkt
     assert page.calls[-1] == ("POST", "/revoke", 200)
     assert page.page.evaluate(KEPT) is None
     assert page.page.evaluate(KEY_RECORDS) == []
@@ -268,7 +239,7 @@ def test_the_key_in_indexeddb_is_not_extractable(page, user):
     assert record["usages"] == ["sign"]
     assert (record["asJwk"], record["asPkcs8"]) == ("InvalidAccessError",) * 2
     # Its public half is the key the tokens are bound to.
-    assert _thumbprint(record["publicJwk"]) == jkt
+    assert thumbprint(record["publicJwk"]) == jkt
     assert page.page.evaluate(KEPT)["keyId"] == record["id"]
 
 
@@ -301,7 +272,7 @@ def test_a_reload_keeps_the_session_and_its_key(page, user):
     _log_in(page, user)
     _, new_jkt = _bound_tokens(page)
     [new_record] = p.evaluate(KEY_RECORDS)
-    assert new_jkt != jkt and _thumbprint(new_record["publicJwk"]) == new_jkt
+    assert new_jkt != jkt and thumbprint(new_record["publicJwk"]) == new_jkt
 
 
 def _refused_as_unbound(reply: requests.Response) -> None:
